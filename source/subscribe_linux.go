@@ -1,0 +1,235 @@
+//go:build linux
+
+package source
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+
+	"github.com/cnstream/cnstream/schema"
+)
+
+// Subscribe sends PROC_CN_MCAST_LISTEN to the process-events connector and
+// waits for its ACK (a NONE event whose ack is the request's ack + 1). It
+// joins group 1 first, so that the ACK and the events are heard.
+//
+// The 8-byte proc_input form (Linux 6.6+) is tried first; kernels before 6.6
+// ignore it silently, so after cfg.Attempts unanswered requests Subscribe
+// falls back to the legacy 4-byte op. The ACK's errno and the silent cases
+// become errors that say what is wrong.
+//
+// Every datagram read while waiting, the ACK included (it consumes a
+// sequence number on its CPU), is kept and returned by the next ReadBatch
+// calls: nothing is lost to the handshake. Call Subscribe from the reader
+// goroutine, before the read loop.
+//
+// With a kernel-side mask (cfg.Events other than 0 or PROC_EVENT_ALL) the
+// kernel filters the ACK out too, so Subscribe sends LISTEN once and returns
+// without confirmation; sequence gaps then no longer mean loss either.
+func (c *Conn) Subscribe(ctx context.Context, cfg SubscribeConfig) error {
+	if err := c.JoinGroup(schema.ProcID.Idx); err != nil {
+		return err
+	}
+	mask := cfg.mask()
+	if mask != schema.ProcEventAll {
+		req := c.listenMsg(schema.ProcMcastListen, mask, false)
+		if err := c.Send(req, 0); err != nil {
+			return err
+		}
+		c.setSub(SubscriptionState{Active: true, Mask: uint32(mask), Attempts: 1})
+		return nil
+	}
+
+	attempts := 0
+	start := time.Now()
+	try := func(legacy bool) error {
+		b := backoff.WithContext(backoff.WithMaxRetries(cfg.backoff(), uint64(cfg.attempts()-1)), ctx)
+		return backoff.Retry(func() error {
+			attempts++
+			req := c.listenMsg(schema.ProcMcastListen, mask, legacy)
+			if err := c.Send(req, 0); err != nil {
+				return backoff.Permanent(err)
+			}
+			errno, err := c.awaitAck(ctx, req, cfg.timeout())
+			switch {
+			case err != nil:
+				return err // ErrNoAck is retried; others are permanent
+			case errno != 0:
+				return backoff.Permanent(ackError(errno))
+			}
+			c.setSub(SubscriptionState{Active: true, Legacy: legacy, Mask: uint32(mask), Attempts: attempts, RTT: time.Since(start)})
+			return nil
+		}, b)
+	}
+	err := try(false)
+	if errors.Is(err, ErrNoAck) && ctx.Err() == nil {
+		err = try(true)
+	}
+	if errors.Is(err, ErrNoAck) {
+		return fmt.Errorf("%w after %d LISTEN requests in %v (8-byte and legacy 4-byte forms): %s",
+			ErrNoAck, attempts, time.Since(start).Round(time.Millisecond), silentCause())
+	}
+	return err
+}
+
+// SubscribeConfig configures Subscribe; the zero value subscribes to every
+// event and waits 3 x 500 ms per request form.
+type SubscribeConfig struct {
+	// Events is a kernel-side event mask (schema.ProcEventFork | ...).
+	// 0 (default) subscribes to everything, which keeps ACKs and exact gap
+	// accounting; filter in userspace instead.
+	Events schema.What
+	// Timeout is how long to wait for the ACK of one LISTEN. Default 500 ms.
+	Timeout time.Duration
+	// Attempts is the number of LISTEN requests per form (8-byte, then
+	// legacy 4-byte). Default 3.
+	Attempts int
+	// Backoff is the initial pause between attempts, doubled with jitter.
+	// Default 100 ms.
+	Backoff time.Duration
+}
+
+func (s SubscribeConfig) mask() schema.What {
+	if s.Events == 0 {
+		return schema.ProcEventAll
+	}
+	return s.Events & schema.ProcEventAll
+}
+
+func (s SubscribeConfig) timeout() time.Duration {
+	if s.Timeout <= 0 {
+		return 500 * time.Millisecond
+	}
+	return s.Timeout
+}
+
+func (s SubscribeConfig) attempts() int {
+	if s.Attempts <= 0 {
+		return 3
+	}
+	return s.Attempts
+}
+
+func (s SubscribeConfig) backoff() backoff.BackOff {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = 100 * time.Millisecond
+	if s.Backoff > 0 {
+		b.InitialInterval = s.Backoff
+	}
+	b.MaxElapsedTime = 0 // bounded by Attempts
+	return b
+}
+
+func (c *Conn) listenMsg(op schema.ProcMcastOp, mask schema.What, legacy bool) schema.CnMsg {
+	return schema.CnMsg{
+		ID:   schema.ProcID,
+		Seq:  c.seq.Add(1),
+		Ack:  randUint32(),
+		Data: schema.AppendProcInput(nil, op, mask, legacy),
+	}
+}
+
+func (c *Conn) setSub(s SubscriptionState) {
+	c.subMu.Lock()
+	c.sub = s
+	c.subMu.Unlock()
+}
+
+// awaitAck reads until the reply to req arrives or timeout passes. Every
+// datagram read is queued for ReadBatch.
+func (c *Conn) awaitAck(ctx context.Context, req schema.CnMsg, timeout time.Duration) (uint32, error) {
+	actx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	b := NewBatch(16, DefaultDatagramBytes)
+	var msgs []schema.NetlinkMessage
+	for {
+		n, err := c.read(actx, b)
+		c.carry.enobufs += b.ENOBUFS
+		c.carry.dropped += b.Dropped
+		c.carry.forged += b.Forged
+		if err != nil {
+			if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+				return 0, ErrNoAck
+			}
+			return 0, backoff.Permanent(err)
+		}
+		found, errno := false, uint32(0)
+		for _, d := range b.Datagrams[:n] {
+			c.pending = append(c.pending, pendingDatagram{data: append([]byte(nil), d.Data...), addr: d.Addr, truncated: d.Truncated})
+			if found || d.Addr.PortID != 0 {
+				continue
+			}
+			msgs, _ = schema.ParseNetlink(d.Data, msgs[:0])
+			for _, m := range msgs {
+				cn, err := schema.DecodeCnMsg(m.Data)
+				if err != nil || !schema.IsReply(req, cn) {
+					continue
+				}
+				if ev, err := schema.DecodeProcEvent(cn.Data); err == nil && ev.What == schema.ProcEventNone {
+					found, errno = true, ev.Ack.Err
+				}
+			}
+		}
+		if found {
+			return errno, nil
+		}
+	}
+}
+
+// unsubscribe sends IGNORE when a subscription is active.
+func (c *Conn) unsubscribe() error {
+	c.subMu.Lock()
+	s := c.sub
+	c.sub.Active = false
+	c.subMu.Unlock()
+	if !s.Active {
+		return nil
+	}
+	req := c.listenMsg(schema.ProcMcastIgnore, schema.What(s.Mask), s.Legacy)
+	if err := c.Send(req, 0); err != nil {
+		return fmt.Errorf("source: send IGNORE: %w", err)
+	}
+	return nil
+}
+
+func ackError(errno uint32) error {
+	e := syscall.Errno(errno)
+	var hint string
+	switch e {
+	case syscall.EPERM:
+		hint = "LISTEN needs CAP_NET_ADMIN on this kernel (before Linux 6.6): run as root or grant cap_net_admin"
+	case syscall.EINVAL:
+		hint = "the kernel did not understand the request"
+	}
+	return &OpError{Op: "process-events connector refused LISTEN", Err: e, Hint: hint}
+}
+
+// silentCause explains why the kernel may have ignored LISTEN without an
+// answer: it only hears processes in the initial user and pid namespaces.
+func silentCause() string {
+	var causes []string
+	if b, err := os.ReadFile("/proc/self/uid_map"); err == nil {
+		f := strings.Fields(string(b))
+		if len(f) != 3 || f[0] != "0" || f[1] != "0" || f[2] != "4294967295" {
+			causes = append(causes, "this process is not in the initial user namespace (uid_map "+strings.Join(f, " ")+"), and the kernel silently ignores LISTEN from other user namespaces")
+		}
+	}
+	if b, err := os.ReadFile("/proc/self/status"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "NSpid:"); ok && len(strings.Fields(v)) > 1 {
+				causes = append(causes, "this process is not in the initial pid namespace (NSpid"+v+"), and the kernel silently ignores LISTEN from other pid namespaces: run on the host or with hostPID")
+			}
+		}
+	}
+	if len(causes) == 0 {
+		return "the kernel may lack CONFIG_PROC_EVENTS, or the ACK was lost to a receive-queue overflow"
+	}
+	return strings.Join(causes, "; ")
+}
