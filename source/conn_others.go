@@ -35,3 +35,6 @@ func (c *Conn) CheckDrops() (uint64, error)                      { return 0, Err
 func (c *Conn) Subscribe(context.Context, SubscribeConfig) error { return ErrNotSupported }
 func (c *Conn) Stats() Stats                                     { return Stats{} }
 func (c *Conn) Close() error                                     { return nil }
+
+// ClockOffset returns ErrNotSupported.
+func ClockOffset() (time.Duration, error) { return 0, ErrNotSupported }

@@ -161,7 +161,10 @@ func runReadBatch(o options) (result, error) {
 	}
 	res.WallNs = time.Since(wall0).Nanoseconds()
 	res.CPUNs = cpuNow() - cpu0
-	res.Stats = fmt.Sprintf("%+v", c.Stats())
+	st := c.Stats()
+	res.ENOBUFS += int64(st.ENOBUFS)
+	res.KernelDrops = int64(st.KernelDrops)
+	res.Stats = st.String()
 	return res, nil
 }
 

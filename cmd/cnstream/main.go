@@ -1,0 +1,86 @@
+// Command cnstream gets Linux kernel connector events (process events and
+// other NETLINK_CONNECTOR users) off a machine, accounting for every event it
+// could not deliver.
+//
+//	cnstream tail [flags]   live connector events on the terminal or as JSON lines
+//	cnstream send [flags]   send connector messages (the connector's userspace protocol)
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `cnstream: kernel connector events, fast and complete, every loss accounted for.
+
+Usage:
+  cnstream tail [flags]   show connector events live (process events by default)
+  cnstream send [flags]   send cn_msg messages to the kernel or a multicast group
+  cnstream help [command] show help
+
+Run "cnstream help <command>" for its flags.
+Listening needs root or CAP_NET_ADMIN, in the initial network, user and pid namespaces.
+`
+
+// errUsage marks errors caused by the command line (exit status 2).
+var errUsage = errors.New("usage")
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "tail":
+		err = tailCmd(ctx, rest, stdout, stderr)
+	case "send":
+		err = sendCmd(ctx, rest, stdout, stderr)
+	case "help", "-h", "--help":
+		if len(rest) > 0 {
+			return run(ctx, []string{rest[0], "-h"}, stdout, stderr)
+		}
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "cnstream: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(stderr, "cnstream %s: %v\n", args[0], err)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "cnstream %s: %v\n", args[0], err)
+		return 1
+	}
+}
+
+func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: cnstream %s\n\n%s\n\nFlags:\n", name, synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+func usageErr(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, args...))
+}

@@ -1,0 +1,249 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/cnstream/cnstream/schema"
+	"github.com/cnstream/cnstream/source"
+	"github.com/cnstream/cnstream/transform"
+)
+
+const tailSynopsis = `tail [flags]
+
+Shows connector events live: by default every process event of the host
+(fork, exec, exit, uid, gid, sid, ptrace, comm, coredump, and the ACK of the
+subscription), one readable line each, or one JSON object per line with
+--json. Sequence gaps (per CPU for process events) and kernel drops are shown
+as lines starting with "---" (kinds gap, overrun, forged, malformed in JSON):
+nothing is lost silently. With --group G it watches connector multicast group
+G instead (other connector users, or userspace senders such as
+"cnstream send"), showing each message's payload as hex.
+
+Needs root or CAP_NET_ADMIN, in the initial network, user and pid namespaces.
+SIGINT or SIGTERM stops it cleanly (the subscription is cancelled with IGNORE).`
+
+type tailOptions struct {
+	json      bool
+	count     uint64
+	kinds     map[string]bool
+	group     uint32
+	id        *schema.CbID
+	rcvbuf    int
+	noENOBUFS bool
+	summary   bool
+	batch     int
+	batches   int
+}
+
+func parseTail(args []string, stderr io.Writer) (*tailOptions, error) {
+	fs := newFlagSet("tail [flags]", tailSynopsis, stderr)
+	o := &tailOptions{}
+	fs.BoolVar(&o.json, "json", false, "one JSON object per line instead of readable lines")
+	fs.Uint64Var(&o.count, "count", 0, "exit after N events (0: until interrupted)")
+	kinds := fs.String("kinds", "", "comma-separated kinds to show: fork,exec,exit,uid,gid,sid,ptrace,comm,coredump,ack,raw (default: all; gap and loss lines are always shown)")
+	group := fs.Uint("group", 0, "watch connector multicast group `G` (1-26) instead of subscribing to process events")
+	id := fs.String("id", "", "with --group: show only messages of connector id `IDX:VAL`")
+	fs.IntVar(&o.rcvbuf, "rcvbuf", 0, "socket receive buffer in `bytes` (SO_RCVBUFFORCE; 0: 64 MiB, -1: kernel default)")
+	fs.BoolVar(&o.noENOBUFS, "no-enobufs", false, "set NETLINK_NO_ENOBUFS (drops still show as gaps and overrun lines)")
+	fs.BoolVar(&o.summary, "summary", false, "at exit, write one JSON line with counts and per-stream sequence spans to stderr")
+	fs.IntVar(&o.batch, "batch", 64, "datagrams per recvmmsg call")
+	fs.IntVar(&o.batches, "queue", 256, "batches buffered between the reader and the printer")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return nil, usageErr("unexpected argument %q", fs.Arg(0))
+	}
+	if *group > schema.MaxGroup {
+		return nil, usageErr("--group %d: connector groups are 1..%d", *group, schema.MaxGroup)
+	}
+	o.group = uint32(*group)
+	if *id != "" {
+		if o.group == 0 {
+			return nil, usageErr("--id needs --group: the connector id to watch is heard on a multicast group")
+		}
+		cb, err := parseCbID(*id)
+		if err != nil {
+			return nil, usageErr("--id: %v", err)
+		}
+		o.id = &cb
+	}
+	if *kinds != "" {
+		o.kinds = map[string]bool{}
+		for _, k := range strings.Split(*kinds, ",") {
+			k = strings.TrimSpace(strings.ToLower(k))
+			if _, ok := schema.ParseWhat(k); !ok && k != "raw" {
+				return nil, usageErr("--kinds: unknown kind %q (known: fork,exec,exit,uid,gid,sid,ptrace,comm,coredump,ack,raw)", k)
+			}
+			o.kinds[k] = true
+		}
+	}
+	if o.batch < 1 || o.batch > 1024 {
+		return nil, usageErr("--batch %d: must be 1..1024", o.batch)
+	}
+	if o.batches < 2 {
+		return nil, usageErr("--queue %d: must be at least 2", o.batches)
+	}
+	return o, nil
+}
+
+type readResult struct {
+	b   *source.Batch
+	n   int
+	err error
+}
+
+func tailCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parseTail(args, stderr)
+	if err != nil {
+		return err
+	}
+	cfg := source.Config{ReadBuffer: o.rcvbuf, NoENOBUFS: o.noENOBUFS}
+	if o.group != 0 {
+		cfg.Groups = []uint32{o.group}
+	}
+	conn, err := source.Dial(cfg)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if o.group == 0 {
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := conn.Subscribe(sctx, source.SubscribeConfig{})
+		cancel()
+		if err != nil {
+			return err
+		}
+	}
+	offset, err := source.ClockOffset()
+	if err != nil {
+		return fmt.Errorf("read clocks: %w", err)
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	// The reader never waits for the printer unless every batch is full:
+	// then the kernel's queue absorbs the burst, and what it cannot hold is
+	// counted as drops and shown.
+	free := make(chan *source.Batch, o.batches)
+	for range o.batches {
+		free <- source.NewBatch(o.batch, 0)
+	}
+	full := make(chan readResult, o.batches)
+	go func() {
+		defer close(full)
+		for {
+			var b *source.Batch
+			select {
+			case b = <-free:
+			case <-ctx.Done():
+				return
+			}
+			n, err := conn.ReadBatch(ctx, b)
+			full <- readResult{b, n, err}
+			if err != nil {
+				return
+			}
+		}
+	}()
+
+	w := bufio.NewWriterSize(stdout, 64<<10)
+	p := &printer{w: w, o: o, offset: offset}
+	dec := transform.NewDecoder()
+	emit := p.record
+	var readErr error
+	for r := range full {
+		if r.err != nil {
+			if !errors.Is(r.err, context.Canceled) && !errors.Is(r.err, source.ErrClosed) {
+				readErr = r.err
+			}
+			continue
+		}
+		dec.DecodeBatch(r.b, r.n, emit)
+		free <- r.b
+		if len(full) == 0 || p.done() {
+			if err := w.Flush(); err != nil {
+				cancel()
+				return fmt.Errorf("write: %w", err)
+			}
+		}
+		if p.done() {
+			cancel()
+		}
+	}
+	// The reader has stopped: account for drops nothing prompted it to read.
+	if d, err := conn.CheckDrops(); err == nil && d > 0 {
+		dec.DecodeBatch(&source.Batch{Dropped: d}, 0, emit)
+	}
+	stats := conn.Stats()
+	closeErr := conn.Close()
+	if err := w.Flush(); err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	writeSummary(stderr, o.summary, dec, stats, p.events)
+	return errors.Join(readErr, closeErr)
+}
+
+type tailSummary struct {
+	Events      uint64          `json:"events"`
+	Printed     uint64          `json:"printed"`
+	Gaps        uint64          `json:"gaps"`
+	Missing     uint64          `json:"missing"`
+	Duplicates  uint64          `json:"duplicates"`
+	Restarts    uint64          `json:"restarts"`
+	KernelDrops uint64          `json:"kernel_drops"`
+	ENOBUFS     uint64          `json:"enobufs"`
+	Forged      uint64          `json:"forged"`
+	Malformed   uint64          `json:"malformed"`
+	Truncated   uint64          `json:"truncated"`
+	ReadBuffer  int             `json:"rcvbuf"`
+	Streams     []streamSummary `json:"streams"`
+}
+
+type streamSummary struct {
+	Idx     uint32 `json:"idx"`
+	Val     uint32 `json:"val"`
+	CPU     uint32 `json:"cpu"`
+	Sender  uint32 `json:"sender,omitempty"`
+	First   uint32 `json:"first"`
+	Last    uint32 `json:"last"`
+	Span    uint64 `json:"span"`
+	Seen    uint64 `json:"seen"`
+	Missing uint64 `json:"missing"`
+}
+
+func writeSummary(w io.Writer, asJSON bool, dec *transform.Decoder, st source.Stats, printed uint64) {
+	ds := dec.Stats()
+	s := tailSummary{
+		Events: ds.Messages, Printed: printed, Gaps: ds.Gaps, Missing: ds.Missing,
+		Duplicates: ds.Duplicates, Restarts: ds.Restarts,
+		KernelDrops: st.KernelDrops, ENOBUFS: st.ENOBUFS, Forged: st.Forged,
+		Malformed: ds.Malformed, Truncated: st.Truncated, ReadBuffer: st.ReadBuffer,
+		Streams: []streamSummary{},
+	}
+	for _, ss := range dec.Tracker.Streams() {
+		s.Streams = append(s.Streams, streamSummary{
+			Idx: ss.Key.Idx, Val: ss.Key.Val, CPU: ss.Key.CPU, Sender: ss.Key.Sender,
+			First: ss.First, Last: ss.Last, Span: ss.Span(), Seen: ss.Seen, Missing: ss.Missing,
+		})
+	}
+	if asJSON {
+		b, _ := json.Marshal(map[string]tailSummary{"summary": s})
+		fmt.Fprintf(w, "%s\n", b)
+		return
+	}
+	fmt.Fprintf(w, "cnstream tail: %d events, %d gaps (%d missing), %d kernel drops, %d ENOBUFS, %d forged, %d malformed; receive buffer %d bytes\n",
+		s.Events, s.Gaps, s.Missing, s.KernelDrops, s.ENOBUFS, s.Forged, s.Malformed, s.ReadBuffer)
+}
