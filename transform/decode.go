@@ -9,13 +9,13 @@ import (
 type RecordKind uint8
 
 const (
-	KindProc      RecordKind = iota + 1 // a process event (Proc)
-	KindRaw                             // a message of another connector id (Cn)
-	KindGap                             // sequence numbers missing on Stream (Obs)
-	KindOverrun                         // the kernel dropped datagrams (Drops, ENOBUFS)
-	KindForged                          // datagrams rejected by the sender check (Count)
-	KindMalformed                       // a datagram that does not decode (Err)
-	KindNetlinkError                    // an NLMSG_ERROR message (Errno)
+	KindProc         RecordKind = iota + 1 // a process event (Proc)
+	KindRaw                                // a message of another connector id (Cn)
+	KindGap                                // sequence numbers missing on Stream (Obs)
+	KindOverrun                            // the kernel dropped datagrams (Drops, ENOBUFS)
+	KindForged                             // datagrams rejected by the sender check (Count)
+	KindMalformed                          // a datagram that does not decode (Err)
+	KindNetlinkError                       // an NLMSG_ERROR message (Errno)
 )
 
 var kindNames = [...]string{"", "proc", "raw", "gap", "overrun", "forged", "malformed", "netlink_error"}
