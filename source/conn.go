@@ -151,7 +151,12 @@ type SubscriptionState struct {
 	Legacy   bool          // the 4-byte op form was needed (kernel < 6.6)
 	Mask     uint32        // kernel-side event mask (PROC_EVENT_ALL when unfiltered)
 	Attempts int           // LISTEN messages sent until the ACK
+	Ack      uint32        // the ack value of the matched ACK (request ack + 1)
 	RTT      time.Duration // LISTEN to ACK
+	// IgnoreAck is the ack of the IGNORE sent by Close (the kernel answers
+	// with IgnoreAck + 1); IgnoreSent says it was sent.
+	IgnoreAck  uint32
+	IgnoreSent bool
 }
 
 func (s Stats) String() string {

@@ -49,6 +49,7 @@ type Conn struct {
 		fn      func(fd uintptr) bool
 	}
 	lastDrops uint64
+	prevFull  bool // the previous recvmmsg filled its batch
 	pending   []pendingDatagram
 	carry     struct{ enobufs, dropped, forged uint64 }
 
@@ -262,7 +263,7 @@ func (c *Conn) Send(m schema.CnMsg, group uint32) error {
 		if c.closed.Load() || errors.Is(err, os.ErrClosed) {
 			return ErrClosed
 		}
-		op := "send to the kernel"
+		op := opSendKernel
 		if group > 0 {
 			op = fmt.Sprintf("send to group %d", group)
 		}
@@ -297,6 +298,8 @@ func (c *Conn) recvmmsg(fd uintptr) bool {
 }
 
 var aLongTimeAgo = time.Unix(1, 0)
+
+const opSendKernel = "send to the kernel"
 
 // ReadBatch blocks until at least one datagram is available, then reads as
 // many as b holds with one recvmmsg call, into b's buffers, and returns how
@@ -396,9 +399,13 @@ func (c *Conn) read(ctx context.Context, b *Batch) (int, error) {
 	c.reads.Add(1)
 
 	// A full batch means the queue may be backing up; ENOBUFS means it
-	// overflowed. Either way read the kernel's drop counter, so loss is
-	// reported in the stream where it happened.
-	if n == len(b.Datagrams) || c.rd.enobufs > 0 {
+	// overflowed; the first partial batch after full ones ends a drain, the
+	// moment the kernel stops dropping. Then read the kernel's drop counter,
+	// so loss is reported in the stream where it happened.
+	full := n == len(b.Datagrams)
+	check := full || c.rd.enobufs > 0 || c.prevFull
+	c.prevFull = full
+	if check {
 		if mi, err := c.meminfo(); err == nil {
 			drops := uint64(mi[unix.SK_MEMINFO_DROPS])
 			if drops > c.lastDrops {
@@ -523,6 +530,9 @@ func opError(op string, err error) error {
 			hint = "the receive queue overflowed"
 		case unix.ECONNREFUSED, unix.ESRCH:
 			hint = "no listener at that address"
+			if op == opSendKernel {
+				hint = "no kernel connector in this network namespace: it exists only in the initial one; run in the host network namespace (hostNetwork)"
+			}
 		}
 	}
 	return &OpError{Op: op, Err: err, Hint: hint}

@@ -64,7 +64,7 @@ func (c *Conn) Subscribe(ctx context.Context, cfg SubscribeConfig) error {
 			case errno != 0:
 				return backoff.Permanent(ackError(errno))
 			}
-			c.setSub(SubscriptionState{Active: true, Legacy: legacy, Mask: uint32(mask), Attempts: attempts, RTT: time.Since(start)})
+			c.setSub(SubscriptionState{Active: true, Legacy: legacy, Mask: uint32(mask), Attempts: attempts, Ack: req.Ack + 1, RTT: time.Since(start)})
 			return nil
 		}, b)
 	}
@@ -196,6 +196,9 @@ func (c *Conn) unsubscribe() error {
 	if err := c.Send(req, 0); err != nil {
 		return fmt.Errorf("source: send IGNORE: %w", err)
 	}
+	c.subMu.Lock()
+	c.sub.IgnoreAck, c.sub.IgnoreSent = req.Ack, true
+	c.subMu.Unlock()
 	return nil
 }
 

@@ -26,6 +26,10 @@ Sends cn_msg messages the way connector users do: to the kernel (default), or
 as a multicast to group G with --group G (the kernel receives it too). Each
 message gets the next sequence number and a random ack.
 
+A LISTEN sent to the process-events connector (id 1:1) is followed, before
+exit, by an IGNORE from the same socket, so the kernel's listener count stays
+balanced.
+
 With --wait-reply D it waits up to D for the reply to each message, by the
 connector's reply rule (same id and seq, ack + 1; the process-events
 connector keeps only the ack rule), and prints it. For example:
@@ -214,6 +218,14 @@ func sendCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			}
 		}
 		seq++
+	}
+	// A LISTEN sent to the process-events connector counts this socket as
+	// a listener; only IGNORE from the same socket undoes it.
+	if o.id == schema.ProcID && sent > 0 && len(payload) >= 4 && binary.NativeEndian.Uint32(payload) == uint32(schema.ProcMcastListen) {
+		ignore := schema.AppendProcInput(nil, schema.ProcMcastIgnore, schema.ProcEventAll, len(payload) == 4)
+		if err := conn.Send(schema.CnMsg{ID: o.id, Seq: seq, Ack: rand.Uint32(), Data: ignore}, 0); err != nil {
+			return fmt.Errorf("send IGNORE to balance the LISTEN: %w", err)
+		}
 	}
 	if !o.quiet {
 		el := time.Since(start)

@@ -118,6 +118,9 @@ func tailCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer conn.Close()
+	if st := conn.Stats(); o.rcvbuf >= 0 && !st.ReadBufferForced {
+		fmt.Fprintf(stderr, "cnstream tail: warning: receive buffer limited to %d bytes (SO_RCVBUFFORCE needs CAP_NET_ADMIN; net.core.rmem_max caps SO_RCVBUF): bursts may overflow it; every drop is reported\n", st.ReadBuffer)
+	}
 	if o.group == 0 {
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		err := conn.Subscribe(sctx, source.SubscribeConfig{})
@@ -189,6 +192,7 @@ func tailCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	stats := conn.Stats()
 	closeErr := conn.Close()
+	stats.Subscription = conn.Stats().Subscription // with the IGNORE sent by Close
 	if err := w.Flush(); err != nil {
 		return fmt.Errorf("write: %w", err)
 	}
@@ -210,6 +214,17 @@ type tailSummary struct {
 	Truncated   uint64          `json:"truncated"`
 	ReadBuffer  int             `json:"rcvbuf"`
 	Streams     []streamSummary `json:"streams"`
+	// Subscription: the ack of the LISTEN's ACK and of the IGNORE sent at
+	// exit (the kernel answers it with ignore_ack + 1).
+	Subscription *subscriptionSummary `json:"subscription,omitempty"`
+}
+
+type subscriptionSummary struct {
+	Ack        uint32 `json:"ack"`
+	Legacy     bool   `json:"legacy"`
+	Attempts   int    `json:"attempts"`
+	IgnoreSent bool   `json:"ignore_sent"`
+	IgnoreAck  uint32 `json:"ignore_ack"`
 }
 
 type streamSummary struct {
@@ -232,6 +247,9 @@ func writeSummary(w io.Writer, asJSON bool, dec *transform.Decoder, st source.St
 		KernelDrops: st.KernelDrops, ENOBUFS: st.ENOBUFS, Forged: st.Forged,
 		Malformed: ds.Malformed, Truncated: st.Truncated, ReadBuffer: st.ReadBuffer,
 		Streams: []streamSummary{},
+	}
+	if sub := st.Subscription; sub.Attempts > 0 {
+		s.Subscription = &subscriptionSummary{Ack: sub.Ack, Legacy: sub.Legacy, Attempts: sub.Attempts, IgnoreSent: sub.IgnoreSent, IgnoreAck: sub.IgnoreAck}
 	}
 	for _, ss := range dec.Tracker.Streams() {
 		s.Streams = append(s.Streams, streamSummary{
