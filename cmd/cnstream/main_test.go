@@ -1,0 +1,396 @@
+//go:build linux
+
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cnstream/cnstream/schema"
+	"github.com/cnstream/cnstream/source"
+	"github.com/cnstream/cnstream/transform"
+)
+
+// Groups used here; source's tests use 20..23.
+const (
+	groupSend = 24
+	groupSkip = 25
+)
+
+var cnstreamBin string
+
+func TestMain(m *testing.M) {
+	if os.Geteuid() != 0 {
+		os.Stderr.WriteString("cmd/cnstream tests need root: they subscribe to process events and multicast on connector groups (CAP_NET_ADMIN)\n")
+		os.Exit(1)
+	}
+	dir, err := os.MkdirTemp("", "cnstream-test")
+	if err != nil {
+		panic(err)
+	}
+	cnstreamBin = filepath.Join(dir, "cnstream")
+	if out, err := exec.Command("go", "build", "-o", cnstreamBin, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build cnstream: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func testID() schema.CbID {
+	return schema.CbID{Idx: 0x434e0000 | rand.Uint32N(0xffff), Val: rand.Uint32()}
+}
+
+// jsonLines starts cmd and returns a channel of its stdout JSON objects.
+func jsonLines(t *testing.T, cmd *exec.Cmd) <-chan map[string]any {
+	t.Helper()
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ch := make(chan map[string]any, 1024)
+	go func() {
+		defer close(ch)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			var m map[string]any
+			if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+				m = map[string]any{"kind": "invalid-json", "line": sc.Text()}
+			}
+			ch <- m
+		}
+	}()
+	return ch
+}
+
+func num(m map[string]any, k string) uint64 {
+	f, _ := m[k].(float64)
+	return uint64(f)
+}
+
+func parseSummary(t *testing.T, stderr []byte) tailSummary {
+	t.Helper()
+	for _, line := range bytes.Split(stderr, []byte("\n")) {
+		var s map[string]tailSummary
+		if bytes.HasPrefix(line, []byte(`{"summary"`)) && json.Unmarshal(line, &s) == nil {
+			return s["summary"]
+		}
+	}
+	t.Fatalf("no summary line in stderr:\n%s", stderr)
+	return tailSummary{}
+}
+
+// TestTailProcessEvents runs `cnstream tail --json`, starts a child with
+// known argv and exit status, and finds its fork, exec and exit; SIGINT then
+// stops tail cleanly, and the kernel's ACK to its IGNORE proves the
+// subscription was cancelled.
+func TestTailProcessEvents(t *testing.T) {
+	// Our own listener, to see the ACK of tail's IGNORE.
+	watch, err := source.Dial(source.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watch.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := watch.Subscribe(ctx, source.SubscribeConfig{}); err != nil {
+		t.Fatal(err)
+	}
+
+	tail := exec.Command(cnstreamBin, "tail", "--json", "--summary")
+	var stderr bytes.Buffer
+	tail.Stderr = &stderr
+	lines := jsonLines(t, tail)
+	defer tail.Process.Kill()
+
+	// Any event means tail is reading; a child started after that is seen.
+	next := func() map[string]any {
+		select {
+		case m, ok := <-lines:
+			if !ok {
+				t.Fatalf("tail stopped: %s", stderr.String())
+			}
+			return m
+		case <-ctx.Done():
+			t.Fatalf("timed out waiting for tail output; stderr: %s", stderr.String())
+		}
+		return nil
+	}
+	for first := true; first; first = false {
+		go exec.Command("/bin/true").Run() // make sure something happens
+		next()
+	}
+	child := exec.Command("/bin/sh", "-c", "exit 5", "cnstream-tail-test")
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := uint64(child.Process.Pid)
+	_ = child.Wait()
+
+	seen := map[string]map[string]any{}
+	for len(seen) < 3 {
+		m := next()
+		kind, _ := m["kind"].(string)
+		if kind == "invalid-json" {
+			t.Fatalf("tail printed invalid JSON: %v", m["line"])
+		}
+		if (kind == "fork" || kind == "exec" || kind == "exit") && num(m, "pid") == pid {
+			seen[kind] = m
+		}
+	}
+	if e := seen["exit"]; num(e, "exit_status") != 5 || num(e, "tgid") != pid || num(e, "parent_tgid") != uint64(os.Getpid()) {
+		t.Errorf("exit event %v: want status 5, tgid %d, parent %d", e, pid, os.Getpid())
+	}
+	if f := seen["fork"]; num(f, "parent_tgid") != uint64(os.Getpid()) {
+		t.Errorf("fork event %v: want parent %d", f, os.Getpid())
+	}
+	for _, m := range seen {
+		if ts, _ := m["time"].(string); !strings.HasPrefix(ts, time.Now().UTC().Format("2006-01-02")) {
+			t.Errorf("event time %q is not today", ts)
+		}
+	}
+
+	if err := tail.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	for range lines { // drain until tail closes stdout
+	}
+	if err := tail.Wait(); err != nil {
+		t.Fatalf("tail after SIGINT: %v; stderr: %s", err, stderr.String())
+	}
+	sum := parseSummary(t, stderr.Bytes())
+	if sum.Subscription == nil || !sum.Subscription.IgnoreSent {
+		t.Fatalf("summary %+v: IGNORE not sent", sum)
+	}
+	if sum.Events == 0 || sum.Missing != 0 || sum.KernelDrops != 0 {
+		t.Errorf("summary %+v: want events, no loss", sum)
+	}
+	// The kernel answers IGNORE with ack + 1, broadcast to listeners.
+	want := sum.Subscription.IgnoreAck + 1
+	var acked bool
+	b := source.NewBatch(64, 0)
+	dec := transform.NewDecoder()
+	for !acked {
+		n, err := watch.ReadBatch(ctx, b)
+		if err != nil {
+			t.Fatalf("waiting for the ACK of tail's IGNORE (ack %d): %v", want, err)
+		}
+		dec.DecodeBatch(b, n, func(r *transform.Record) {
+			acked = acked || (r.Kind == transform.KindProc && r.Proc.What == schema.ProcEventNone && r.Cn.Ack == want)
+		})
+	}
+}
+
+// TestSend100kOnGroup: 100k messages from `cnstream send` arrive complete,
+// in order, with no gap.
+func TestSend100kOnGroup(t *testing.T) {
+	const count = 100000
+	rx, err := source.Dial(source.Config{Groups: []uint32{groupSend}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rx.Close()
+	id := testID()
+	send := exec.Command(cnstreamBin, "send", "--group", fmt.Sprint(groupSend), "--id", id.String(),
+		"--count", fmt.Sprint(count), "--payload-size", "40", "--quiet")
+	send.Stderr = os.Stderr
+	if err := send.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	b := source.NewBatch(256, 256)
+	dec := transform.NewDecoder()
+	var got, outOfOrder uint64
+	next := uint32(0)
+	for got < count {
+		n, err := rx.ReadBatch(ctx, b)
+		if err != nil {
+			t.Fatalf("after %d messages: %v (stats %v)", got, err, rx.Stats())
+		}
+		dec.DecodeBatch(b, n, func(r *transform.Record) {
+			if r.Kind != transform.KindRaw || r.Cn.ID != id {
+				return
+			}
+			if r.Cn.Seq != next || len(r.Cn.Data) != 40 {
+				outOfOrder++
+			}
+			next = r.Cn.Seq + 1
+			got++
+		})
+	}
+	if err := send.Wait(); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	ds := dec.Stats()
+	if outOfOrder != 0 || ds.Gaps != 0 || ds.Missing != 0 || ds.Duplicates != 0 || rx.Stats().KernelDrops != 0 {
+		t.Errorf("got %d, out of order %d, decoder %+v, kernel drops %d: want all %d in order, no loss",
+			got, outOfOrder, ds, rx.Stats().KernelDrops, count)
+	}
+}
+
+// TestSkipEveryGapsReported: `send --skip-every K` leaves out one sequence
+// number after every K messages; `tail --group --id` reports each gap.
+func TestSkipEveryGapsReported(t *testing.T) {
+	const count, every = 10000, 100
+	id := testID()
+	tail := exec.Command(cnstreamBin, "tail", "--group", fmt.Sprint(groupSkip), "--id", id.String(),
+		"--json", "--summary")
+	var stderr bytes.Buffer
+	tail.Stderr = &stderr
+	lines := jsonLines(t, tail)
+	defer tail.Process.Kill()
+
+	// tail is listening once it receives a probe; send probes until one shows.
+	probeID := id
+	deadline := time.Now().Add(20 * time.Second)
+	ready := false
+	var probes uint32
+	for !ready && time.Now().Before(deadline) {
+		probes++
+		if out, err := exec.Command(cnstreamBin, "send", "--group", fmt.Sprint(groupSkip), "--id", probeID.String(), "--seq", "4000000000", "--quiet").CombinedOutput(); err != nil {
+			t.Fatalf("probe: %v: %s", err, out)
+		}
+		select {
+		case m := <-lines:
+			ready = m["kind"] == "raw"
+		case <-time.After(200 * time.Millisecond): // poll interval, not a synchronisation
+		}
+	}
+	if !ready {
+		t.Fatalf("tail never showed a probe; stderr: %s", stderr.String())
+	}
+	out, err := exec.Command(cnstreamBin, "send", "--group", fmt.Sprint(groupSkip), "--id", id.String(),
+		"--count", fmt.Sprint(count), "--skip-every", fmt.Sprint(every), "--payload", "x").CombinedOutput()
+	if err != nil {
+		t.Fatalf("send: %v: %s", err, out)
+	}
+	want := uint64((count - 1) / every)
+	lastSeq := uint64(count-1) + want
+	var raws, gaps, missing uint64
+	for done := false; !done; {
+		var m map[string]any
+		select {
+		case m = <-lines:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("tail output stalled after %d messages; stderr: %s", raws, stderr.String())
+		}
+		switch m["kind"] {
+		case "raw":
+			if num(m, "seq") < 4000000000 {
+				raws++
+				done = num(m, "seq") == lastSeq
+			}
+		case "gap":
+			gaps++
+			missing += num(m, "missing")
+			if num(m, "missing") != 1 || (num(m, "got")%(every+1)) != 0 {
+				t.Errorf("gap %v: want 1 missing before every %dth+1 seq", m, every)
+			}
+		case nil:
+			t.Fatalf("tail stopped; stderr: %s", stderr.String())
+		}
+	}
+	if err := tail.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	for range lines {
+	}
+	if err := tail.Wait(); err != nil {
+		t.Fatalf("tail: %v: %s", err, stderr.String())
+	}
+	if raws != count || gaps != want || missing != want {
+		t.Errorf("messages %d, gaps %d, missing %d: want %d messages and %d gaps of 1", raws, gaps, missing, count, want)
+	}
+	sum := parseSummary(t, stderr.Bytes())
+	if sum.Missing != want || sum.Gaps != want {
+		t.Errorf("summary gaps %d missing %d: want %d", sum.Gaps, sum.Missing, want)
+	}
+}
+
+// TestSendWaitReplyListen: LISTEN to 1:1 with --wait-reply prints the
+// kernel's ACK, matched by the reply rule.
+func TestSendWaitReplyListen(t *testing.T) {
+	out, err := exec.Command(cnstreamBin, "send", "--id", "1:1", "--hex", "0100000000000000", "--ack", "77", "--wait-reply", "5s", "--json", "--quiet").CombinedOutput()
+	if err != nil {
+		t.Fatalf("send: %v: %s", err, out)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(bytes.TrimSpace(out), &m); err != nil {
+		t.Fatalf("reply %q: %v", out, err)
+	}
+	if m["kind"] != "ack" || num(m, "ack") != 78 || num(m, "err") != 0 {
+		t.Errorf("reply %v: want the ACK with ack 78, err 0", m)
+	}
+}
+
+// TestNamespaceErrors: outside the initial namespaces the kernel is silent
+// or the connector is absent; tail says why and exits non-zero.
+func TestNamespaceErrors(t *testing.T) {
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Fatal("unshare (util-linux) is needed to create namespaces")
+	}
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"user", []string{"-U", "-r"}, "initial user namespace"},
+		{"pid", []string{"-p", "-f"}, "initial pid namespace"},
+		{"net", []string{"-n"}, "initial one; run in the host network namespace"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cmd := exec.Command("unshare", append(tc.args, cnstreamBin, "tail", "--count", "1")...)
+			out, err := cmd.CombinedOutput()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+				t.Fatalf("tail in a new %s namespace: %v, want exit status 1; output: %s", tc.name, err, out)
+			}
+			if !strings.Contains(string(out), tc.want) {
+				t.Errorf("output %q does not explain %q", out, tc.want)
+			}
+		})
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	cases := [][]string{
+		{"tail", "--kinds", "fork,bogus"},
+		{"tail", "--id", "1:1"},
+		{"tail", "--group", "99"},
+		{"send"},
+		{"send", "--id", "1"},
+		{"send", "--id", "1:1", "--payload", "a", "--hex", "00"},
+		{"send", "--id", "1:1", "--hex", "zz"},
+		{"send", "--id", "1:1", "--payload-size", "20000"},
+		{"bogus"},
+	}
+	for _, args := range cases {
+		var stderr bytes.Buffer
+		if code := run(context.Background(), args, io.Discard, &stderr); code != 2 {
+			t.Errorf("%q: exit %d, want 2 (stderr %q)", args, code, stderr.String())
+		}
+		if stderr.Len() == 0 {
+			t.Errorf("%q: no message", args)
+		}
+	}
+}
