@@ -159,10 +159,10 @@ int main(int argc, char **argv)
 	double per = matched ? (double)cpu / (double)matched : 0;
 	double rate = wall ? (double)matched / ((double)wall / 1e9) : 0;
 	printf("{\"receiver\":\"c-recvmmsg\",\"datagrams\":%ld,\"cpu_ns\":%" PRId64
-	       ",\"wall_ns\":%" PRId64 ",\"ns_per_datagram\":%.1f,\"drain_per_sec\":%.0f"
+	       ",\"wall_ns\":%" PRId64 ",\"ns_per_datagram\":%.1f,\"drain_per_sec\":%.0f,\"complete\":%s"
 	       ",\"other\":%ld,\"truncated\":%ld,\"enobufs\":%ld,\"kernel_drops\":%ld"
 	       ",\"batch\":%d,\"bufsize\":%d}\n",
-	       matched, cpu, wall, per, rate, other, truncated, enobufs, drops, batch, bufsize);
+	       matched, cpu, wall, per, rate, (want == 0 || matched >= want) ? "true" : "false", other, truncated, enobufs, drops, batch, bufsize);
 	fflush(stdout);
 	return 0;
 }

@@ -5,7 +5,8 @@
  * (default 5) and prints {"threads":N,"seconds":D,"elapsed_ns":E}.
  * Each thread makes exactly two proc connector events: FORK (clone) when it is
  * created and EXIT when it ends, so the storm's own event count is 2*N.
- * On a 2-vCPU VM this makes about 150k events/s (docs/BENCHMARKS.md).
+ * On a calm 2-vCPU VM this makes 150-177k events/s (shared FACTS); a slower
+ * host made ~25k/s with two listeners (docs/BENCHMARKS.md).
  *
  * Usage: threadstorm [seconds]
  */

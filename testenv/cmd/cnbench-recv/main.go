@@ -64,6 +64,7 @@ type options struct {
 	rcvbuf   int
 	n        int64
 	timeout  time.Duration
+	bgctx    bool
 }
 
 func main() {
@@ -78,6 +79,7 @@ func main() {
 	flag.IntVar(&o.rcvbuf, "rcvbuf", 64<<20, "receive buffer in bytes, set with SO_RCVBUFFORCE")
 	flag.Int64Var(&o.n, "n", 0, "stop after this many matching datagrams (required)")
 	flag.DurationVar(&o.timeout, "timeout", 10*time.Second, "give up after this long after \"go\" (the run then reports a loss)")
+	flag.BoolVar(&o.bgctx, "background-ctx", false, "readbatch: pass context.Background() (no -timeout: a loss then hangs), to measure the cost of a cancellable context")
 	flag.Parse()
 
 	if o.n <= 0 {
@@ -133,6 +135,9 @@ func runReadBatch(o options) (result, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
 	defer cancel()
+	if o.bgctx {
+		ctx = context.Background()
+	}
 
 	cpu0, wall0 := cpuNow(), time.Now()
 	for res.Datagrams < o.n {
