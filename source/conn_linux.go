@@ -47,6 +47,9 @@ type Conn struct {
 		errno   syscall.Errno
 		enobufs uint64
 		fn      func(fd uintptr) bool
+		mi      [unix.SK_MEMINFO_VARS]uint32
+		miErr   syscall.Errno
+		miFn    func(fd uintptr)
 	}
 	lastDrops uint64
 	prevFull  bool // the previous recvmmsg filled its batch
@@ -121,6 +124,7 @@ func Dial(cfg Config) (*Conn, error) {
 		c.userspaceMask |= 1 << (g - 1)
 	}
 	c.rd.fn = c.recvmmsg
+	c.rd.miFn = func(fd uintptr) { c.rd.miErr = getMeminfo(fd, &c.rd.mi) }
 	c.seq.Store(randUint32())
 	if err := c.setReadBuffer(cfg.readBuffer()); err != nil {
 		_ = nl.Close()
@@ -186,19 +190,36 @@ func (c *Conn) getsockoptInt(level, opt int) (int, error) {
 	return v, err
 }
 
-// meminfo reads SO_MEMINFO (SK_MEMINFO_VARS counters).
+// meminfo reads SO_MEMINFO (SK_MEMINFO_VARS counters); any goroutine.
 func (c *Conn) meminfo() ([unix.SK_MEMINFO_VARS]uint32, error) {
 	var mi [unix.SK_MEMINFO_VARS]uint32
-	err := c.control(func(fd int) error {
-		l := uint32(unsafe.Sizeof(mi))
-		_, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_MEMINFO,
-			uintptr(unsafe.Pointer(&mi)), uintptr(unsafe.Pointer(&l)), 0)
-		if e != 0 {
-			return e
-		}
-		return nil
-	})
-	return mi, err
+	var e syscall.Errno
+	if err := c.rc.Control(func(fd uintptr) { e = getMeminfo(fd, &mi) }); err != nil {
+		return mi, err
+	}
+	if e != 0 {
+		return mi, e
+	}
+	return mi, nil
+}
+
+// readerDrops reads SK_MEMINFO_DROPS without allocating; reader goroutine only.
+func (c *Conn) readerDrops() (uint64, error) {
+	c.rd.miErr = 0
+	if err := c.rc.Control(c.rd.miFn); err != nil {
+		return 0, err
+	}
+	if c.rd.miErr != 0 {
+		return 0, c.rd.miErr
+	}
+	return uint64(c.rd.mi[unix.SK_MEMINFO_DROPS]), nil
+}
+
+func getMeminfo(fd uintptr, mi *[unix.SK_MEMINFO_VARS]uint32) syscall.Errno {
+	l := uint32(unsafe.Sizeof(*mi))
+	_, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_MEMINFO,
+		uintptr(unsafe.Pointer(mi)), uintptr(unsafe.Pointer(&l)), 0)
+	return e
 }
 
 // PortID is the socket's netlink port id, the sender address of what it sends.
@@ -406,8 +427,7 @@ func (c *Conn) read(ctx context.Context, b *Batch) (int, error) {
 	check := full || c.rd.enobufs > 0 || c.prevFull
 	c.prevFull = full
 	if check {
-		if mi, err := c.meminfo(); err == nil {
-			drops := uint64(mi[unix.SK_MEMINFO_DROPS])
+		if drops, err := c.readerDrops(); err == nil {
 			if drops > c.lastDrops {
 				b.Dropped += drops - c.lastDrops
 				c.lastDrops = drops
@@ -421,11 +441,10 @@ func (c *Conn) read(ctx context.Context, b *Batch) (int, error) {
 // the last observation by the reader; call it from the reader goroutine (for
 // example on a timer with NoENOBUFS set, where nothing else prompts a read).
 func (c *Conn) CheckDrops() (uint64, error) {
-	mi, err := c.meminfo()
+	drops, err := c.readerDrops()
 	if err != nil {
 		return 0, opError("get SO_MEMINFO", err)
 	}
-	drops := uint64(mi[unix.SK_MEMINFO_DROPS])
 	if drops <= c.lastDrops {
 		return 0, nil
 	}

@@ -95,6 +95,26 @@ func TestSubscribeAckMatched(t *testing.T) {
 	t.Logf("ACK on cpu %d seq %d after %d attempt(s), rtt %v", ack.CPU, ackSeq, st.Attempts, st.RTT)
 }
 
+// TestSubscribeLegacyForm: the 4-byte op of kernels before 6.6 is still
+// acknowledged, and the state says which form was used.
+func TestSubscribeLegacyForm(t *testing.T) {
+	c := dial(t, source.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.Subscribe(ctx, source.SubscribeConfig{Legacy: true}); err != nil {
+		t.Fatal(err)
+	}
+	if st := c.Stats().Subscription; !st.Active || !st.Legacy {
+		t.Fatalf("subscription %+v: want active with the legacy form", st)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if st := c.Stats().Subscription; !st.IgnoreSent || st.Active {
+		t.Errorf("after Close: %+v, want IGNORE sent and inactive", st)
+	}
+}
+
 func TestChildProcessEvents(t *testing.T) {
 	c := dial(t, source.Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -21,6 +21,7 @@ type SubscribeConfig struct {
 	Timeout  time.Duration
 	Attempts int
 	Backoff  time.Duration
+	Legacy   bool
 }
 
 // Dial returns ErrNotSupported: the kernel connector exists only on Linux.

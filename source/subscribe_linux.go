@@ -68,7 +68,10 @@ func (c *Conn) Subscribe(ctx context.Context, cfg SubscribeConfig) error {
 			return nil
 		}, b)
 	}
-	err := try(false)
+	err := ErrNoAck
+	if !cfg.Legacy {
+		err = try(false)
+	}
 	if errors.Is(err, ErrNoAck) && ctx.Err() == nil {
 		err = try(true)
 	}
@@ -94,6 +97,10 @@ type SubscribeConfig struct {
 	// Backoff is the initial pause between attempts, doubled with jitter.
 	// Default 100 ms.
 	Backoff time.Duration
+	// Legacy sends only the 4-byte op that kernels before 6.6 take,
+	// skipping the 8-byte proc_input. Default false: 8-byte first, legacy
+	// as the fallback.
+	Legacy bool
 }
 
 func (s SubscribeConfig) mask() schema.What {

@@ -219,7 +219,7 @@ func runReceive(o options) (result, error) {
 				res.ENOBUFS++
 				continue
 			}
-			return res, fmt.Errorf("Receive: %w", err)
+			return res, fmt.Errorf("netlink receive: %w", err)
 		}
 		for _, m := range msgs {
 			// netlink.Message.Data starts after the nlmsghdr: cn_msg is at 0.
