@@ -33,6 +33,10 @@ var errUsage = errors.New("usage")
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	// A closed stdout (cnstream tail | head) must end tail through its normal
+	// path, which sends IGNORE: with SIGPIPE caught, writes return EPIPE
+	// instead of killing the process.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)

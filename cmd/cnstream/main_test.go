@@ -394,3 +394,46 @@ func TestUsageErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestTailClosedPipe: a reader that closes the pipe (cnstream tail | head)
+// ends tail through its normal path: exit status 0, IGNORE sent.
+func TestTailClosedPipe(t *testing.T) {
+	tail := exec.Command(cnstreamBin, "tail", "--summary")
+	var stderr bytes.Buffer
+	tail.Stderr = &stderr
+	out, err := tail.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tail.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Read one line, then close the pipe while events keep coming.
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatalf("first line: %v; stderr: %s", err, stderr.String())
+	}
+	out.Close()
+	stop := make(chan struct{})
+	generated := make(chan struct{})
+	go func() { // keep events coming until tail notices the closed pipe
+		defer close(generated)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_ = exec.Command("/bin/true").Run()
+		}
+	}()
+	err = tail.Wait()
+	close(stop)
+	<-generated
+	if err != nil {
+		t.Fatalf("tail after the pipe closed: %v (first line %q); stderr: %s", err, line, stderr.String())
+	}
+	if sum := parseSummary(t, stderr.Bytes()); sum.Subscription == nil || !sum.Subscription.IgnoreSent {
+		t.Errorf("summary %+v: IGNORE not sent", sum)
+	}
+}

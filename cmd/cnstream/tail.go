@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/cnstream/cnstream/schema"
@@ -166,7 +167,7 @@ func tailCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	p := &printer{w: w, o: o, offset: offset}
 	dec := transform.NewDecoder()
 	emit := p.record
-	var readErr error
+	var readErr, writeErr error
 	for r := range full {
 		if r.err != nil {
 			if !errors.Is(r.err, context.Canceled) && !errors.Is(r.err, source.ErrClosed) {
@@ -178,13 +179,16 @@ func tailCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		free <- r.b
 		if len(full) == 0 || p.done() {
 			if err := w.Flush(); err != nil {
+				writeErr = err
 				cancel()
-				return fmt.Errorf("write: %w", err)
+				break
 			}
 		}
 		if p.done() {
 			cancel()
 		}
+	}
+	for range full { // wait for the reader to stop (after a write error)
 	}
 	// The reader has stopped: account for drops nothing prompted it to read.
 	if d, err := conn.CheckDrops(); err == nil && d > 0 {
@@ -193,11 +197,16 @@ func tailCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	stats := conn.Stats()
 	closeErr := conn.Close()
 	stats.Subscription = conn.Stats().Subscription // with the IGNORE sent by Close
-	if err := w.Flush(); err != nil {
-		return fmt.Errorf("write: %w", err)
+	if writeErr == nil {
+		writeErr = w.Flush()
 	}
 	writeSummary(stderr, o.summary, dec, stats, p.events)
-	return errors.Join(readErr, closeErr)
+	if writeErr != nil && !errors.Is(writeErr, syscall.EPIPE) { // a closed pipe is the reader's choice
+		writeErr = fmt.Errorf("write: %w", writeErr)
+	} else {
+		writeErr = nil
+	}
+	return errors.Join(readErr, closeErr, writeErr)
 }
 
 type tailSummary struct {
