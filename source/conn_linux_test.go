@@ -370,3 +370,30 @@ func kernelRelease() string {
 	b, _ := os.ReadFile("/proc/sys/kernel/osrelease")
 	return string(b)
 }
+
+func TestTruncatedCounted(t *testing.T) {
+	rx := dial(t, source.Config{Groups: []uint32{groupStream}})
+	tx := dial(t, source.Config{ReadBuffer: -1})
+	id := testID()
+	if err := tx.Send(schema.CnMsg{ID: id, Seq: 1, Data: make([]byte, 200)}, groupStream); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	b := source.NewBatch(4, 64)
+	for {
+		n, err := rx.ReadBatch(ctx, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range b.Datagrams[:n] {
+			if d.Addr.PortID != tx.PortID() {
+				continue
+			}
+			if !d.Truncated || len(d.Data) != 64 || rx.Stats().Truncated != 1 {
+				t.Fatalf("datagram of %d bytes in a 64-byte buffer: truncated=%v len=%d stats %v", 16+20+200, d.Truncated, len(d.Data), rx.Stats())
+			}
+			return
+		}
+	}
+}

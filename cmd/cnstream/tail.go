@@ -42,7 +42,12 @@ type tailOptions struct {
 	summary   bool
 	batch     int
 	batches   int
+	dgramSize int
 }
+
+// queueBudget bounds the memory of the batches queued between the reader and
+// the printer when --queue is not given.
+const queueBudget = 32 << 20
 
 func parseTail(args []string, stderr io.Writer) (*tailOptions, error) {
 	fs := newFlagSet("tail [flags]", tailSynopsis, stderr)
@@ -56,7 +61,8 @@ func parseTail(args []string, stderr io.Writer) (*tailOptions, error) {
 	fs.BoolVar(&o.noENOBUFS, "no-enobufs", false, "set NETLINK_NO_ENOBUFS (drops still show as gaps and overrun lines)")
 	fs.BoolVar(&o.summary, "summary", false, "at exit, write one JSON line with counts and per-stream sequence spans to stderr")
 	fs.IntVar(&o.batch, "batch", 64, "datagrams per recvmmsg call")
-	fs.IntVar(&o.batches, "queue", 256, "batches buffered between the reader and the printer")
+	fs.IntVar(&o.batches, "queue", 0, "batches buffered between the reader and the printer (0: as many as fit in 32 MiB)")
+	fs.IntVar(&o.dgramSize, "datagram-size", 0, "receive buffer per datagram in `bytes` (0: 512 for process events, which are 76 bytes; 16420, the connector's maximum, with --group); larger datagrams are reported as malformed (truncated)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, err
@@ -92,6 +98,18 @@ func parseTail(args []string, stderr io.Writer) (*tailOptions, error) {
 	}
 	if o.batch < 1 || o.batch > 1024 {
 		return nil, usageErr("--batch %d: must be 1..1024", o.batch)
+	}
+	if o.dgramSize == 0 {
+		o.dgramSize = 512
+		if o.group != 0 {
+			o.dgramSize = source.DefaultDatagramBytes
+		}
+	}
+	if o.dgramSize < 64 || o.dgramSize > 1<<20 {
+		return nil, usageErr("--datagram-size %d: must be 64..1048576", o.dgramSize)
+	}
+	if o.batches == 0 {
+		o.batches = min(256, max(2, queueBudget/(o.batch*o.dgramSize)))
 	}
 	if o.batches < 2 {
 		return nil, usageErr("--queue %d: must be at least 2", o.batches)
@@ -143,7 +161,7 @@ func tailCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	// counted as drops and shown.
 	free := make(chan *source.Batch, o.batches)
 	for range o.batches {
-		free <- source.NewBatch(o.batch, 0)
+		free <- source.NewBatch(o.batch, o.dgramSize)
 	}
 	full := make(chan readResult, o.batches)
 	go func() {
