@@ -5,9 +5,11 @@ package source_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"runtime"
 	"testing"
 	"time"
 
@@ -190,7 +192,13 @@ func TestMulticastSenderAddress(t *testing.T) {
 // it: the loss is reported (ENOBUFS and the kernel's drop counter), the gaps
 // in the stream add up to exactly the kernel's drops, and reading resumes.
 func TestOverflowCounted(t *testing.T) {
-	rx := dial(t, source.Config{Groups: []uint32{groupOverflow}, ReadBuffer: 64 << 10})
+	for _, noENOBUFS := range []bool{false, true} {
+		t.Run(fmt.Sprintf("no_enobufs=%v", noENOBUFS), func(t *testing.T) { testOverflow(t, noENOBUFS) })
+	}
+}
+
+func testOverflow(t *testing.T, noENOBUFS bool) {
+	rx := dial(t, source.Config{Groups: []uint32{groupOverflow}, ReadBuffer: 64 << 10, NoENOBUFS: noENOBUFS})
 	tx := dial(t, source.Config{ReadBuffer: -1})
 	id := testID()
 	const burst = 5000
@@ -235,7 +243,7 @@ func TestOverflowCounted(t *testing.T) {
 		}
 	}
 	st := rx.Stats()
-	if st.KernelDrops == 0 || enobufs == 0 {
+	if st.KernelDrops == 0 || (enobufs == 0) != noENOBUFS {
 		t.Fatalf("no overflow: kernel drops %d, ENOBUFS %d (buffer %d bytes, burst %d)", st.KernelDrops, enobufs, st.ReadBuffer, burst)
 	}
 	ds := dec.Stats()
@@ -396,4 +404,70 @@ func TestTruncatedCounted(t *testing.T) {
 			return
 		}
 	}
+}
+
+// TestProcOverflowGapsEqualDrops: process events overflow a small receive
+// buffer; once every CPU has produced an event after the drain, the gaps of
+// the per-CPU streams add up to exactly the kernel's drop count.
+func TestProcOverflowGapsEqualDrops(t *testing.T) {
+	if _, err := exec.LookPath("taskset"); err != nil {
+		t.Fatal("taskset (util-linux) is needed to place events on each CPU")
+	}
+	c := dial(t, source.Config{ReadBuffer: 64 << 10})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.Subscribe(ctx, source.SubscribeConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	// A burst of ~1000 events while nobody reads: the queue holds ~157.
+	if out, err := exec.Command("/bin/sh", "-c", "for i in $(seq 300); do /bin/true & done; wait").CombinedOutput(); err != nil {
+		t.Fatalf("burst: %v: %s", err, out)
+	}
+	b := source.NewBatch(64, 512)
+	dec := transform.NewDecoder()
+	var dropped uint64
+	markers := map[uint32]uint32{} // marker shell pid -> cpu it is pinned to
+	seenCPU := map[uint32]bool{}
+	emit := func(r *transform.Record) {
+		if r.Kind == transform.KindOverrun {
+			dropped += r.Drops
+		}
+		if r.Kind == transform.KindProc && r.Proc.What == schema.ProcEventExit {
+			if cpu, ok := markers[r.Proc.Exit.TGID]; ok && r.Proc.CPU == cpu {
+				seenCPU[cpu] = true
+			}
+		}
+	}
+	ncpu := uint32(runtime.NumCPU())
+	for drained := false; len(seenCPU) < int(ncpu); {
+		n, err := c.ReadBatch(ctx, b)
+		if err != nil {
+			t.Fatalf("ReadBatch: %v (stats %v)", err, c.Stats())
+		}
+		dec.DecodeBatch(b, n, emit)
+		if !drained && c.Stats().QueuedBytes == 0 {
+			drained = true
+			// One event after the drain on every CPU reveals every earlier
+			// drop on that CPU's stream as a gap.
+			for cpu := range ncpu {
+				cmd := exec.Command("taskset", "-c", fmt.Sprint(cpu), "/bin/sh", "-c", "/bin/true")
+				if err := cmd.Start(); err != nil {
+					t.Fatal(err)
+				}
+				markers[uint32(cmd.Process.Pid)] = cpu
+				if err := cmd.Wait(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	st := c.Stats()
+	ds := dec.Stats()
+	if st.KernelDrops == 0 {
+		t.Fatalf("no overflow (buffer %d bytes): the burst was too small", st.ReadBuffer)
+	}
+	if ds.Missing != st.KernelDrops || dropped != st.KernelDrops {
+		t.Errorf("per-CPU gap total %d, overrun records %d, kernel drops %d: want equal", ds.Missing, dropped, st.KernelDrops)
+	}
+	t.Logf("events %d, gaps %d, missing %d, kernel drops %d, ENOBUFS %d", ds.Messages, ds.Gaps, ds.Missing, st.KernelDrops, st.ENOBUFS)
 }
