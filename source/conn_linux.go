@@ -488,6 +488,9 @@ func (c *Conn) drainPending(b *Batch) int {
 		d.Data = d.buf[:k]
 		d.Addr = p.addr
 		d.Truncated = p.truncated || k < len(p.data)
+		if k < len(p.data) {
+			c.truncated.Add(1)
+		}
 		c.datagrams.Add(1)
 		c.bytes.Add(uint64(k))
 		n++
