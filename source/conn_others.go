@@ -15,15 +15,6 @@ type Conn struct{}
 
 type batchSys struct{}
 
-// SubscribeConfig configures Subscribe (see the Linux documentation).
-type SubscribeConfig struct {
-	Events   schema.What
-	Timeout  time.Duration
-	Attempts int
-	Backoff  time.Duration
-	Legacy   bool
-}
-
 // Dial returns ErrNotSupported: the kernel connector exists only on Linux.
 func Dial(Config) (*Conn, error) { return nil, ErrNotSupported }
 

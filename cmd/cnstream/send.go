@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -74,14 +73,8 @@ func parseSend(args []string, stderr io.Writer) (*sendOptions, error) {
 	fs.DurationVar(&o.waitReply, "wait-reply", 0, "wait up to `DURATION` for the reply to each message and print it")
 	fs.BoolVar(&o.json, "json", false, "print replies as JSON lines")
 	fs.BoolVar(&o.quiet, "quiet", false, "no report on stderr")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, err
-		}
-		return nil, fmt.Errorf("%w: %v", errUsage, err)
-	}
-	if fs.NArg() > 0 {
-		return nil, usageErr("unexpected argument %q", fs.Arg(0))
+	if err := parseFlags(fs, args); err != nil {
+		return nil, err
 	}
 	if *id == "" {
 		return nil, usageErr("--id IDX:VAL is required")

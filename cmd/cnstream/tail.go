@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -63,14 +62,8 @@ func parseTail(args []string, stderr io.Writer) (*tailOptions, error) {
 	fs.IntVar(&o.batch, "batch", 64, "datagrams per recvmmsg call")
 	fs.IntVar(&o.batches, "queue", 0, "batches buffered between the reader and the printer (0: as many as fit in 32 MiB)")
 	fs.IntVar(&o.dgramSize, "datagram-size", 0, "receive buffer per datagram in `bytes` (0: 512 for process events, which are 76 bytes; 16420, the connector's maximum, with --group); larger datagrams are reported as malformed (truncated)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, err
-		}
-		return nil, fmt.Errorf("%w: %v", errUsage, err)
-	}
-	if fs.NArg() > 0 {
-		return nil, usageErr("unexpected argument %q", fs.Arg(0))
+	if err := parseFlags(fs, args); err != nil {
+		return nil, err
 	}
 	if *group > schema.MaxGroup {
 		return nil, usageErr("--group %d: connector groups are 1..%d", *group, schema.MaxGroup)
