@@ -69,7 +69,8 @@ func DecodeCnMsg(b []byte) (CnMsg, error) {
 }
 
 // AppendCnMsg appends the encoding of m with m.Data as payload; the Len
-// field is taken from len(m.Data).
+// field is taken from len(m.Data), which must fit its 16 bits (the kernel
+// accepts at most MaxMsgSize bytes; source.Conn.Send checks that).
 func AppendCnMsg(b []byte, m CnMsg) []byte {
 	b = binary.NativeEndian.AppendUint32(b, m.ID.Idx)
 	b = binary.NativeEndian.AppendUint32(b, m.ID.Val)

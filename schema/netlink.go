@@ -85,11 +85,14 @@ func AppendNetlinkHeader(b []byte, h NetlinkHeader) []byte {
 }
 
 // ParseNetlink splits a datagram into its netlink messages and appends them
-// to dst (pass dst[:0] to reuse its storage). Messages are 4-byte aligned;
+// to dst (pass dst[:0] to reuse its storage). An empty datagram is an error. Messages are 4-byte aligned;
 // the padding after the last one may be absent. On a malformed message it
 // returns the messages decoded before it and a *FormatError: a length below
 // the header size, or one that runs past the datagram, is never trusted.
 func ParseNetlink(b []byte, dst []NetlinkMessage) ([]NetlinkMessage, error) {
+	if len(b) == 0 {
+		return dst, formatErr("nlmsghdr", 0, ErrShort, "empty datagram")
+	}
 	off := 0
 	for off < len(b) {
 		h, err := DecodeNetlinkHeader(b[off:])
@@ -105,11 +108,7 @@ func ParseNetlink(b []byte, dst []NetlinkMessage) ([]NetlinkMessage, error) {
 		}
 		end := off + int(h.Len)
 		dst = append(dst, NetlinkMessage{Header: h, Data: b[off+NetlinkHeaderLen : end : end]})
-		next := off + nlAlign(int(h.Len))
-		if next > len(b) { // no padding after the last message
-			break
-		}
-		off = next
+		off += nlAlign(int(h.Len)) // past the end when the last padding is absent
 	}
 	return dst, nil
 }

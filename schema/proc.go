@@ -3,7 +3,9 @@ package schema
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -68,6 +70,24 @@ func (w What) String() string {
 		}
 	}
 	return fmt.Sprintf("what(%#x)", uint32(w))
+}
+
+// MarshalText encodes w as its kind name, so JSON shows "fork", not 1.
+func (w What) MarshalText() ([]byte, error) { return []byte(w.String()), nil }
+
+// UnmarshalText accepts a kind name or a number ("0x400").
+func (w *What) UnmarshalText(b []byte) error {
+	if v, ok := ParseWhat(string(b)); ok {
+		*w = v
+		return nil
+	}
+	s := strings.TrimSuffix(strings.TrimPrefix(string(b), "what("), ")")
+	n, err := strconv.ParseUint(s, 0, 32)
+	if err != nil {
+		return fmt.Errorf("schema: unknown proc event kind %q", b)
+	}
+	*w = What(n)
+	return nil
 }
 
 // ParseWhat is the inverse of What.String for the known event types.
@@ -159,6 +179,15 @@ type CommEvent struct {
 	Comm [16]byte `json:"-"`
 }
 
+// MarshalJSON includes the command name, which the Comm array does not show.
+func (c CommEvent) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		PID  uint32 `json:"pid"`
+		TGID uint32 `json:"tgid"`
+		Comm string `json:"comm"`
+	}{c.PID, c.TGID, c.Name()})
+}
+
 // Name returns the command name up to the first NUL.
 func (c CommEvent) Name() string {
 	if i := bytes.IndexByte(c.Comm[:], 0); i >= 0 {
@@ -177,7 +206,9 @@ type CoredumpEvent struct {
 
 // ExitEvent: a task exited. ExitCode is the wait status (see the methods);
 // ExitSignal is the signal sent to the parent (SIGCHLD for processes,
-// 0xffffffff (-1) for threads).
+// 0xffffffff (-1) for threads). A thread other than the main one has
+// ParentPID and ParentTGID 0: the kernel has detached it from its parent
+// before it reports the exit.
 type ExitEvent struct {
 	PID        uint32 `json:"pid"`
 	TGID       uint32 `json:"tgid"`

@@ -34,3 +34,13 @@ func ClockOffset() (time.Duration, error) {
 	}
 	return off, nil
 }
+
+// Monotonic returns CLOCK_MONOTONIC in nanoseconds, the clock of a proc
+// event's timestamp_ns.
+func Monotonic() (uint64, error) {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0, err
+	}
+	return uint64(ts.Nano()), nil
+}

@@ -30,3 +30,6 @@ func (c *Conn) Close() error                                     { return nil }
 
 // ClockOffset returns ErrNotSupported.
 func ClockOffset() (time.Duration, error) { return 0, ErrNotSupported }
+
+// Monotonic returns ErrNotSupported.
+func Monotonic() (uint64, error) { return 0, ErrNotSupported }
