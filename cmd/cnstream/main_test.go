@@ -377,6 +377,7 @@ func TestUsageErrors(t *testing.T) {
 		{"tail", "--kinds", "fork,bogus"},
 		{"tail", "--id", "1:1"},
 		{"tail", "--group", "99"},
+		{"tail", "--userspace-group", "0"},
 		{"send"},
 		{"send", "--id", "1"},
 		{"send", "--id", "1:1", "--payload", "a", "--hex", "00"},

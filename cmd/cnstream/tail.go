@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -42,6 +43,7 @@ type tailOptions struct {
 	batch     int
 	batches   int
 	dgramSize int
+	userspace []uint32
 }
 
 // queueBudget bounds the memory of the batches queued between the reader and
@@ -59,6 +61,14 @@ func parseTail(args []string, stderr io.Writer) (*tailOptions, error) {
 	fs.IntVar(&o.rcvbuf, "rcvbuf", 0, "socket receive buffer in `bytes` (SO_RCVBUFFORCE; 0: 64 MiB, -1: kernel default)")
 	fs.BoolVar(&o.noENOBUFS, "no-enobufs", false, "set NETLINK_NO_ENOBUFS (drops still show as gaps and overrun lines)")
 	fs.BoolVar(&o.summary, "summary", false, "at exit, write one JSON line with counts and per-stream sequence spans to stderr")
+	fs.Func("userspace-group", "accept datagrams from userspace senders on group `G` even with a kernel-owned connector id (repeatable; default: such datagrams are dropped and counted as forged)", func(v string) error {
+		g, err := strconv.ParseUint(v, 10, 32)
+		if err != nil || g < 1 || g > schema.MaxGroup {
+			return fmt.Errorf("group %q: connector groups are 1..%d", v, schema.MaxGroup)
+		}
+		o.userspace = append(o.userspace, uint32(g))
+		return nil
+	})
 	fs.IntVar(&o.batch, "batch", 64, "datagrams per recvmmsg call")
 	fs.IntVar(&o.batches, "queue", 0, "batches buffered between the reader and the printer (0: as many as fit in 32 MiB)")
 	fs.IntVar(&o.dgramSize, "datagram-size", 0, "receive buffer per datagram in `bytes` (0: 512 for process events, which are 76 bytes; 16420, the connector's maximum, with --group); larger datagrams are reported as malformed (truncated)")
@@ -121,7 +131,7 @@ func tailCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	cfg := source.Config{ReadBuffer: o.rcvbuf, NoENOBUFS: o.noENOBUFS}
+	cfg := source.Config{ReadBuffer: o.rcvbuf, NoENOBUFS: o.noENOBUFS, UserspaceGroups: o.userspace}
 	if o.group != 0 {
 		cfg.Groups = []uint32{o.group}
 	}
