@@ -1,0 +1,343 @@
+package schema
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// EventVersion is the version of Event this package writes (field "v").
+//
+// # Compatibility rule
+//
+// Within a version, fields are only ever added, never renamed, retyped or
+// given a new meaning; readers must ignore fields they do not know, and a
+// field's absence means "not known", never a zero value that was measured
+// (fields that can be measured as zero are always written). Anything else,
+// and any change of the event id's format, is a new version; a new version is
+// announced in the Kafka/NATS header "cnstream-schema-version" and in "v", so
+// consumers can route by it. event.schema.json describes version 1; it
+// allows additional properties so that additive changes stay valid.
+const EventVersion = 1
+
+// Kind is what an Event reports.
+type Kind uint8
+
+// Event kinds: the process events, other connector messages (raw), and the
+// records the pipeline makes about loss.
+const (
+	KindUnknown Kind = iota
+	KindFork
+	KindExec
+	KindExit
+	KindUID
+	KindGID
+	KindSID
+	KindPtrace
+	KindComm
+	KindCoredump
+	KindAck
+	KindRaw
+	KindGap       // sequence numbers missing on a stream
+	KindOverrun   // the kernel dropped datagrams (receive queue full)
+	KindMalformed // a datagram or message that does not decode
+	KindForged    // datagrams rejected by the sender check
+	KindDropped   // events the pipeline dropped (queue policy, sink failure)
+)
+
+var kindNames = [...]string{"unknown", "fork", "exec", "exit", "uid", "gid", "sid", "ptrace", "comm", "coredump", "ack", "raw", "gap", "overrun", "malformed", "forged", "dropped"}
+
+// Kinds lists every kind but KindUnknown, in order.
+func Kinds() []Kind {
+	out := make([]Kind, 0, len(kindNames)-1)
+	for k := KindFork; int(k) < len(kindNames); k++ {
+		out = append(out, k)
+	}
+	return out
+}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return "unknown"
+}
+
+// ParseKind returns the Kind named s.
+func ParseKind(s string) (Kind, bool) {
+	for i, n := range kindNames {
+		if n == s && i != 0 {
+			return Kind(i), true
+		}
+	}
+	return KindUnknown, false
+}
+
+// IsLoss reports the kinds that state a loss.
+func (k Kind) IsLoss() bool {
+	return k == KindGap || k == KindOverrun || k == KindMalformed || k == KindForged || k == KindDropped
+}
+
+// MarshalText writes the kind's name.
+func (k Kind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
+
+// UnmarshalText reads a kind's name.
+func (k *Kind) UnmarshalText(b []byte) error {
+	v, ok := ParseKind(string(b))
+	if !ok {
+		return fmt.Errorf("schema: unknown event kind %q", b)
+	}
+	*k = v
+	return nil
+}
+
+// KindOf maps a proc event type to its Kind.
+func KindOf(w What) Kind {
+	switch w {
+	case ProcEventNone:
+		return KindAck
+	case ProcEventFork:
+		return KindFork
+	case ProcEventExec:
+		return KindExec
+	case ProcEventUID:
+		return KindUID
+	case ProcEventGID:
+		return KindGID
+	case ProcEventSID:
+		return KindSID
+	case ProcEventPtrace:
+		return KindPtrace
+	case ProcEventComm:
+		return KindComm
+	case ProcEventCoredump:
+		return KindCoredump
+	case ProcEventExit:
+		return KindExit
+	}
+	return KindUnknown
+}
+
+// Host identifies the machine an event comes from; read once at start.
+type Host struct {
+	Hostname  string `json:"hostname" msgpack:"hostname"`
+	MachineID string `json:"machine_id" msgpack:"machine_id"` // /etc/machine-id
+	BootID    string `json:"boot_id" msgpack:"boot_id"`       // /proc/sys/kernel/random/boot_id
+}
+
+// Stream locates a connector message: its id, its sequence stream (per CPU
+// for process events, per sender for other ids), its number, and the
+// stream's epoch: how many times the stream's counter restarted or wrapped
+// since cnstream started, so that (boot, stream, epoch, seq) never repeats.
+type Stream struct {
+	Idx    uint32 `json:"idx" msgpack:"idx"`
+	Val    uint32 `json:"val" msgpack:"val"`
+	CPU    uint32 `json:"cpu" msgpack:"cpu"`
+	Sender uint32 `json:"sender" msgpack:"sender"`
+	Epoch  uint32 `json:"epoch" msgpack:"epoch"`
+	Seq    uint32 `json:"seq" msgpack:"seq"`
+	Ack    uint32 `json:"ack" msgpack:"ack"`
+}
+
+// Record identifies an event the pipeline made (gap, overrun, malformed,
+// forged, dropped): the run (random per cnstream start) and a counter.
+type Record struct {
+	Run string `json:"run" msgpack:"run"`
+	Seq uint64 `json:"seq" msgpack:"seq"`
+}
+
+// Event is the record every sink receives: version 1. Exactly one of the
+// kind-specific members is set, the one Kind names.
+type Event struct {
+	Version int       `json:"v" msgpack:"v"`
+	ID      string    `json:"id" msgpack:"id"` // see EventID; derived when empty
+	Kind    Kind      `json:"kind" msgpack:"kind"`
+	Time    time.Time `json:"time" msgpack:"time"`       // wall clock
+	MonoNS  uint64    `json:"mono_ns" msgpack:"mono_ns"` // CLOCK_MONOTONIC of the kernel event; 0 for records
+	Host    *Host     `json:"host" msgpack:"host"`
+	Stream  *Stream   `json:"stream,omitempty" msgpack:"stream,omitempty"` // connector messages and gaps
+	Record  *Record   `json:"record,omitempty" msgpack:"record,omitempty"` // records the pipeline made
+
+	Fork      *ForkEvent      `json:"fork,omitempty" msgpack:"fork,omitempty"`
+	Exec      *ExecEvent      `json:"exec,omitempty" msgpack:"exec,omitempty"`
+	Exit      *ExitInfo       `json:"exit,omitempty" msgpack:"exit,omitempty"`
+	UID       *IDEvent        `json:"uid,omitempty" msgpack:"uid,omitempty"`
+	GID       *IDEvent        `json:"gid,omitempty" msgpack:"gid,omitempty"`
+	SID       *SIDEvent       `json:"sid,omitempty" msgpack:"sid,omitempty"`
+	Ptrace    *PtraceEvent    `json:"ptrace,omitempty" msgpack:"ptrace,omitempty"`
+	Comm      *CommInfo       `json:"comm,omitempty" msgpack:"comm,omitempty"`
+	Coredump  *CoredumpEvent  `json:"coredump,omitempty" msgpack:"coredump,omitempty"`
+	Ack       *AckInfo        `json:"ack,omitempty" msgpack:"ack,omitempty"`
+	Raw       *RawInfo        `json:"raw,omitempty" msgpack:"raw,omitempty"`
+	Gap       *GapInfo        `json:"gap,omitempty" msgpack:"gap,omitempty"`
+	Overrun   *OverrunInfo    `json:"overrun,omitempty" msgpack:"overrun,omitempty"`
+	Malformed *MalformedInfo  `json:"malformed,omitempty" msgpack:"malformed,omitempty"`
+	Forged    *ForgedInfo     `json:"forged,omitempty" msgpack:"forged,omitempty"`
+	Dropped   *DroppedInfo    `json:"dropped,omitempty" msgpack:"dropped,omitempty"`
+	Process   *Process        `json:"process,omitempty" msgpack:"process,omitempty"` // enrichment of the subject process
+}
+
+// ExitInfo is an exit event with its wait status decoded: ExitStatus for a
+// normal exit, Signal and CoreDumped for death by a signal.
+type ExitInfo struct {
+	PID        uint32 `json:"pid" msgpack:"pid"`
+	TGID       uint32 `json:"tgid" msgpack:"tgid"`
+	ParentPID  uint32 `json:"parent_pid" msgpack:"parent_pid"`
+	ParentTGID uint32 `json:"parent_tgid" msgpack:"parent_tgid"`
+	ExitCode   uint32 `json:"exit_code" msgpack:"exit_code"`                         // the raw wait status
+	ExitStatus *int   `json:"exit_status,omitempty" msgpack:"exit_status,omitempty"` // WEXITSTATUS when exited normally
+	Signal     *int   `json:"signal,omitempty" msgpack:"signal,omitempty"`           // WTERMSIG when killed by a signal
+	CoreDumped bool   `json:"core_dumped" msgpack:"core_dumped"`
+	ExitSignal int32  `json:"exit_signal" msgpack:"exit_signal"` // signal to the parent; -1 for threads
+}
+
+// NewExitInfo decodes e's wait status.
+func NewExitInfo(e ExitEvent) *ExitInfo {
+	x := &ExitInfo{PID: e.PID, TGID: e.TGID, ParentPID: e.ParentPID, ParentTGID: e.ParentTGID,
+		ExitCode: e.ExitCode, ExitSignal: int32(e.ExitSignal), CoreDumped: e.CoreDumped()}
+	switch {
+	case e.Exited():
+		s := e.Status()
+		x.ExitStatus = &s
+	case e.Signaled():
+		s := e.Signal()
+		x.Signal = &s
+	}
+	return x
+}
+
+// CommInfo is a comm event with the name as a string.
+type CommInfo struct {
+	PID  uint32 `json:"pid" msgpack:"pid"`
+	TGID uint32 `json:"tgid" msgpack:"tgid"`
+	Comm string `json:"comm" msgpack:"comm"`
+}
+
+// AckInfo is the ACK to a LISTEN/IGNORE: a positive errno, 0 for success.
+type AckInfo struct {
+	Err uint32 `json:"err" msgpack:"err"`
+}
+
+// RawInfo is a message of a connector id other than the proc connector.
+type RawInfo struct {
+	Group   uint32 `json:"group" msgpack:"group"` // multicast group it arrived on, 0 for unicast
+	Payload []byte `json:"payload" msgpack:"payload"`
+}
+
+// GapInfo: the numbers Expected .. Got-1 of Stream never arrived.
+type GapInfo struct {
+	Expected uint32 `json:"expected" msgpack:"expected"`
+	Got      uint32 `json:"got" msgpack:"got"`
+	Missing  uint64 `json:"missing" msgpack:"missing"`
+}
+
+// OverrunInfo: the kernel dropped datagrams because the socket's receive
+// queue was full (SO_MEMINFO drops), and how many ENOBUFS reported it.
+type OverrunInfo struct {
+	KernelDrops uint64 `json:"kernel_drops" msgpack:"kernel_drops"`
+	ENOBUFS     uint64 `json:"enobufs" msgpack:"enobufs"`
+}
+
+// MalformedInfo: a datagram (or one of its messages) that did not decode.
+type MalformedInfo struct {
+	Sender uint32 `json:"sender" msgpack:"sender"`
+	Error  string `json:"error" msgpack:"error"`
+	Data   []byte `json:"data" msgpack:"data"`
+}
+
+// ForgedInfo: datagrams rejected because a userspace sender used a
+// kernel-owned connector id or group.
+type ForgedInfo struct {
+	Count uint64 `json:"count" msgpack:"count"`
+}
+
+// DroppedInfo: events the pipeline could not deliver.
+type DroppedInfo struct {
+	Count  uint64 `json:"count" msgpack:"count"`
+	Reason string `json:"reason" msgpack:"reason"` // "drop_newest", "drop_oldest", "sink_failed", ...
+	Sink   string `json:"sink,omitempty" msgpack:"sink,omitempty"`
+}
+
+// Process is what cnstream knows of an event's subject process. Source says
+// where it came from: "proc" (read from /proc/PID at the event), "table"
+// (the process table kept from earlier events), or "gone" (the process had
+// exited before it could be read: only the kernel's fields are known).
+// Fields that could not be read are absent, never guessed.
+type Process struct {
+	PID       uint32     `json:"pid" msgpack:"pid"`
+	TGID      uint32     `json:"tgid" msgpack:"tgid"`
+	PPID      uint32     `json:"ppid,omitempty" msgpack:"ppid,omitempty"`
+	Source    string     `json:"source" msgpack:"source"`
+	Comm      string     `json:"comm,omitempty" msgpack:"comm,omitempty"`
+	Exe       string     `json:"exe,omitempty" msgpack:"exe,omitempty"`
+	Cmdline   []string   `json:"cmdline,omitempty" msgpack:"cmdline,omitempty"`
+	Cwd       string     `json:"cwd,omitempty" msgpack:"cwd,omitempty"`
+	UID       *uint32    `json:"uid,omitempty" msgpack:"uid,omitempty"`
+	EUID      *uint32    `json:"euid,omitempty" msgpack:"euid,omitempty"`
+	GID       *uint32    `json:"gid,omitempty" msgpack:"gid,omitempty"`
+	EGID      *uint32    `json:"egid,omitempty" msgpack:"egid,omitempty"`
+	User      string     `json:"user,omitempty" msgpack:"user,omitempty"`   // name of UID
+	Group     string     `json:"group,omitempty" msgpack:"group,omitempty"` // name of GID
+	Cgroup    string     `json:"cgroup,omitempty" msgpack:"cgroup,omitempty"`
+	Container *Container `json:"container,omitempty" msgpack:"container,omitempty"`
+	Ancestors []Ancestor `json:"ancestors,omitempty" msgpack:"ancestors,omitempty"` // parent first
+}
+
+// Container is derived from a cgroup path.
+type Container struct {
+	ID      string `json:"id" msgpack:"id"`
+	Runtime string `json:"runtime" msgpack:"runtime"` // docker, containerd, cri-o, podman, systemd
+	PodUID  string `json:"pod_uid,omitempty" msgpack:"pod_uid,omitempty"`
+}
+
+// Ancestor is one step of a process's parent chain, from the process table.
+type Ancestor struct {
+	PID  uint32 `json:"pid" msgpack:"pid"`
+	Comm string `json:"comm,omitempty" msgpack:"comm,omitempty"`
+	Exe  string `json:"exe,omitempty" msgpack:"exe,omitempty"`
+}
+
+// AppendEventID appends the id of e: stable across retries and unique per
+// host boot.
+//
+//	connector messages: <boot_id>/<idx>.<val>/c<cpu>/<epoch>/<seq>   (process events: per CPU)
+//	                    <boot_id>/<idx>.<val>/s<sender>/<epoch>/<seq> (other ids: per sender port)
+//	pipeline records:   <boot_id>/r/<run>/<seq>
+func AppendEventID(b []byte, e *Event) []byte {
+	if e.Host != nil {
+		b = append(b, e.Host.BootID...)
+	}
+	if e.Record != nil {
+		b = append(b, "/r/"...)
+		b = append(b, e.Record.Run...)
+		b = append(b, '/')
+		return strconv.AppendUint(b, e.Record.Seq, 10)
+	}
+	s := e.Stream
+	if s == nil {
+		return b
+	}
+	b = append(b, '/')
+	b = strconv.AppendUint(b, uint64(s.Idx), 10)
+	b = append(b, '.')
+	b = strconv.AppendUint(b, uint64(s.Val), 10)
+	if s.Idx == ProcID.Idx && s.Val == ProcID.Val && s.Sender == 0 {
+		b = append(b, "/c"...)
+		b = strconv.AppendUint(b, uint64(s.CPU), 10)
+	} else {
+		b = append(b, "/s"...)
+		b = strconv.AppendUint(b, uint64(s.Sender), 10)
+	}
+	b = append(b, '/')
+	b = strconv.AppendUint(b, uint64(s.Epoch), 10)
+	b = append(b, '/')
+	return strconv.AppendUint(b, uint64(s.Seq), 10)
+}
+
+// EventID returns e.ID, or the id derived from e when ID is empty.
+func (e *Event) EventID() string {
+	if e.ID != "" {
+		return e.ID
+	}
+	return string(AppendEventID(nil, e))
+}
