@@ -158,23 +158,23 @@ type Event struct {
 	Stream  *Stream   `json:"stream,omitempty" msgpack:"stream,omitempty"` // connector messages and gaps
 	Record  *Record   `json:"record,omitempty" msgpack:"record,omitempty"` // records the pipeline made
 
-	Fork      *ForkEvent      `json:"fork,omitempty" msgpack:"fork,omitempty"`
-	Exec      *ExecEvent      `json:"exec,omitempty" msgpack:"exec,omitempty"`
-	Exit      *ExitInfo       `json:"exit,omitempty" msgpack:"exit,omitempty"`
-	UID       *IDEvent        `json:"uid,omitempty" msgpack:"uid,omitempty"`
-	GID       *IDEvent        `json:"gid,omitempty" msgpack:"gid,omitempty"`
-	SID       *SIDEvent       `json:"sid,omitempty" msgpack:"sid,omitempty"`
-	Ptrace    *PtraceEvent    `json:"ptrace,omitempty" msgpack:"ptrace,omitempty"`
-	Comm      *CommInfo       `json:"comm,omitempty" msgpack:"comm,omitempty"`
-	Coredump  *CoredumpEvent  `json:"coredump,omitempty" msgpack:"coredump,omitempty"`
-	Ack       *AckInfo        `json:"ack,omitempty" msgpack:"ack,omitempty"`
-	Raw       *RawInfo        `json:"raw,omitempty" msgpack:"raw,omitempty"`
-	Gap       *GapInfo        `json:"gap,omitempty" msgpack:"gap,omitempty"`
-	Overrun   *OverrunInfo    `json:"overrun,omitempty" msgpack:"overrun,omitempty"`
-	Malformed *MalformedInfo  `json:"malformed,omitempty" msgpack:"malformed,omitempty"`
-	Forged    *ForgedInfo     `json:"forged,omitempty" msgpack:"forged,omitempty"`
-	Dropped   *DroppedInfo    `json:"dropped,omitempty" msgpack:"dropped,omitempty"`
-	Process   *Process        `json:"process,omitempty" msgpack:"process,omitempty"` // enrichment of the subject process
+	Fork      *ForkEvent     `json:"fork,omitempty" msgpack:"fork,omitempty"`
+	Exec      *ExecEvent     `json:"exec,omitempty" msgpack:"exec,omitempty"`
+	Exit      *ExitInfo      `json:"exit,omitempty" msgpack:"exit,omitempty"`
+	UID       *IDEvent       `json:"uid,omitempty" msgpack:"uid,omitempty"`
+	GID       *IDEvent       `json:"gid,omitempty" msgpack:"gid,omitempty"`
+	SID       *SIDEvent      `json:"sid,omitempty" msgpack:"sid,omitempty"`
+	Ptrace    *PtraceEvent   `json:"ptrace,omitempty" msgpack:"ptrace,omitempty"`
+	Comm      *CommInfo      `json:"comm,omitempty" msgpack:"comm,omitempty"`
+	Coredump  *CoredumpEvent `json:"coredump,omitempty" msgpack:"coredump,omitempty"`
+	Ack       *AckInfo       `json:"ack,omitempty" msgpack:"ack,omitempty"`
+	Raw       *RawInfo       `json:"raw,omitempty" msgpack:"raw,omitempty"`
+	Gap       *GapInfo       `json:"gap,omitempty" msgpack:"gap,omitempty"`
+	Overrun   *OverrunInfo   `json:"overrun,omitempty" msgpack:"overrun,omitempty"`
+	Malformed *MalformedInfo `json:"malformed,omitempty" msgpack:"malformed,omitempty"`
+	Forged    *ForgedInfo    `json:"forged,omitempty" msgpack:"forged,omitempty"`
+	Dropped   *DroppedInfo   `json:"dropped,omitempty" msgpack:"dropped,omitempty"`
+	Process   *Process       `json:"process,omitempty" msgpack:"process,omitempty"` // enrichment of the subject process
 }
 
 // ExitInfo is an exit event with its wait status decoded: ExitStatus for a
