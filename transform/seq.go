@@ -42,6 +42,10 @@ type Observation struct {
 	Verdict  Verdict
 	Expected uint32 // the number that was expected (Gap, Duplicate, Restart)
 	Missing  uint64 // numbers skipped (Gap)
+	// Epoch counts the stream's wraps past 2^32 and restarts before this
+	// message: (stream, epoch, seq) identifies a message for the lifetime of
+	// the Tracker, even after the u32 counter wraps.
+	Epoch uint32
 }
 
 // MaxGap is the largest jump forward taken as a gap; a larger one (more
@@ -66,6 +70,7 @@ type StreamStats struct {
 	Gaps       uint64 // gap count
 	Duplicates uint64
 	Restarts   uint64
+	Epoch      uint32 // wraps and restarts so far
 }
 
 // Span is the count of numbers from First to Last inclusive: the messages
@@ -94,21 +99,41 @@ func (t *Tracker) Observe(k StreamKey, seq uint32) Observation {
 	next := s.Last + 1
 	switch d := seq - next; {
 	case d == 0:
-		s.Last = seq
-		return Observation{Verdict: InOrder}
+		s.advance(seq)
+		return Observation{Verdict: InOrder, Epoch: s.Epoch}
 	case d < MaxGap: // ahead of the expected number (u32 arithmetic handles wrap)
-		s.Last = seq
+		s.advance(seq)
 		s.Missing += uint64(d)
 		s.Gaps++
-		return Observation{Verdict: Gap, Expected: next, Missing: uint64(d)}
+		return Observation{Verdict: Gap, Expected: next, Missing: uint64(d), Epoch: s.Epoch}
 	case next-seq <= RestartWindow:
 		s.Duplicates++
-		return Observation{Verdict: Duplicate, Expected: next}
+		e := s.Epoch
+		if seq > s.Last && e > 0 { // from before the last wrap
+			e--
+		}
+		return Observation{Verdict: Duplicate, Expected: next, Epoch: e}
 	default:
 		s.Restarts++
+		s.Epoch++
 		s.First, s.Last = seq, seq
-		return Observation{Verdict: Restart, Expected: next}
+		return Observation{Verdict: Restart, Expected: next, Epoch: s.Epoch}
 	}
+}
+
+// advance moves the stream forward to seq, counting a wrap past 2^32.
+func (s *StreamStats) advance(seq uint32) {
+	if seq < s.Last {
+		s.Epoch++
+	}
+	s.Last = seq
+}
+
+// Reset forgets every stream: call it when the numbering changed for all of
+// them, such as a new boot id.
+func (t *Tracker) Reset() {
+	clear(t.streams)
+	t.order = t.order[:0]
 }
 
 // Streams returns the counters of every stream, in order of first appearance.

@@ -31,15 +31,16 @@ func TestTrackerObserve(t *testing.T) {
 			{cpu0, 15, Observation{Verdict: Gap, Expected: 11, Missing: 4}},
 			{cpu0, 16, Observation{Verdict: InOrder}},
 		}, 4, 1, 0, 0},
-		{"wrap at 2^32 is not a gap", []step{
+		{"wrap at 2^32 is not a gap, and starts a new epoch", []step{
 			{cpu0, 0xfffffffe, Observation{Verdict: First}},
 			{cpu0, 0xffffffff, Observation{Verdict: InOrder}},
-			{cpu0, 0, Observation{Verdict: InOrder}},
-			{cpu0, 1, Observation{Verdict: InOrder}},
-		}, 0, 0, 0, 0},
+			{cpu0, 0, Observation{Verdict: InOrder, Epoch: 1}},
+			{cpu0, 1, Observation{Verdict: InOrder, Epoch: 1}},
+			{cpu0, 0xffffffff, Observation{Verdict: Duplicate, Expected: 2, Epoch: 0}},
+		}, 0, 0, 1, 0},
 		{"gap across the wrap", []step{
 			{cpu0, 0xfffffffd, Observation{Verdict: First}},
-			{cpu0, 2, Observation{Verdict: Gap, Expected: 0xfffffffe, Missing: 4}},
+			{cpu0, 2, Observation{Verdict: Gap, Expected: 0xfffffffe, Missing: 4, Epoch: 1}},
 		}, 4, 1, 0, 0},
 		{"interleaved cpus are separate streams", []step{
 			{cpu0, 100, Observation{Verdict: First}},
@@ -58,8 +59,8 @@ func TestTrackerObserve(t *testing.T) {
 		}, 0, 0, 2, 0},
 		{"large backward jump restarts, never a 4-billion gap", []step{
 			{sender, 3_000_000_000, Observation{Verdict: First}},
-			{sender, 0, Observation{Verdict: Restart, Expected: 3_000_000_001}},
-			{sender, 1, Observation{Verdict: InOrder}},
+			{sender, 0, Observation{Verdict: Restart, Expected: 3_000_000_001, Epoch: 1}},
+			{sender, 1, Observation{Verdict: InOrder, Epoch: 1}},
 		}, 0, 0, 0, 1},
 		{"the ACK consumes a number on its cpu", []step{
 			{cpu1, 500, Observation{Verdict: First}},   // fork
@@ -81,6 +82,19 @@ func TestTrackerObserve(t *testing.T) {
 					gaps, missing, dups, restarts, tc.gaps, tc.missing, tc.dups, tc.restarts)
 			}
 		})
+	}
+}
+
+func TestTrackerReset(t *testing.T) {
+	tr := NewTracker()
+	k := StreamKey{Idx: 1, Val: 1}
+	tr.Observe(k, 100)
+	tr.Reset() // a new boot: numbering starts over without a gap or restart
+	if got := tr.Observe(k, 0); got.Verdict != First {
+		t.Errorf("after Reset: %+v, want First", got)
+	}
+	if n := len(tr.Streams()); n != 1 {
+		t.Errorf("%d streams after Reset and one message, want 1", n)
 	}
 }
 
