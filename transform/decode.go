@@ -28,8 +28,8 @@ func (k RecordKind) String() string {
 }
 
 // Record is one item of the decoded stream: an event or a statement about
-// loss. Slices alias the batch's buffers: use a Record before the next
-// ReadBatch, or copy what you keep.
+// loss. Only the fields of its Kind are meaningful. Slices alias the batch's
+// buffers: use a Record before the next ReadBatch, or copy what you keep.
 type Record struct {
 	Kind    RecordKind
 	Addr    source.Addr
@@ -134,16 +134,18 @@ func (d *Decoder) DecodeDatagram(dg *source.Datagram, emit func(*Record)) {
 			continue
 		}
 		d.stats.Messages++
+		// Fill the reused record field by field: resetting the whole (large)
+		// struct per message shows on the hot path. Fields that do not belong
+		// to the record's Kind are unspecified.
 		r := &d.rec
-		*r = Record{Kind: KindRaw, Addr: dg.Addr, Netlink: m.Header, Cn: cn}
+		r.Kind, r.Addr, r.Netlink, r.Cn = KindRaw, dg.Addr, m.Header, cn
 		if cn.ID == schema.ProcID && dg.Addr.PortID == 0 {
-			ev, err := schema.DecodeProcEvent(cn.Data)
-			if err != nil {
+			if r.Proc, err = schema.DecodeProcEvent(cn.Data); err != nil {
 				d.malformed(dg, err, emit)
 				continue
 			}
-			r.Kind, r.Proc = KindProc, ev
-			r.Stream = StreamKey{Idx: cn.ID.Idx, Val: cn.ID.Val, CPU: ev.CPU}
+			r.Kind = KindProc
+			r.Stream = StreamKey{Idx: cn.ID.Idx, Val: cn.ID.Val, CPU: r.Proc.CPU}
 		} else {
 			r.Stream = StreamKey{Idx: cn.ID.Idx, Val: cn.ID.Val, Sender: dg.Addr.PortID}
 		}

@@ -28,12 +28,17 @@ type summary struct {
 func collect(d *Decoder, b *source.Batch, n int) []summary {
 	var out []summary
 	d.DecodeBatch(b, n, func(r *Record) {
-		s := summary{Kind: r.Kind.String(), Seq: r.Cn.Seq, Missing: r.Obs.Missing, Drops: r.Drops, Count: r.Count}
+		// Only the fields of the record's kind are meaningful.
+		s := summary{Kind: r.Kind.String()}
 		switch r.Kind {
 		case KindProc:
-			s.What = r.Proc.What.String()
+			s.Seq, s.What, s.Missing = r.Cn.Seq, r.Proc.What.String(), r.Obs.Missing
 		case KindGap:
-			s.Seq = r.Seq
+			s.Seq, s.Missing = r.Seq, r.Obs.Missing
+		case KindOverrun:
+			s.Drops = r.Drops
+		case KindForged:
+			s.Count = r.Count
 		}
 		out = append(out, s)
 	})

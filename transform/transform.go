@@ -1,0 +1,277 @@
+package transform
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/cnstream/cnstream/schema"
+	"github.com/cnstream/cnstream/source"
+)
+
+// Enricher tells what is known of a process event's subject. Process is
+// called once per proc event, in stream order, from the transform goroutine;
+// it may update its own state (a process table) from the event.
+type Enricher interface {
+	Process(ev *schema.ProcEvent) *schema.Process
+}
+
+// WallClock turns a kernel CLOCK_MONOTONIC timestamp into wall-clock time.
+type WallClock interface {
+	Wall(monoNS uint64) time.Time
+}
+
+// Config configures a Transformer.
+type Config struct {
+	// Host is the machine's identity; its BootID is part of every event id
+	// and is required.
+	Host schema.Host
+	// Run identifies this run in the ids of the records the pipeline makes
+	// (gap, overrun, ...). Default: 8 random bytes, hex.
+	Run string
+	// Clock converts kernel timestamps. Default: an offset measured once
+	// with source.ClockOffset.
+	Clock WallClock
+	// Enricher adds process details. Default: none.
+	Enricher Enricher
+	// Filter keeps or drops events. Default: keep everything.
+	Filter Filter
+}
+
+// Stats are the Transformer's counters.
+type Stats struct {
+	DecoderStats
+	Events   uint64 // events produced (after filtering), records included
+	Records  uint64 // records the pipeline made (gap, overrun, malformed, forged)
+	Filtered uint64 // events the filter dropped (on purpose: not a loss)
+}
+
+// A Transformer turns source batches into schema.Events: decoding, sequence
+// tracking with gap records, wall-clock time, enrichment, filtering. It is
+// owned by one goroutine; Stats may be called from any.
+type Transformer struct {
+	dec    *Decoder
+	host   *schema.Host
+	run    string
+	clock  WallClock
+	enrich Enricher
+	filter *filter
+	recSeq uint64
+	out    []schema.Event
+	slab   []holder
+
+	nevents, nfiltered uint64 // this batch's counts, published after it
+
+	events, records, filtered atomic.Uint64
+	decStats                  atomic.Pointer[DecoderStats]
+}
+
+// New returns a Transformer for cfg.
+func New(cfg Config) (*Transformer, error) {
+	if cfg.Host.BootID == "" {
+		return nil, fmt.Errorf("transform: Config.Host.BootID is required: it is part of every event id")
+	}
+	f, err := cfg.Filter.compile()
+	if err != nil {
+		return nil, err
+	}
+	t := &Transformer{dec: NewDecoder(), run: cfg.Run, clock: cfg.Clock, enrich: cfg.Enricher, filter: f}
+	host := cfg.Host
+	t.host = &host
+	if t.run == "" {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		t.run = hex.EncodeToString(b[:])
+	}
+	if t.clock == nil {
+		off, err := source.ClockOffset()
+		if err != nil {
+			return nil, fmt.Errorf("transform: read clocks: %w", err)
+		}
+		t.clock = fixedClock(off)
+	}
+	t.decStats.Store(&DecoderStats{})
+	return t, nil
+}
+
+type fixedClock time.Duration
+
+func (c fixedClock) Wall(mono uint64) time.Time { return time.Unix(0, int64(mono)+int64(c)) }
+
+// Host returns the host identity events carry.
+func (t *Transformer) Host() *schema.Host { return t.host }
+
+// Run returns the id of this run.
+func (t *Transformer) Run() string { return t.run }
+
+// Tracker returns the sequence tracker (per-stream counters).
+func (t *Transformer) Tracker() *Tracker { return t.dec.Tracker }
+
+// Batch appends to out the events of the first n datagrams of b, in stream
+// order, with records stating every loss where it was found.
+func (t *Transformer) Batch(b *source.Batch, n int, out []schema.Event) []schema.Event {
+	t.out = out
+	t.dec.DecodeBatch(b, n, t.record)
+	out, t.out = t.out, nil
+	t.events.Add(t.nevents)
+	t.filtered.Add(t.nfiltered)
+	t.nevents, t.nfiltered = 0, 0
+	s := t.dec.Stats()
+	t.decStats.Store(&s)
+	return out
+}
+
+// Drops appends an overrun record for drops found outside a batch (the
+// final SO_MEMINFO check at shutdown).
+func (t *Transformer) Drops(drops uint64, out []schema.Event) []schema.Event {
+	if drops == 0 {
+		return out
+	}
+	return t.Batch(&source.Batch{Dropped: drops}, 0, out)
+}
+
+// Stats returns a snapshot of the counters.
+func (t *Transformer) Stats() Stats {
+	return Stats{DecoderStats: *t.decStats.Load(), Events: t.events.Load(), Records: t.records.Load(), Filtered: t.filtered.Load()}
+}
+
+func (t *Transformer) newRecord(kind schema.Kind) schema.Event {
+	t.recSeq++
+	t.records.Add(1)
+	return schema.Event{Version: schema.EventVersion, Kind: kind, Time: time.Now(), Host: t.host,
+		Record: &schema.Record{Run: t.run, Seq: t.recSeq}}
+}
+
+// holder is the storage of one event's members: events point into holders
+// allocated in slabs, so a proc event costs no allocation of its own.
+type holder struct {
+	stream   schema.Stream
+	fork     schema.ForkEvent
+	exec     schema.ExecEvent
+	id       schema.IDEvent
+	sid      schema.SIDEvent
+	ptrace   schema.PtraceEvent
+	comm     schema.CommInfo
+	coredump schema.CoredumpEvent
+	exit     schema.ExitInfo
+	ack      schema.AckInfo
+	status   int
+}
+
+const slabLen = 256
+
+func (t *Transformer) holder() *holder {
+	if len(t.slab) == 0 {
+		t.slab = make([]holder, slabLen)
+	}
+	h := &t.slab[0]
+	t.slab = t.slab[1:]
+	return h
+}
+
+func streamOf(r *Record) schema.Stream {
+	return schema.Stream{Idx: r.Stream.Idx, Val: r.Stream.Val, CPU: r.Stream.CPU, Sender: r.Stream.Sender,
+		Epoch: r.Obs.Epoch, Seq: r.Cn.Seq, Ack: r.Cn.Ack}
+}
+
+// record is the Decoder's emit callback.
+func (t *Transformer) record(r *Record) {
+	// Build the event in place at the end of out: an Event is large, copies
+	// show on the hot path.
+	t.out = append(t.out, schema.Event{})
+	e := &t.out[len(t.out)-1]
+	switch r.Kind {
+	case KindProc:
+		t.procEvent(r, e)
+	case KindRaw:
+		h := t.holder()
+		h.stream = streamOf(r)
+		*e = schema.Event{Version: schema.EventVersion, Kind: schema.KindRaw, Time: time.Now(), Host: t.host, Stream: &h.stream,
+			Raw: &schema.RawInfo{Group: r.Addr.Group(), Payload: append([]byte(nil), r.Cn.Data...)}}
+	case KindGap:
+		*e = t.newRecord(schema.KindGap)
+		h := t.holder()
+		h.stream = schema.Stream{Idx: r.Stream.Idx, Val: r.Stream.Val, CPU: r.Stream.CPU, Sender: r.Stream.Sender, Epoch: r.Obs.Epoch, Seq: r.Seq}
+		e.Stream = &h.stream
+		e.Gap = &schema.GapInfo{Expected: r.Obs.Expected, Got: r.Seq, Missing: r.Obs.Missing}
+	case KindOverrun:
+		*e = t.newRecord(schema.KindOverrun)
+		e.Overrun = &schema.OverrunInfo{KernelDrops: r.Drops, ENOBUFS: r.ENOBUFS}
+	case KindForged:
+		*e = t.newRecord(schema.KindForged)
+		e.Forged = &schema.ForgedInfo{Count: r.Count}
+	case KindMalformed, KindNetlinkError:
+		*e = t.newRecord(schema.KindMalformed)
+		msg := ""
+		if r.Err != nil {
+			msg = r.Err.Error()
+		} else {
+			msg = fmt.Sprintf("netlink error message: errno %d", -r.Errno)
+		}
+		e.Malformed = &schema.MalformedInfo{Sender: r.Addr.PortID, Error: msg, Data: append([]byte(nil), r.Data...)}
+	default:
+		t.out = t.out[:len(t.out)-1]
+		return
+	}
+	if !t.filter.keep(e) {
+		t.nfiltered++
+		t.out = t.out[:len(t.out)-1]
+		return
+	}
+	t.nevents++
+}
+
+func (t *Transformer) procEvent(r *Record, e *schema.Event) {
+	ev := &r.Proc
+	h := t.holder()
+	h.stream = streamOf(r)
+	*e = schema.Event{Version: schema.EventVersion, Kind: schema.KindOf(ev.What), MonoNS: ev.TimestampNS,
+		Time: t.clock.Wall(ev.TimestampNS), Host: t.host, Stream: &h.stream}
+	switch ev.What {
+	case schema.ProcEventNone:
+		h.ack = schema.AckInfo{Err: ev.Ack.Err}
+		e.Ack = &h.ack
+	case schema.ProcEventFork:
+		h.fork = ev.Fork
+		e.Fork = &h.fork
+	case schema.ProcEventExec:
+		h.exec = ev.Exec
+		e.Exec = &h.exec
+	case schema.ProcEventUID:
+		h.id = ev.ID
+		e.UID = &h.id
+	case schema.ProcEventGID:
+		h.id = ev.ID
+		e.GID = &h.id
+	case schema.ProcEventSID:
+		h.sid = ev.SID
+		e.SID = &h.sid
+	case schema.ProcEventPtrace:
+		h.ptrace = ev.Ptrace
+		e.Ptrace = &h.ptrace
+	case schema.ProcEventComm:
+		h.comm = schema.CommInfo{PID: ev.Comm.PID, TGID: ev.Comm.TGID, Comm: ev.Comm.Name()}
+		e.Comm = &h.comm
+	case schema.ProcEventCoredump:
+		h.coredump = ev.Coredump
+		e.Coredump = &h.coredump
+	case schema.ProcEventExit:
+		x := ev.Exit
+		h.exit = schema.ExitInfo{PID: x.PID, TGID: x.TGID, ParentPID: x.ParentPID, ParentTGID: x.ParentTGID,
+			ExitCode: x.ExitCode, ExitSignal: int32(x.ExitSignal), CoreDumped: x.CoreDumped()}
+		switch {
+		case x.Exited():
+			h.status = x.Status()
+			h.exit.ExitStatus = &h.status
+		case x.Signaled():
+			h.status = x.Signal()
+			h.exit.Signal = &h.status
+		}
+		e.Exit = &h.exit
+	}
+	if t.enrich != nil && ev.What != schema.ProcEventNone {
+		e.Process = t.enrich.Process(ev)
+	}
+}
