@@ -152,7 +152,9 @@ func TestFilterErrors(t *testing.T) {
 	}
 }
 
-func itoa(v uint32) string { return string(rune('0'+v/100)) + string(rune('0'+v/10%10)) + string(rune('0'+v%10)) }
+func itoa(v uint32) string {
+	return string(rune('0'+v/100)) + string(rune('0'+v/10%10)) + string(rune('0'+v%10))
+}
 
 func BenchmarkTransformBatch(b *testing.B) {
 	ev := schema.ProcEvent{What: schema.ProcEventFork, Fork: schema.ForkEvent{ChildPID: 9, ChildTGID: 9}}
