@@ -419,13 +419,10 @@ func TestProcOverflowGapsEqualDrops(t *testing.T) {
 	if err := c.Subscribe(ctx, source.SubscribeConfig{}); err != nil {
 		t.Fatal(err)
 	}
-	// A burst of ~1000 events while nobody reads: the queue holds ~157.
-	if out, err := exec.Command("/bin/sh", "-c", "for i in $(seq 300); do /bin/true & done; wait").CombinedOutput(); err != nil {
-		t.Fatalf("burst: %v: %s", err, out)
-	}
 	b := source.NewBatch(64, 512)
 	dec := transform.NewDecoder()
 	var dropped uint64
+	ncpu := uint32(runtime.NumCPU())
 	markers := map[uint32]uint32{} // marker shell pid -> cpu it is pinned to
 	seenCPU := map[uint32]bool{}
 	emit := func(r *transform.Record) {
@@ -438,27 +435,47 @@ func TestProcOverflowGapsEqualDrops(t *testing.T) {
 			}
 		}
 	}
-	ncpu := uint32(runtime.NumCPU())
-	for drained := false; len(seenCPU) < int(ncpu); {
+	// markOnEveryCPU runs a short process pinned to each CPU; its exit event
+	// is on that CPU's stream.
+	markOnEveryCPU := func() {
+		clear(seenCPU)
+		for cpu := range ncpu {
+			cmd := exec.Command("taskset", "-c", fmt.Sprint(cpu), "/bin/sh", "-c", "/bin/true")
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			markers[uint32(cmd.Process.Pid)] = cpu
+			if err := cmd.Wait(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	read := func() {
 		n, err := c.ReadBatch(ctx, b)
 		if err != nil {
 			t.Fatalf("ReadBatch: %v (stats %v)", err, c.Stats())
 		}
 		dec.DecodeBatch(b, n, emit)
+	}
+	// Every CPU's stream must have started before the loss: a drop before
+	// the first event seen on a stream cannot show as a gap (it is still
+	// counted, by the overrun records).
+	markOnEveryCPU()
+	for len(seenCPU) < int(ncpu) {
+		read()
+	}
+	// A burst of ~1000 events while nobody reads: the queue holds ~157.
+	if out, err := exec.Command("/bin/sh", "-c", "for i in $(seq 300); do /bin/true & done; wait").CombinedOutput(); err != nil {
+		t.Fatalf("burst: %v: %s", err, out)
+	}
+	clear(seenCPU)
+	for drained := false; !drained || len(seenCPU) < int(ncpu); {
+		read()
 		if !drained && c.Stats().QueuedBytes == 0 {
 			drained = true
 			// One event after the drain on every CPU reveals every earlier
 			// drop on that CPU's stream as a gap.
-			for cpu := range ncpu {
-				cmd := exec.Command("taskset", "-c", fmt.Sprint(cpu), "/bin/sh", "-c", "/bin/true")
-				if err := cmd.Start(); err != nil {
-					t.Fatal(err)
-				}
-				markers[uint32(cmd.Process.Pid)] = cpu
-				if err := cmd.Wait(); err != nil {
-					t.Fatal(err)
-				}
-			}
+			markOnEveryCPU()
 		}
 	}
 	st := c.Stats()

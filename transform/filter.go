@@ -157,3 +157,9 @@ func eventContainer(e *schema.Event) (*schema.Container, bool) {
 	}
 	return p.Container, true
 }
+
+// Validate checks the globs and container ids.
+func (f Filter) Validate() error {
+	_, err := f.compile()
+	return err
+}

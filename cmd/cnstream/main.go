@@ -14,7 +14,11 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
+
+	"github.com/cnstream/cnstream/schema"
 )
 
 const usage = `cnstream: kernel connector events, fast and complete, every loss accounted for.
@@ -102,4 +106,44 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 
 func usageErr(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, args...))
+}
+
+// stringList defines a repeatable flag whose values may also be
+// comma-separated.
+func stringList(fs *flag.FlagSet, name, usage string, dst *[]string) {
+	fs.Func(name, usage, func(v string) error {
+		for _, s := range strings.Split(v, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				*dst = append(*dst, s)
+			}
+		}
+		return nil
+	})
+}
+
+func uidList(fs *flag.FlagSet, name, usage string, dst *[]uint32) {
+	fs.Func(name, usage, func(v string) error {
+		for _, s := range strings.Split(v, ",") {
+			u, err := strconv.ParseUint(strings.TrimSpace(s), 10, 32)
+			if err != nil {
+				return fmt.Errorf("%q is not a uid", s)
+			}
+			*dst = append(*dst, uint32(u))
+		}
+		return nil
+	})
+}
+
+func kindList(fs *flag.FlagSet, name, usage string, dst *[]schema.Kind) {
+	fs.Func(name, usage, func(v string) error {
+		for _, s := range strings.Split(v, ",") {
+			s = strings.TrimSpace(strings.ToLower(s))
+			k, ok := schema.ParseKind(s)
+			if !ok || k.IsLoss() {
+				return fmt.Errorf("unknown kind %q (known: fork,exec,exit,uid,gid,sid,ptrace,comm,coredump,ack,raw)", s)
+			}
+			*dst = append(*dst, k)
+		}
+		return nil
+	})
 }

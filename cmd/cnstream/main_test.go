@@ -80,8 +80,12 @@ func jsonLines(t *testing.T, cmd *exec.Cmd) <-chan map[string]any {
 	return ch
 }
 
-func num(m map[string]any, k string) uint64 {
-	f, _ := m[k].(float64)
+// num returns the number at the path of keys in a decoded JSON object.
+func num(m map[string]any, path ...string) uint64 {
+	for _, k := range path[:len(path)-1] {
+		m, _ = m[k].(map[string]any)
+	}
+	f, _ := m[path[len(path)-1]].(float64)
 	return uint64(f)
 }
 
@@ -137,13 +141,17 @@ func TestTailProcessEvents(t *testing.T) {
 		go exec.Command("/bin/true").Run() // make sure something happens
 		next()
 	}
-	child := exec.Command("/bin/sh", "-c", "exit 5", "cnstream-tail-test")
+	// The child waits for a line on stdin, so that it is alive when tail
+	// reads /proc on its exec; then it exits with status 5.
+	child := exec.Command("/bin/sh", "-c", "read x; exit 5", "cnstream-tail-test")
+	stdin, err := child.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := child.Start(); err != nil {
 		t.Fatal(err)
 	}
 	pid := uint64(child.Process.Pid)
-	_ = child.Wait()
-
 	seen := map[string]map[string]any{}
 	for len(seen) < 3 {
 		m := next()
@@ -151,20 +159,53 @@ func TestTailProcessEvents(t *testing.T) {
 		if kind == "invalid-json" {
 			t.Fatalf("tail printed invalid JSON: %v", m["line"])
 		}
-		if (kind == "fork" || kind == "exec" || kind == "exit") && num(m, "pid") == pid {
+		switch {
+		case kind == "fork" && num(m, "fork", "child_pid") == pid,
+			kind == "exec" && num(m, "exec", "pid") == pid,
+			kind == "exit" && num(m, "exit", "pid") == pid:
 			seen[kind] = m
 		}
-	}
-	if e := seen["exit"]; num(e, "exit_status") != 5 || num(e, "tgid") != pid || num(e, "parent_tgid") != uint64(os.Getpid()) {
-		t.Errorf("exit event %v: want status 5, tgid %d, parent %d", e, pid, os.Getpid())
-	}
-	if f := seen["fork"]; num(f, "parent_tgid") != uint64(os.Getpid()) {
-		t.Errorf("fork event %v: want parent %d", f, os.Getpid())
-	}
-	for _, m := range seen {
-		if ts, _ := m["time"].(string); !strings.HasPrefix(ts, time.Now().UTC().Format("2006-01-02")) {
-			t.Errorf("event time %q is not today", ts)
+		if kind == "exec" && seen["exec"] != nil && seen["exit"] == nil {
+			stdin.Close() // tail has read /proc: let the child exit
 		}
+	}
+	var exitErr *exec.ExitError
+	if err := child.Wait(); !errors.As(err, &exitErr) || exitErr.ExitCode() != 5 {
+		t.Fatalf("child: %v, want exit status 5", err)
+	}
+	self := uint64(os.Getpid())
+	if e := seen["exit"]; num(e, "exit", "exit_status") != 5 || num(e, "exit", "tgid") != pid || num(e, "exit", "parent_tgid") != self {
+		t.Errorf("exit event %v: want status 5, tgid %d, parent %d", e, pid, self)
+	}
+	if f := seen["fork"]; num(f, "fork", "parent_tgid") != self {
+		t.Errorf("fork event %v: want parent %d", f, self)
+	}
+	for kind, m := range seen {
+		if ts, _ := m["time"].(string); !strings.HasPrefix(ts, time.Now().UTC().Format("2006-01-02")) {
+			t.Errorf("%s event time %q is not today", kind, ts)
+		}
+		if v, _ := m["v"].(float64); v != 1 {
+			t.Errorf("%s event version %v, want 1", kind, m["v"])
+		}
+		if id, _ := m["id"].(string); !strings.Contains(id, "/1.1/c") {
+			t.Errorf("%s event id %q: want <boot>/1.1/c<cpu>/<epoch>/<seq>", kind, id)
+		}
+	}
+	// Enrichment of the exec: the process was alive, so /proc was read.
+	proc, _ := seen["exec"]["process"].(map[string]any)
+	wantExe, _ := filepath.EvalSymlinks("/bin/sh")
+	var cmdline []string
+	if cl, ok := proc["cmdline"].([]any); ok {
+		for _, a := range cl {
+			s, _ := a.(string)
+			cmdline = append(cmdline, s)
+		}
+	}
+	if proc["source"] != "proc" || proc["exe"] != wantExe || strings.Join(cmdline, " ") != "/bin/sh -c read x; exit 5 cnstream-tail-test" {
+		t.Errorf("exec enrichment %v: want source proc, exe %s, the child's argv", proc, wantExe)
+	}
+	if anc, _ := proc["ancestors"].([]any); len(anc) == 0 || num(anc[0].(map[string]any), "pid") != self {
+		t.Errorf("exec ancestors %v: want this test process (%d) first", proc["ancestors"], self)
 	}
 
 	if err := tail.Process.Signal(syscall.SIGINT); err != nil {
@@ -294,14 +335,14 @@ func TestSkipEveryGapsReported(t *testing.T) {
 		}
 		switch m["kind"] {
 		case "raw":
-			if num(m, "seq") < 4000000000 {
+			if num(m, "stream", "seq") < 4000000000 {
 				raws++
-				done = num(m, "seq") == lastSeq
+				done = num(m, "stream", "seq") == lastSeq
 			}
 		case "gap":
 			gaps++
-			missing += num(m, "missing")
-			if num(m, "missing") != 1 || (num(m, "got")%(every+1)) != 0 {
+			missing += num(m, "gap", "missing")
+			if num(m, "gap", "missing") != 1 || (num(m, "gap", "got")%(every+1)) != 0 {
 				t.Errorf("gap %v: want 1 missing before every %dth+1 seq", m, every)
 			}
 		case nil:
@@ -336,7 +377,7 @@ func TestSendWaitReplyListen(t *testing.T) {
 	if err := json.Unmarshal(bytes.TrimSpace(out), &m); err != nil {
 		t.Fatalf("reply %q: %v", out, err)
 	}
-	if m["kind"] != "ack" || num(m, "ack") != 78 || num(m, "err") != 0 {
+	if m["kind"] != "ack" || num(m, "stream", "ack") != 78 || num(m, "ack", "err") != 0 {
 		t.Errorf("reply %v: want the ACK with ack 78, err 0", m)
 	}
 }
@@ -376,6 +417,10 @@ func TestUsageErrors(t *testing.T) {
 	cases := [][]string{
 		{"tail", "--kinds", "fork,bogus"},
 		{"tail", "--id", "1:1"},
+		{"tail", "--kernel-filter", "fork,bogus"},
+		{"tail", "--container", "abc"},
+		{"tail", "--comm", "["},
+		{"tail", "--uid", "root"},
 		{"tail", "--group", "99"},
 		{"tail", "--userspace-group", "0"},
 		{"send"},

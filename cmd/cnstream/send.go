@@ -170,6 +170,16 @@ func sendCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	out := bufio.NewWriter(stdout)
 	defer out.Flush()
+	var tr *transform.Transformer
+	if o.waitReply > 0 {
+		host, err := readHost()
+		if err != nil {
+			return err
+		}
+		if tr, err = transform.New(transform.Config{Host: host}); err != nil {
+			return err
+		}
+	}
 
 	start := time.Now()
 	seq := o.seq
@@ -206,7 +216,7 @@ func sendCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		sent++
 		if o.waitReply > 0 {
-			if err := awaitReply(ctx, conn, m, o, out); err != nil {
+			if err := awaitReply(ctx, conn, tr, m, o, out); err != nil {
 				return err
 			}
 		}
@@ -241,17 +251,13 @@ func target(group uint32) string {
 
 // awaitReply reads until the reply to req arrives (printing it) or the wait
 // ends. Other messages are new messages, not replies: they are ignored.
-func awaitReply(ctx context.Context, conn *source.Conn, req schema.CnMsg, o *sendOptions, out *bufio.Writer) error {
+func awaitReply(ctx context.Context, conn *source.Conn, tr *transform.Transformer, req schema.CnMsg, o *sendOptions, out *bufio.Writer) error {
 	wctx, cancel := context.WithTimeout(ctx, o.waitReply)
 	defer cancel()
 	b := source.NewBatch(16, 0)
-	dec := transform.NewDecoder()
-	p := &printer{w: out, o: &tailOptions{json: o.json}}
-	if off, err := source.ClockOffset(); err == nil {
-		p.offset = off
-	}
-	found := false
-	for !found {
+	p := &printer{w: out, json: o.json}
+	var events []schema.Event
+	for {
 		n, err := conn.ReadBatch(wctx, b)
 		if err != nil {
 			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
@@ -259,15 +265,19 @@ func awaitReply(ctx context.Context, conn *source.Conn, req schema.CnMsg, o *sen
 			}
 			return err
 		}
-		dec.DecodeBatch(b, n, func(r *transform.Record) {
-			if found || (r.Kind != transform.KindProc && r.Kind != transform.KindRaw) || !schema.IsReply(req, r.Cn) {
-				return
+		events = tr.Batch(b, n, events[:0])
+		for i := range events {
+			e := &events[i]
+			if e.Stream == nil || e.Record != nil {
+				continue
 			}
-			found = true
-			p.record(r)
-		})
+			got := schema.CnMsg{ID: schema.CbID{Idx: e.Stream.Idx, Val: e.Stream.Val}, Seq: e.Stream.Seq, Ack: e.Stream.Ack}
+			if schema.IsReply(req, got) {
+				p.print(e)
+				return out.Flush()
+			}
+		}
 	}
-	return out.Flush()
 }
 
 func parseCbID(s string) (schema.CbID, error) {

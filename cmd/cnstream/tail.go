@@ -32,18 +32,22 @@ Needs root or CAP_NET_ADMIN, in the initial network, user and pid namespaces.
 SIGINT or SIGTERM stops it cleanly (the subscription is cancelled with IGNORE).`
 
 type tailOptions struct {
-	json      bool
-	count     uint64
-	kinds     map[string]bool
-	group     uint32
-	id        *schema.CbID
-	rcvbuf    int
-	noENOBUFS bool
-	summary   bool
-	batch     int
-	batches   int
-	dgramSize int
-	userspace []uint32
+	json       bool
+	count      uint64
+	filter     transform.Filter
+	kernelMask schema.What
+	enrich     bool
+	ancestors  int
+	maxProcs   int
+	group      uint32
+	id         *schema.CbID
+	rcvbuf     int
+	noENOBUFS  bool
+	summary    bool
+	batch      int
+	batches    int
+	dgramSize  int
+	userspace  []uint32
 }
 
 // queueBudget bounds the memory of the batches queued between the reader and
@@ -55,7 +59,20 @@ func parseTail(args []string, stderr io.Writer) (*tailOptions, error) {
 	o := &tailOptions{}
 	fs.BoolVar(&o.json, "json", false, "one JSON object per line instead of readable lines")
 	fs.Uint64Var(&o.count, "count", 0, "exit after N events (0: until interrupted)")
-	kinds := fs.String("kinds", "", "comma-separated kinds to show: fork,exec,exit,uid,gid,sid,ptrace,comm,coredump,ack,raw (default: all; gap and loss lines are always shown)")
+	kindList(fs, "kinds", "keep only these event `kinds` (comma-separated: fork,exec,exit,uid,gid,sid,ptrace,comm,coredump,ack,raw); loss records are always shown", &o.filter.Kinds)
+	kindList(fs, "exclude-kinds", "drop these event `kinds`", &o.filter.ExcludeKinds)
+	uidList(fs, "uid", "keep only events of processes with this real or effective `uid` (repeatable)", &o.filter.UIDs)
+	uidList(fs, "exclude-uid", "drop events of processes with this `uid` (repeatable)", &o.filter.ExcludeUIDs)
+	stringList(fs, "comm", "keep only events whose command name matches this `glob` (repeatable)", &o.filter.Comms)
+	stringList(fs, "exclude-comm", "drop events whose command name matches this `glob` (repeatable)", &o.filter.ExcludeComms)
+	stringList(fs, "exe", "keep only events whose executable path matches this `glob` (repeatable)", &o.filter.Exes)
+	stringList(fs, "exclude-exe", "drop events whose executable path matches this `glob` (repeatable)", &o.filter.ExcludeExes)
+	stringList(fs, "container", "keep only events of this container `id` (12+ characters), \"host\" or \"*\" (repeatable)", &o.filter.Containers)
+	stringList(fs, "exclude-container", "drop events of this container `id`, \"host\" or \"*\" (repeatable)", &o.filter.ExcludeContainers)
+	kernelKinds := fs.String("kernel-filter", "", "ask the kernel to send only these `kinds` (fork,exec,exit,uid,gid,sid,ptrace,comm,coredump,nonzero_exit): less work, but no ACK and gaps no longer mean loss (Linux 6.6+)")
+	fs.BoolVar(&o.enrich, "enrich", true, "add process details (exe, cmdline, cwd, ids and names, cgroup and container, ancestors) from /proc and a process table")
+	fs.IntVar(&o.ancestors, "ancestors", 4, "parent chain depth added to each event")
+	fs.IntVar(&o.maxProcs, "max-processes", 65536, "process table bound (least recently used entries beyond it are evicted)")
 	group := fs.Uint("group", 0, "watch connector multicast group `G` (1-26) instead of subscribing to process events")
 	id := fs.String("id", "", "with --group: show only messages of connector id `IDX:VAL`")
 	fs.IntVar(&o.rcvbuf, "rcvbuf", 0, "socket receive buffer in `bytes` (SO_RCVBUFFORCE; 0: 64 MiB, -1: kernel default)")
@@ -89,14 +106,20 @@ func parseTail(args []string, stderr io.Writer) (*tailOptions, error) {
 		}
 		o.id = &cb
 	}
-	if *kinds != "" {
-		o.kinds = map[string]bool{}
-		for _, k := range strings.Split(*kinds, ",") {
+	if err := o.filter.Validate(); err != nil {
+		return nil, usageErr("%v", err)
+	}
+	if *kernelKinds != "" {
+		for _, k := range strings.Split(*kernelKinds, ",") {
 			k = strings.TrimSpace(strings.ToLower(k))
-			if _, ok := schema.ParseWhat(k); !ok && k != "raw" {
-				return nil, usageErr("--kinds: unknown kind %q (known: fork,exec,exit,uid,gid,sid,ptrace,comm,coredump,ack,raw)", k)
+			w, ok := schema.ParseWhat(k)
+			if k == "nonzero_exit" {
+				w, ok = schema.ProcEventNonzeroExit, true
 			}
-			o.kinds[k] = true
+			if !ok || w == schema.ProcEventNone {
+				return nil, usageErr("--kernel-filter: unknown kind %q (known: fork,exec,exit,uid,gid,sid,ptrace,comm,coredump,nonzero_exit)", k)
+			}
+			o.kernelMask |= w
 		}
 	}
 	if o.batch < 1 || o.batch > 1024 {
@@ -131,11 +154,11 @@ func tailCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	cfg := source.Config{ReadBuffer: o.rcvbuf, NoENOBUFS: o.noENOBUFS, UserspaceGroups: o.userspace}
+	scfg := source.Config{ReadBuffer: o.rcvbuf, NoENOBUFS: o.noENOBUFS, UserspaceGroups: o.userspace}
 	if o.group != 0 {
-		cfg.Groups = []uint32{o.group}
+		scfg.Groups = []uint32{o.group}
 	}
-	conn, err := source.Dial(cfg)
+	conn, err := source.Dial(scfg)
 	if err != nil {
 		return err
 	}
@@ -144,16 +167,36 @@ func tailCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintf(stderr, "cnstream tail: warning: receive buffer limited to %d bytes (SO_RCVBUFFORCE needs CAP_NET_ADMIN; net.core.rmem_max caps SO_RCVBUF): bursts may overflow it; every drop is reported\n", st.ReadBuffer)
 	}
 	if o.group == 0 {
+		if o.kernelMask != 0 {
+			fmt.Fprintf(stderr, "cnstream tail: warning: with --kernel-filter the kernel sends no ACK and skips events: sequence gaps no longer mean loss\n")
+		}
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := conn.Subscribe(sctx, source.SubscribeConfig{})
+		err := conn.Subscribe(sctx, source.SubscribeConfig{Events: o.kernelMask})
 		cancel()
 		if err != nil {
 			return err
 		}
 	}
-	offset, err := source.ClockOffset()
+	// Subscribed first, seeded second: events of processes started while
+	// the table is seeded wait in the socket's queue and are applied after.
+	host, err := readHost()
 	if err != nil {
-		return fmt.Errorf("read clocks: %w", err)
+		return err
+	}
+	cfg := transform.Config{Host: host, Filter: o.filter}
+	if cfg.Clock, err = newClock(); err != nil {
+		return err
+	}
+	if o.enrich {
+		table, err := newEnricher(o)
+		if err != nil {
+			return err
+		}
+		cfg.Enricher = table
+	}
+	tr, err := transform.New(cfg)
+	if err != nil {
+		return err
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -185,9 +228,8 @@ func tailCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}()
 
 	w := bufio.NewWriterSize(stdout, 64<<10)
-	p := &printer{w: w, o: o, offset: offset}
-	dec := transform.NewDecoder()
-	emit := p.record
+	p := &printer{w: w, json: o.json, count: o.count, id: o.id}
+	var events []schema.Event
 	var readErr, writeErr error
 	for r := range full {
 		if r.err != nil {
@@ -196,8 +238,11 @@ func tailCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			}
 			continue
 		}
-		dec.DecodeBatch(r.b, r.n, emit)
+		events = tr.Batch(r.b, r.n, events[:0])
 		free <- r.b
+		for i := range events {
+			p.print(&events[i])
+		}
 		if len(full) == 0 || p.done() {
 			if err := w.Flush(); err != nil {
 				writeErr = err
@@ -213,7 +258,10 @@ func tailCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	// The reader has stopped: account for drops nothing prompted it to read.
 	if d, err := conn.CheckDrops(); err == nil && d > 0 {
-		dec.DecodeBatch(&source.Batch{Dropped: d}, 0, emit)
+		events = tr.Drops(d, events[:0])
+		for i := range events {
+			p.print(&events[i])
+		}
 	}
 	stats := conn.Stats()
 	closeErr := conn.Close()
@@ -221,7 +269,7 @@ func tailCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if writeErr == nil {
 		writeErr = w.Flush()
 	}
-	writeSummary(stderr, o.summary, dec, stats, p.events)
+	writeSummary(stderr, o.summary, tr, stats, p.events)
 	if writeErr != nil && !errors.Is(writeErr, syscall.EPIPE) { // a closed pipe is the reader's choice
 		writeErr = fmt.Errorf("write: %w", writeErr)
 	} else {
@@ -233,6 +281,7 @@ func tailCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 type tailSummary struct {
 	Events      uint64          `json:"events"`
 	Printed     uint64          `json:"printed"`
+	Filtered    uint64          `json:"filtered"`
 	Gaps        uint64          `json:"gaps"`
 	Missing     uint64          `json:"missing"`
 	Duplicates  uint64          `json:"duplicates"`
@@ -269,10 +318,11 @@ type streamSummary struct {
 	Missing uint64 `json:"missing"`
 }
 
-func writeSummary(w io.Writer, asJSON bool, dec *transform.Decoder, st source.Stats, printed uint64) {
-	ds := dec.Stats()
+func writeSummary(w io.Writer, asJSON bool, tr *transform.Transformer, st source.Stats, printed uint64) {
+	ts := tr.Stats()
+	ds := ts.DecoderStats
 	s := tailSummary{
-		Events: ds.Messages, Printed: printed, Gaps: ds.Gaps, Missing: ds.Missing,
+		Events: ds.Messages, Printed: printed, Filtered: ts.Filtered, Gaps: ds.Gaps, Missing: ds.Missing,
 		Duplicates: ds.Duplicates, Restarts: ds.Restarts,
 		KernelDrops: st.KernelDrops, ENOBUFS: st.ENOBUFS, Forged: st.Forged,
 		Malformed: ds.Malformed, Truncated: st.Truncated, ReadBuffer: st.ReadBuffer,
@@ -281,7 +331,7 @@ func writeSummary(w io.Writer, asJSON bool, dec *transform.Decoder, st source.St
 	if sub := st.Subscription; sub.Attempts > 0 {
 		s.Subscription = &subscriptionSummary{Ack: sub.Ack, Legacy: sub.Legacy, Attempts: sub.Attempts, IgnoreSent: sub.IgnoreSent, IgnoreAck: sub.IgnoreAck}
 	}
-	for _, ss := range dec.Tracker.Streams() {
+	for _, ss := range tr.Tracker().Streams() {
 		s.Streams = append(s.Streams, streamSummary{
 			Idx: ss.Key.Idx, Val: ss.Key.Val, CPU: ss.Key.CPU, Sender: ss.Key.Sender,
 			First: ss.First, Last: ss.Last, Span: ss.Span(), Seen: ss.Seen, Missing: ss.Missing,

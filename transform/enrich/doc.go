@@ -1,0 +1,82 @@
+// Package enrich tells what is known of the process behind each kernel
+// process event: the host's identity, the event's wall-clock time, and the
+// subject process's program, arguments, ids, names, cgroup, container and
+// ancestors.
+//
+// # What it does
+//
+// ReadHost reads the machine's identity once at start. A Clock turns the
+// kernel's CLOCK_MONOTONIC timestamps into wall-clock time (see Clock for
+// its accuracy). A Table is the process table: Seed fills it from /proc,
+// and every process event then keeps it current and is described by it.
+// Enrich (or Process, the transform.Enricher method) applies one event and
+// returns a schema.Process for its subject:
+//
+//	fork      the child, with its parent's program (exe, cmdline, cwd,
+//	          cgroup) until it calls exec; a new thread shares its process's
+//	exec      the process read from /proc/PID right away: status, cmdline,
+//	          exe, cwd, cgroup, in one pass and without retries
+//	exit      the entry as it was, so the exit carries the last known
+//	          program; then the entry goes (a group leader's exit takes the
+//	          whole thread group)
+//	comm      the entry with its new name
+//	uid, gid  the entry with its new real and effective ids
+//	others    the entry (sid, ptrace, coredump)
+//
+// A subject missing from the table (not seeded, evicted, or its events
+// lost) is read from /proc when the event comes, except for exit. Names of
+// users and groups come from os/user through a bounded cache that remembers
+// missing ids too. Containers are recognised from cgroup paths
+// (ParseCgroup). Ancestors are followed in the table up to
+// Config.AncestorDepth, parent first.
+//
+// Apply is Enrich without the description, for events that are filtered out
+// but must still keep the table current. Call exactly one of them for every
+// process event, in the order the events arrived.
+//
+// # Concurrency
+//
+// A Table is owned by one goroutine, the enrichment stage, which calls Seed,
+// Apply, Enrich, Process and Ancestors; it reads /proc on that goroutine,
+// never on the socket reader's. Stats may be called from any goroutine (the
+// counters are atomics). The Processes returned share their Cmdline and
+// Container with the table, which never modifies them in place: readers
+// elsewhere must treat them as read-only. A Clock may be used from any
+// goroutine.
+//
+// # Source, and what "gone" means
+//
+// schema.Process.Source says where the description came from: "table"
+// (kept from earlier events and the seed), "proc" (read from /proc during
+// this event), or "gone". "gone" means the process could not be read: its
+// /proc directory no longer existed (ENOENT, or ESRCH between open and
+// read), or its pid already named another thread group. Such a Process
+// holds only what the kernel's event said (pid, tgid, and the parent when
+// the event names one, with that parent's ancestors from the table), never
+// a guess and never data of the process before its exec. A read that got
+// part of the files before the process exited keeps what it got, and says
+// "proc" only when it got the command line or the executable (or the
+// status of a kernel thread, which has neither); otherwise "gone". Every
+// read that ends "gone" is counted in Stats.ProcGone.
+//
+// What is read describes the process when it was read, which is after the
+// event: a process that calls exec twice in quick succession may show the
+// second program at the first exec. The fork of a thread names the parent
+// of its process, not the thread that created it, so a new thread takes
+// its name and ids from the group leader until its own comm, uid or gid
+// events say otherwise.
+//
+// # Bounds
+//
+// The table holds at most Config.MaxEntries threads and processes (default
+// 65536); beyond that the least recently used entry is evicted (a group
+// leader after its threads) and counted in Stats.Evictions. Seed fills the
+// table with processes first and threads while room remains, and counts
+// the threads it leaves out. Each name cache holds at most
+// Config.NameCacheSize ids (default 4096), found or not, for Config.NameTTL
+// of event time (default 1 minute). Command lines are read up to
+// Config.MaxCmdline bytes (default 32 KiB). Ancestry stops at
+// Config.AncestorDepth (default 4), at pid 1, at a parent missing from the
+// table, and at a parent newer than its child (its pid was reused), and
+// cannot loop.
+package enrich

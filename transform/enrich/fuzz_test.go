@@ -1,0 +1,121 @@
+package enrich
+
+import (
+	"bytes"
+	"os"
+	"strings"
+	"testing"
+)
+
+// /proc contents come from outside (a process chooses its name, arguments
+// and, with a cgroup namespace or delegation, cgroup names): the parsers
+// must take anything without panicking.
+
+func FuzzParseStatus(f *testing.F) {
+	for _, name := range []string{"testdata/status-sleep.txt", "testdata/status-kthreadd.txt"} {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte("Name:\ta\\nb\\\\\nUid:\t1\t2\t3\t4\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s := parseStatus(b)
+		if !s.haveName {
+			return
+		}
+		// Round trip: the kernel's escaping of the name parsed back.
+		line := "Name:\t" + escapeName(s.name) + "\n"
+		if got := parseStatus([]byte(line)); got.name != s.name {
+			t.Errorf("name %q escaped as %q parses as %q", s.name, line, got.name)
+		}
+	})
+}
+
+func FuzzUnescapeName(f *testing.F) {
+	for _, s := range []string{"plain", "a\nb", `a\b`, "\\\n\\n", "tab\there"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got := unescapeName([]byte(escapeName(s))); got != s {
+			t.Errorf("unescape(escape(%q)) = %q", s, got)
+		}
+	})
+}
+
+func FuzzParseCmdline(f *testing.F) {
+	f.Add([]byte("/bin/sleep\x0030\x00"), false)
+	f.Add([]byte("nginx: worker"), false)
+	f.Add([]byte("a\x00\x00b\x00c"), true)
+	f.Fuzz(func(t *testing.T, b []byte, truncated bool) {
+		args := parseCmdline(b, truncated)
+		if truncated {
+			// The arguments of a truncated read are the complete ones.
+			full := parseCmdline(b, false)
+			if len(args) > len(full) {
+				t.Fatalf("truncated %q gives more args than untruncated %q", args, full)
+			}
+			for i := range args {
+				if args[i] != full[i] {
+					t.Fatalf("truncated %q is not a prefix of %q", args, full)
+				}
+			}
+			return
+		}
+		// Round trip: joined back with their NULs, the arguments are the
+		// file (which may lack its final NUL).
+		enc := strings.Join(args, "\x00") + "\x00"
+		want := string(b)
+		if !bytes.HasSuffix(b, []byte{0}) {
+			want += "\x00"
+		}
+		if enc != want {
+			t.Errorf("%q parses as %q, which encodes as %q", b, args, enc)
+		}
+	})
+}
+
+var runtimes = map[string]bool{"docker": true, "containerd": true, "cri-o": true, "podman": true, "systemd": true}
+
+func FuzzParseCgroup(f *testing.F) {
+	for _, p := range []string{
+		"/system.slice/docker-" + id1 + ".scope",
+		"/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod" + podU + ".slice/cri-containerd-" + id1 + ".scope",
+		"/kubepods/burstable/pod" + pod + "/" + id1,
+		`/machine.slice/machine-a\x2db.scope`,
+		"/system.slice/sshd.service",
+	} {
+		f.Add(p)
+	}
+	f.Fuzz(func(t *testing.T, path string) {
+		c := ParseCgroup(path)
+		if c == nil {
+			return
+		}
+		if !runtimes[c.Runtime] || c.ID == "" {
+			t.Errorf("%q: %+v", path, c)
+		}
+		if c.Runtime != "systemd" && (!isContainerID(c.ID) || !strings.Contains(path, c.ID)) {
+			t.Errorf("%q: id %q", path, c.ID)
+		}
+		if strings.Contains(c.PodUID, "_") {
+			t.Errorf("%q: pod uid %q keeps underscores", path, c.PodUID)
+		}
+	})
+}
+
+func FuzzParseCgroupFile(f *testing.F) {
+	b, err := os.ReadFile("testdata/cgroup-hybrid.txt")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b)
+	f.Add([]byte("0::/system.slice/docker-" + id1 + ".scope\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		path, _, ok := parseCgroupFile(b)
+		if ok && !bytes.Contains(b, []byte(path)) {
+			t.Errorf("%q: path %q is not in the file", b, path)
+		}
+	})
+}

@@ -1,0 +1,771 @@
+package enrich
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/cnstream/cnstream/schema"
+)
+
+// Where a schema.Process came from (schema.Process.Source).
+const (
+	SourceProc  = "proc"  // read from /proc/PID while handling the event
+	SourceTable = "table" // the process table, kept from earlier events
+	SourceGone  = "gone"  // the process had exited: only the kernel's fields, and what a partial read got
+)
+
+// Defaults of Config.
+const (
+	DefaultProcRoot      = "/proc"
+	DefaultMaxEntries    = 65536
+	DefaultAncestorDepth = 4
+	DefaultNameCacheSize = 4096
+	DefaultNameTTL       = time.Minute
+	DefaultMaxCmdline    = 32 << 10
+)
+
+// Config configures a Table. The zero value works.
+type Config struct {
+	// ProcRoot is where procfs is mounted. Default "/proc".
+	ProcRoot string
+	// MaxEntries bounds the table: threads and processes count one each.
+	// Beyond it the least recently used entry is evicted. Default 65536.
+	MaxEntries int
+	// AncestorDepth is how many ancestors Enrich reports. Default 4;
+	// negative: none.
+	AncestorDepth int
+	// NameCacheSize bounds each of the user and group name caches.
+	// Default 4096.
+	NameCacheSize int
+	// NameTTL is how long a name, or the absence of one, is trusted,
+	// measured on the events' timestamps. Default 1 minute.
+	NameTTL time.Duration
+	// MaxCmdline is how many bytes of /proc/PID/cmdline are read; an
+	// argument cut at the limit is left out. Default 32 KiB.
+	MaxCmdline int
+	// LookupUser and LookupGroup resolve ids to names; an error means "no
+	// name" and is cached like a name. Default: os/user.
+	LookupUser  func(uid uint32) (string, error)
+	LookupGroup func(gid uint32) (string, error)
+}
+
+func (c Config) procRoot() string {
+	if c.ProcRoot == "" {
+		return DefaultProcRoot
+	}
+	return filepath.Clean(c.ProcRoot)
+}
+
+func (c Config) maxEntries() int {
+	if c.MaxEntries == 0 {
+		return DefaultMaxEntries
+	}
+	return c.MaxEntries
+}
+
+func (c Config) ancestorDepth() int {
+	switch {
+	case c.AncestorDepth == 0:
+		return DefaultAncestorDepth
+	case c.AncestorDepth < 0:
+		return 0
+	}
+	return c.AncestorDepth
+}
+
+func (c Config) nameCacheSize() int {
+	if c.NameCacheSize == 0 {
+		return DefaultNameCacheSize
+	}
+	return c.NameCacheSize
+}
+
+func (c Config) nameTTL() time.Duration {
+	if c.NameTTL == 0 {
+		return DefaultNameTTL
+	}
+	return c.NameTTL
+}
+
+func (c Config) maxCmdline() int {
+	if c.MaxCmdline == 0 {
+		return DefaultMaxCmdline
+	}
+	return c.MaxCmdline
+}
+
+// Stats are a Table's counters. Entries is current; the others count since
+// New.
+type Stats struct {
+	Entries     int    // threads and processes in the table
+	Evictions   uint64 // entries evicted because the table was full
+	ProcReads   uint64 // reads of /proc/PID (exec events, and subjects missing from the table)
+	ProcGone    uint64 // of those, reads that found the process gone (Source "gone")
+	Seeded      uint64 // entries Seed added
+	SeedSkipped uint64 // threads Seed left out because the table was full
+	NameHits    uint64 // user and group names found in the cache
+	NameMisses  uint64 // names looked up (os/user), found or not
+	NameErrors  uint64 // lookups that failed for another reason than "no such id"
+}
+
+// entry is one thread or process. A process's threads share its info.
+type entry struct {
+	pid, tgid, ppid uint32
+	// serial orders creation: 0 for entries Seed read, then increasing.
+	// A parent is only believed when it is older than its child, which
+	// keeps a reused pid out of an ancestry.
+	serial  uint64
+	comm    string
+	uid     [2]uint32 // real, effective
+	gid     [2]uint32
+	haveUID bool
+	haveGID bool
+	info    *procInfo // never nil; shared, never modified once set
+
+	leader  *entry   // a thread's group leader, when in the table
+	threads []*entry // a leader's other threads in the table
+	tidx    int      // index in leader.threads
+
+	prev, next *entry // LRU ring
+}
+
+// procInfo is what all threads of a process share. It is immutable: events
+// replace it, forks share it.
+type procInfo struct {
+	exe, cwd, cgroup string
+	cmdline          []string
+	container        *schema.Container
+}
+
+var emptyInfo = &procInfo{}
+
+// Table is the process table: what is known of every thread and process,
+// seeded from /proc and kept current by events. See the package
+// documentation for its contract.
+type Table struct {
+	procRoot string
+	max      int
+	depth    int
+	m        map[uint32]*entry
+	lru      entry // ring sentinel; lru.next is the most recently used
+	free     []*entry
+	serial   uint64
+	rd       procReader
+	users    nameCache
+	groups   nameCache
+
+	entries                          atomic.Int64
+	evictions, procReads, procGone   atomic.Uint64
+	seededN, seedSkipped             atomic.Uint64
+	nameHits, nameMisses, nameErrors atomic.Uint64
+}
+
+// New returns an empty Table for cfg.
+func New(cfg Config) (*Table, error) {
+	switch {
+	case cfg.MaxEntries < 0:
+		return nil, fmt.Errorf("enrich: Config.MaxEntries %d is negative", cfg.MaxEntries)
+	case cfg.NameCacheSize < 0:
+		return nil, fmt.Errorf("enrich: Config.NameCacheSize %d is negative", cfg.NameCacheSize)
+	case cfg.NameTTL < 0:
+		return nil, fmt.Errorf("enrich: Config.NameTTL %v is negative", cfg.NameTTL)
+	case cfg.MaxCmdline < 0:
+		return nil, fmt.Errorf("enrich: Config.MaxCmdline %d is negative", cfg.MaxCmdline)
+	}
+	t := &Table{
+		procRoot: cfg.procRoot(),
+		max:      cfg.maxEntries(),
+		depth:    cfg.ancestorDepth(),
+		m:        make(map[uint32]*entry),
+	}
+	t.lru.prev, t.lru.next = &t.lru, &t.lru
+	t.rd = procReader{root: t.procRoot, maxCmdline: cfg.maxCmdline()}
+	lu, lg := cfg.LookupUser, cfg.LookupGroup
+	if lu == nil {
+		lu = lookupUser
+	}
+	if lg == nil {
+		lg = lookupGroup
+	}
+	ttl := uint64(cfg.nameTTL())
+	t.users.init(lu, cfg.nameCacheSize(), ttl)
+	t.groups.init(lg, cfg.nameCacheSize(), ttl)
+	return t, nil
+}
+
+// Stats returns the counters. It may be called from any goroutine.
+func (t *Table) Stats() Stats {
+	return Stats{
+		Entries:     int(t.entries.Load()),
+		Evictions:   t.evictions.Load(),
+		ProcReads:   t.procReads.Load(),
+		ProcGone:    t.procGone.Load(),
+		Seeded:      t.seededN.Load(),
+		SeedSkipped: t.seedSkipped.Load(),
+		NameHits:    t.nameHits.Load(),
+		NameMisses:  t.nameMisses.Load(),
+		NameErrors:  t.nameErrors.Load(),
+	}
+}
+
+// ---- LRU and entry bookkeeping ----
+
+func (t *Table) unlinkLRU(e *entry) {
+	e.prev.next, e.next.prev = e.next, e.prev
+	e.prev, e.next = nil, nil
+}
+
+func (t *Table) pushFront(e *entry) {
+	e.prev, e.next = &t.lru, t.lru.next
+	t.lru.next.prev = e
+	t.lru.next = e
+}
+
+// touch marks e used, and its leader after it, so that a leader is always
+// more recently used than its threads and is evicted after them.
+func (t *Table) touch(e *entry) {
+	if t.lru.next != e {
+		t.unlinkLRU(e)
+		t.pushFront(e)
+	}
+	if l := e.leader; l != nil && t.lru.next != l {
+		t.unlinkLRU(l)
+		t.pushFront(l)
+	}
+}
+
+func (t *Table) newEntry() *entry {
+	if n := len(t.free); n > 0 {
+		e := t.free[n-1]
+		t.free = t.free[:n-1]
+		return e
+	}
+	return new(entry)
+}
+
+const maxFree = 1024
+
+// insert adds e (not yet in the table), replacing whatever had its pid,
+// links it to leader (when not nil and not e), and evicts beyond the cap.
+func (t *Table) insert(e *entry, leader *entry) {
+	if old := t.m[e.pid]; old != nil {
+		t.removeGroup(old)
+	}
+	t.m[e.pid] = e
+	t.entries.Add(1)
+	t.pushFront(e)
+	if leader != nil && leader != e && leader.pid == e.tgid && t.m[leader.pid] == leader {
+		e.leader = leader
+		e.tidx = len(leader.threads)
+		leader.threads = append(leader.threads, e)
+	}
+	t.touch(e)
+	for len(t.m) > t.max {
+		v := t.lru.prev
+		if v == &t.lru || v == e || v == e.leader {
+			break // never the entry being added or its leader
+		}
+		t.remove(v)
+		t.evictions.Add(1)
+	}
+}
+
+// remove takes one entry out. A leader's remaining threads stay, detached.
+func (t *Table) remove(e *entry) {
+	if t.m[e.pid] == e {
+		delete(t.m, e.pid)
+		t.entries.Add(-1)
+	}
+	if e.prev != nil {
+		t.unlinkLRU(e)
+	}
+	if l := e.leader; l != nil {
+		last := l.threads[len(l.threads)-1]
+		l.threads[e.tidx] = last
+		last.tidx = e.tidx
+		l.threads[len(l.threads)-1] = nil
+		l.threads = l.threads[:len(l.threads)-1]
+	}
+	for _, th := range e.threads {
+		th.leader = nil
+	}
+	threads := e.threads[:0]
+	clear(e.threads)
+	*e = entry{threads: threads}
+	if len(t.free) < maxFree {
+		t.free = append(t.free, e)
+	}
+}
+
+// removeGroup removes e and, when it leads a thread group, every thread of
+// the group.
+func (t *Table) removeGroup(e *entry) {
+	for len(e.threads) > 0 {
+		t.remove(e.threads[len(e.threads)-1])
+	}
+	t.remove(e)
+}
+
+// lookup returns the entry of pid when it belongs to thread group tgid (0:
+// any). An entry of another group is stale, from missed events: it is
+// removed.
+func (t *Table) lookup(pid, tgid uint32) *entry {
+	e := t.m[pid]
+	if e == nil {
+		return nil
+	}
+	if tgid != 0 && e.tgid != tgid {
+		t.removeGroup(e)
+		return nil
+	}
+	t.touch(e)
+	return e
+}
+
+// leaderOf returns the table's entry for the leader of thread group tgid.
+func (t *Table) leaderOf(tgid uint32) *entry {
+	if l := t.m[tgid]; l != nil && l.tgid == tgid {
+		return l
+	}
+	return nil
+}
+
+// ---- reading /proc ----
+
+// readProc reads pid now and counts it.
+func (t *Table) readProc(pid, tgid uint32) procRead {
+	t.procReads.Add(1)
+	r := t.rd.read(pid, tgid)
+	if !r.usable() {
+		t.procGone.Add(1)
+	}
+	return r
+}
+
+// fill sets e from a read: only what was read, nothing kept from before.
+func (e *entry) fill(r *procRead) {
+	st := &r.status
+	e.ppid, e.comm = 0, ""
+	e.haveUID, e.haveGID = false, false
+	e.uid, e.gid = [2]uint32{}, [2]uint32{}
+	if r.haveStatus {
+		if st.havePPid {
+			e.ppid = st.ppid
+		}
+		if st.haveName {
+			e.comm = st.name
+		}
+		if st.haveUID {
+			e.uid, e.haveUID = [2]uint32{st.uid, st.euid}, true
+		}
+		if st.haveGID {
+			e.gid, e.haveGID = [2]uint32{st.gid, st.egid}, true
+		}
+	}
+	if r.haveCmdline || r.haveExe || r.haveCwd || r.haveCgroup {
+		e.info = &procInfo{exe: r.exe, cwd: r.cwd, cgroup: r.cgroup, cmdline: r.cmdline, container: r.container}
+	} else {
+		e.info = emptyInfo
+	}
+}
+
+// readNew reads pid (of thread group tgid) from /proc into a new entry,
+// returning nil when the process is gone with nothing read. The entry is
+// new to the table: younger than everything already there.
+func (t *Table) readNew(pid, tgid uint32) (*entry, string) {
+	r := t.readProc(pid, tgid)
+	if r.gone && !r.haveStatus {
+		return nil, SourceGone
+	}
+	e := t.newEntry()
+	e.pid, e.tgid = pid, tgid
+	if tgid == 0 {
+		e.tgid = r.status.tgid
+		if !r.status.haveTgid {
+			e.tgid = pid
+		}
+	}
+	e.fill(&r)
+	t.serial++
+	e.serial = t.serial
+	t.insert(e, t.leaderOf(e.tgid))
+	if r.usable() {
+		return e, SourceProc
+	}
+	return e, SourceGone
+}
+
+// ---- events ----
+
+// Apply updates the table with ev, as Enrich does, without describing the
+// subject. Use it for events whose enrichment is not wanted (filtered out):
+// call exactly one of Apply and Enrich per event, in stream order.
+func (t *Table) Apply(ev schema.ProcEvent) { t.apply(&ev, false) }
+
+// Enrich applies ev to the table and describes its subject: for fork the
+// child, for exec the process as /proc shows it now, for exit the entry as
+// it was before removal, for the other events the table's entry, read from
+// /proc if missing. It returns nil for events without a subject (ACK,
+// unknown types). The returned Process shares its Cmdline and Container
+// with the table: treat it as read-only.
+func (t *Table) Enrich(ev schema.ProcEvent) *schema.Process { return t.apply(&ev, true) }
+
+// Process is Enrich through a pointer, for transform.Enricher.
+func (t *Table) Process(ev *schema.ProcEvent) *schema.Process { return t.apply(ev, true) }
+
+func (t *Table) apply(ev *schema.ProcEvent, describe bool) *schema.Process {
+	switch ev.What {
+	case schema.ProcEventFork:
+		return t.fork(ev, describe)
+	case schema.ProcEventExec:
+		return t.exec(ev, describe)
+	case schema.ProcEventExit:
+		return t.exit(ev, describe)
+	case schema.ProcEventComm:
+		e, src := t.subject(ev.Comm.PID, ev.Comm.TGID)
+		if e == nil {
+			return t.gone(ev, describe, ev.Comm.PID, ev.Comm.TGID, 0)
+		}
+		e.comm = ev.Comm.Name()
+		return t.describe(ev, describe, e, src, 0)
+	case schema.ProcEventUID, schema.ProcEventGID:
+		id := ev.ID
+		e, src := t.subject(id.PID, id.TGID)
+		if e == nil {
+			return t.gone(ev, describe, id.PID, id.TGID, 0)
+		}
+		if ev.What == schema.ProcEventUID {
+			e.uid, e.haveUID = [2]uint32{id.Real, id.Effective}, true
+		} else {
+			e.gid, e.haveGID = [2]uint32{id.Real, id.Effective}, true
+		}
+		return t.describe(ev, describe, e, src, 0)
+	case schema.ProcEventSID:
+		return t.other(ev, describe, ev.SID.PID, ev.SID.TGID, 0)
+	case schema.ProcEventPtrace:
+		return t.other(ev, describe, ev.Ptrace.PID, ev.Ptrace.TGID, 0)
+	case schema.ProcEventCoredump:
+		return t.other(ev, describe, ev.Coredump.PID, ev.Coredump.TGID, ev.Coredump.ParentTGID)
+	}
+	return nil
+}
+
+// subject finds pid in the table, or reads it from /proc.
+func (t *Table) subject(pid, tgid uint32) (*entry, string) {
+	if e := t.lookup(pid, tgid); e != nil {
+		return e, SourceTable
+	}
+	return t.readNew(pid, tgid)
+}
+
+func (t *Table) other(ev *schema.ProcEvent, describe bool, pid, tgid, ppid uint32) *schema.Process {
+	e, src := t.subject(pid, tgid)
+	if e == nil {
+		return t.gone(ev, describe, pid, tgid, ppid)
+	}
+	return t.describe(ev, describe, e, src, ppid)
+}
+
+func (t *Table) fork(ev *schema.ProcEvent, describe bool) *schema.Process {
+	f := ev.Fork
+	if old := t.m[f.ChildPID]; old != nil {
+		t.removeGroup(old) // the pid is new: whatever had it is gone
+	}
+	// The kernel reports a new thread with the parent of its process (the
+	// creating thread is not named), a new process with the thread that
+	// forked it (or its parent, with CLONE_PARENT).
+	var from, leader *entry
+	if f.ChildPID != f.ChildTGID {
+		leader = t.leaderOf(f.ChildTGID)
+		from = leader
+	} else {
+		from = t.lookup(f.ParentPID, f.ParentTGID)
+		if from == nil {
+			from = t.leaderOf(f.ParentTGID)
+		}
+	}
+	if from == nil {
+		e, src := t.readNew(f.ChildPID, f.ChildTGID)
+		if e == nil {
+			return t.gone(ev, describe, f.ChildPID, f.ChildTGID, f.ParentTGID)
+		}
+		return t.describe(ev, describe, e, src, 0)
+	}
+	e := t.newEntry()
+	e.pid, e.tgid = f.ChildPID, f.ChildTGID
+	e.ppid = f.ParentTGID
+	if leader != nil {
+		e.ppid = leader.ppid
+	}
+	e.comm, e.info = from.comm, from.info
+	e.uid, e.gid, e.haveUID, e.haveGID = from.uid, from.gid, from.haveUID, from.haveGID
+	t.serial++
+	e.serial = t.serial
+	t.insert(e, leader)
+	return t.describe(ev, describe, e, SourceTable, 0)
+}
+
+func (t *Table) exec(ev *schema.ProcEvent, describe bool) *schema.Process {
+	pid, tgid := ev.Exec.PID, ev.Exec.TGID
+	r := t.readProc(pid, tgid)
+	old := t.m[pid]
+	if r.gone && !r.haveStatus {
+		// Nothing of the new program is known and the old one's data is
+		// stale: forget the process; its exit will say "gone" too.
+		if old != nil {
+			t.removeGroup(old)
+		}
+		return t.gone(ev, describe, pid, tgid, 0)
+	}
+	var e *entry
+	if old != nil && old.tgid == tgid {
+		// exec ends every other thread (their exits came first).
+		for len(old.threads) > 0 {
+			t.remove(old.threads[len(old.threads)-1])
+		}
+		e = old
+		t.touch(e)
+	} else {
+		if old != nil {
+			t.removeGroup(old)
+		}
+		e = t.newEntry()
+		e.pid, e.tgid = pid, tgid
+		t.serial++
+		e.serial = t.serial
+		t.insert(e, nil)
+	}
+	e.fill(&r)
+	src := SourceProc
+	if !r.usable() {
+		src = SourceGone
+	}
+	return t.describe(ev, describe, e, src, 0)
+}
+
+func (t *Table) exit(ev *schema.ProcEvent, describe bool) *schema.Process {
+	x := ev.Exit
+	e := t.m[x.PID]
+	if e == nil || e.tgid != x.TGID {
+		if e != nil {
+			t.removeGroup(e)
+		}
+		return t.gone(ev, describe, x.PID, x.TGID, x.ParentTGID)
+	}
+	// The kernel's parent is current (after any reparenting).
+	p := t.describe(ev, describe, e, SourceTable, x.ParentTGID)
+	if x.PID == x.TGID {
+		t.removeGroup(e) // a leader's exit: keep nothing of the group
+	} else {
+		t.remove(e)
+	}
+	return p
+}
+
+// ---- describing ----
+
+// procBox holds a Process and the storage its pointers and ancestors use,
+// so that a description costs one allocation.
+type procBox struct {
+	p   schema.Process
+	ids [4]uint32
+	anc [DefaultAncestorDepth]schema.Ancestor
+}
+
+// gone describes a subject nothing could be read of: the kernel's fields,
+// and the ancestors of the kernel's parent when the event names one.
+func (t *Table) gone(ev *schema.ProcEvent, describe bool, pid, tgid, ppid uint32) *schema.Process {
+	if !describe {
+		return nil
+	}
+	b := new(procBox)
+	p := &b.p
+	p.PID, p.TGID, p.PPID, p.Source = pid, tgid, ppid, SourceGone
+	if ppid != 0 {
+		p.Ancestors = t.ancestors(b.anc[:0], pid, ppid, ^uint64(0), t.depth)
+	}
+	return p
+}
+
+func (t *Table) describe(ev *schema.ProcEvent, describe bool, e *entry, src string, ppid uint32) *schema.Process {
+	if !describe {
+		return nil
+	}
+	b := new(procBox)
+	p := &b.p
+	p.PID, p.TGID, p.PPID, p.Source = e.pid, e.tgid, e.ppid, src
+	if ppid != 0 {
+		p.PPID = ppid
+	}
+	p.Comm = e.comm
+	in := e.info
+	p.Exe, p.Cmdline, p.Cwd, p.Cgroup, p.Container = in.exe, in.cmdline, in.cwd, in.cgroup, in.container
+	now := ev.TimestampNS
+	if e.haveUID {
+		b.ids[0], b.ids[1] = e.uid[0], e.uid[1]
+		p.UID, p.EUID = &b.ids[0], &b.ids[1]
+		p.User = t.name(&t.users, e.uid[0], now)
+	}
+	if e.haveGID {
+		b.ids[2], b.ids[3] = e.gid[0], e.gid[1]
+		p.GID, p.EGID = &b.ids[2], &b.ids[3]
+		p.Group = t.name(&t.groups, e.gid[0], now)
+	}
+	if p.PPID != 0 {
+		p.Ancestors = t.ancestors(b.anc[:0], e.tgid, p.PPID, e.serial, t.depth)
+	}
+	return p
+}
+
+func (t *Table) name(c *nameCache, id uint32, now uint64) string {
+	n, hit, failed := c.get(id, now)
+	switch {
+	case hit:
+		t.nameHits.Add(1)
+	case failed:
+		t.nameMisses.Add(1)
+		t.nameErrors.Add(1)
+	default:
+		t.nameMisses.Add(1)
+	}
+	return n
+}
+
+// Ancestors returns the parent chain of process tgid from the table, parent
+// first: at most depth entries, ending at pid 1, at a parent missing from
+// the table, or at one younger than its child (the pid was reused).
+func (t *Table) Ancestors(tgid uint32, depth int) []schema.Ancestor {
+	e := t.m[tgid]
+	if e == nil || e.ppid == 0 || depth <= 0 {
+		return nil
+	}
+	return t.ancestors(nil, e.tgid, e.ppid, e.serial, depth)
+}
+
+// ancestors appends the chain of process self starting at its parent ppid;
+// self was created at serial (^0: of unknown age, any parent is believed).
+func (t *Table) ancestors(out []schema.Ancestor, self, ppid uint32, serial uint64, depth int) []schema.Ancestor {
+	start := len(out)
+	if self == 1 {
+		return nilIfEmpty(out, start) // where every chain ends
+	}
+	for ppid != 0 && ppid != self && len(out)-start < depth {
+		p := t.m[ppid]
+		if p == nil || p.pid != p.tgid || !olderThan(p.serial, serial) {
+			break
+		}
+		for _, a := range out[start:] { // a loop: impossible, but never spin
+			if a.PID == ppid {
+				return nilIfEmpty(out, start)
+			}
+		}
+		t.touch(p)
+		out = append(out, schema.Ancestor{PID: p.pid, Comm: p.comm, Exe: p.info.exe})
+		if ppid == 1 {
+			break
+		}
+		ppid, serial = p.ppid, p.serial
+	}
+	return nilIfEmpty(out, start)
+}
+
+func nilIfEmpty(out []schema.Ancestor, start int) []schema.Ancestor {
+	if len(out) == start {
+		return nil
+	}
+	return out
+}
+
+// olderThan: a parent created at p can be the parent of a child created at
+// c. Seeded entries (0) were alive at the start; a later entry cannot be
+// the parent of one seeded.
+func olderThan(p, c uint64) bool {
+	return p == 0 || (c != 0 && p < c)
+}
+
+// ---- seeding ----
+
+// Seed adds every process and thread of procRoot (Config.ProcRoot when
+// empty) to the table: processes first, then their threads while there is
+// room. Entries already in the table (from events) are kept. It fails only
+// when procRoot cannot be listed; processes that exit meanwhile are left
+// out. Call it once, before the first event.
+func (t *Table) Seed(procRoot string) error {
+	rd := &t.rd
+	if procRoot != "" {
+		defer func(root string) { rd.root = root }(rd.root)
+		rd.root = filepath.Clean(procRoot)
+	}
+	dirs, err := os.ReadDir(rd.root)
+	if err != nil {
+		return fmt.Errorf("enrich: seed: %w", err)
+	}
+	var leaders []*entry
+	for _, d := range dirs {
+		tgid, ok := parsePID(d.Name())
+		if !ok || t.m[tgid] != nil {
+			continue
+		}
+		r := rd.read(tgid, tgid)
+		if r.gone || !r.haveStatus {
+			continue
+		}
+		if len(t.m) >= t.max {
+			t.seedSkipped.Add(1)
+			continue
+		}
+		e := t.newEntry()
+		e.pid, e.tgid = tgid, tgid
+		e.fill(&r)
+		t.insert(e, nil)
+		t.seededN.Add(1)
+		leaders = append(leaders, e)
+	}
+	for _, l := range leaders {
+		if t.m[l.pid] != l {
+			continue
+		}
+		tasks, err := os.ReadDir(rd.file(l.pid, "task"))
+		if err != nil {
+			continue
+		}
+		for _, d := range tasks {
+			tid, ok := parsePID(d.Name())
+			if !ok || tid == l.pid || t.m[tid] != nil {
+				continue
+			}
+			if len(t.m) >= t.max {
+				t.seedSkipped.Add(1)
+				continue
+			}
+			st, ok := rd.readStatus(filepath.Join(rd.root, strconv.FormatUint(uint64(l.pid), 10), "task", d.Name(), "status"))
+			if !ok || st.haveTgid && st.tgid != l.pid {
+				continue
+			}
+			e := t.newEntry()
+			e.pid, e.tgid, e.ppid, e.info = tid, l.pid, l.ppid, l.info
+			e.comm = st.name
+			if st.haveUID {
+				e.uid, e.haveUID = [2]uint32{st.uid, st.euid}, true
+			}
+			if st.haveGID {
+				e.gid, e.haveGID = [2]uint32{st.gid, st.egid}, true
+			}
+			t.insert(e, l)
+			t.seededN.Add(1)
+		}
+	}
+	return nil
+}
+
+func parsePID(s string) (uint32, bool) {
+	if s == "" || s[0] < '1' || s[0] > '9' {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(s, 10, 32)
+	return uint32(v), err == nil
+}
