@@ -1,7 +1,4 @@
-// Package transform turns connector datagrams into events: decoding,
-// sequence tracking with gap records, and (later) enrichment and filters.
-//
-// # Sequence tracking
+// Sequence tracking
 //
 // The kernel numbers connector messages per stream: the process-events
 // connector keeps one counter per CPU (so a stream is idx, val, cpu), other
@@ -9,8 +6,8 @@
 // port). Counters are u32 and wrap. A Tracker follows each stream and says,
 // for every message, whether it continues the stream, leaves a gap (and how
 // many numbers are missing), repeats or arrives late, or restarts the stream.
-//
 // A Tracker is not safe for concurrent use: one goroutine owns it.
+
 package transform
 
 // StreamKey identifies a sequence stream.

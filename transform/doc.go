@@ -1,0 +1,34 @@
+// Package transform turns connector datagrams into schema.Event v1 records:
+// decoding, sequence tracking with gap records, wall-clock time, enrichment
+// (through an Enricher such as transform/enrich's process table) and
+// filtering.
+//
+// # Flow
+//
+// A Transformer takes each source.Batch in order (Batch), decodes every
+// netlink message of every datagram (Decoder), follows each message's
+// sequence stream (Tracker: per CPU for process events, per sender for other
+// connector ids), and appends Events to a caller-owned slice: the events
+// themselves, and records stating each loss where it was found (kind gap,
+// overrun, malformed, forged). Records get ids of their own: the run id and a
+// counter.
+//
+// # Ownership and concurrency
+//
+// A Transformer, its Decoder and Tracker are owned by one goroutine, which
+// must not be the socket's reader: the reader hands batches over through a
+// bounded queue and never waits for decoding or enrichment (cmd/cnstream's
+// tail shows the pattern). Stats may be called from any goroutine.
+//
+// Events point into storage the Transformer allocates in slabs (no
+// allocation per event); they stay valid until dropped.
+//
+// # Loss
+//
+// Nothing is dropped silently: kernel drops (ENOBUFS, SO_MEMINFO) become
+// overrun records, sequence gaps gap records, undecodable input malformed
+// records, rejected senders forged records. The filter never drops a loss
+// record. Dropping events in the kernel (source.SubscribeConfig.Events)
+// costs the ACK and makes gaps meaningless, so the default is to filter
+// here.
+package transform
