@@ -4,8 +4,10 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cnstream/cnstream/schema"
 	"github.com/cnstream/cnstream/source"
@@ -252,7 +254,7 @@ func (t *Transformer) procEvent(r *Record, e *schema.Event) {
 		h.ptrace = ev.Ptrace
 		e.Ptrace = &h.ptrace
 	case schema.ProcEventComm:
-		h.comm = schema.CommInfo{PID: ev.Comm.PID, TGID: ev.Comm.TGID, Comm: ev.Comm.Name()}
+		h.comm = schema.CommInfo{PID: ev.Comm.PID, TGID: ev.Comm.TGID, Comm: validUTF8(ev.Comm.Name())}
 		e.Comm = &h.comm
 	case schema.ProcEventCoredump:
 		h.coredump = ev.Coredump
@@ -273,5 +275,28 @@ func (t *Transformer) procEvent(r *Record, e *schema.Event) {
 	}
 	if t.enrich != nil && ev.What != schema.ProcEventNone {
 		e.Process = t.enrich.Process(ev)
+		sanitize(e.Process)
+	}
+}
+
+// validUTF8 replaces invalid UTF-8 (names and paths are bytes to the
+// kernel) with U+FFFD, so that every encoding carries the same string.
+func validUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
+}
+
+func sanitize(p *schema.Process) {
+	if p == nil {
+		return
+	}
+	p.Comm, p.Exe, p.Cwd, p.Cgroup = validUTF8(p.Comm), validUTF8(p.Exe), validUTF8(p.Cwd), validUTF8(p.Cgroup)
+	for i, a := range p.Cmdline {
+		p.Cmdline[i] = validUTF8(a)
+	}
+	for i := range p.Ancestors {
+		p.Ancestors[i].Comm, p.Ancestors[i].Exe = validUTF8(p.Ancestors[i].Comm), validUTF8(p.Ancestors[i].Exe)
 	}
 }

@@ -1,0 +1,91 @@
+//go:build linux
+
+package enrich
+
+import (
+	"os/exec"
+	"testing"
+
+	"github.com/cnstream/cnstream/schema"
+)
+
+// BenchmarkEnrichExec is the cost of one exec event: reading /proc/PID of a
+// live process (status, cmdline, exe, cwd, cgroup) and describing it, with
+// ancestors from a table seeded from the real /proc.
+func BenchmarkEnrichExec(b *testing.B) {
+	cmd := exec.Command("/bin/sleep", "600", "1s")
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	pid := uint32(cmd.Process.Pid)
+	for _, depth := range []int{-1, 4} {
+		name := "ancestors=0"
+		if depth > 0 {
+			name = "ancestors=4"
+		}
+		b.Run(name, func(b *testing.B) {
+			tab, err := New(Config{AncestorDepth: depth})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := tab.Seed(""); err != nil {
+				b.Fatal(err)
+			}
+			ev := schema.ProcEvent{What: schema.ProcEventExec, Exec: schema.ExecEvent{PID: pid, TGID: pid}}
+			b.ReportAllocs()
+			for b.Loop() {
+				if p := tab.Enrich(ev); p.Source != SourceProc {
+					b.Fatalf("%+v", p)
+				}
+			}
+		})
+	}
+	b.Run("gone", func(b *testing.B) {
+		// A pid above pid_max (4194304 at most) never exists.
+		tab, err := New(Config{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ev := schema.ProcEvent{What: schema.ProcEventExec, Exec: schema.ExecEvent{PID: 1 << 23, TGID: 1 << 23}}
+		b.ReportAllocs()
+		for b.Loop() {
+			if p := tab.Enrich(ev); p.Source != SourceGone {
+				b.Fatalf("%+v", p)
+			}
+		}
+	})
+}
+
+// BenchmarkClockWall is the hot path of the clock: no refresh due.
+func BenchmarkClockWall(b *testing.B) {
+	c, err := NewClock(ClockConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := uint64(1e9)
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = c.Wall(m)
+	}
+	b.ReportMetric(float64(c.Stats().Bracket.Nanoseconds()), "bracket-ns")
+}
+
+// BenchmarkClockMeasure is the cost of one measurement (8 brackets), paid
+// once per ClockConfig.Refresh.
+func BenchmarkClockMeasure(b *testing.B) {
+	c, err := NewClock(ClockConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := c.Refresh(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(c.Stats().Bracket.Nanoseconds()), "bracket-ns")
+}
