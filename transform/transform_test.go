@@ -182,3 +182,52 @@ func BenchmarkTransformBatch(b *testing.B) {
 		b.Fatalf("gaps: %+v", tr.Stats())
 	}
 }
+
+// BenchmarkDecodeSequenceEncode is the transform's hot path without /proc
+// reads: decode, sequence tracking, event building and encoding, per event.
+func BenchmarkDecodeSequenceEncode(b *testing.B) {
+	for _, enc := range []struct {
+		name string
+		fn   func([]byte, *schema.Event) []byte
+	}{{"msgpack", schema.AppendMsgpack}, {"json", schema.AppendJSON}} {
+		b.Run(enc.name, func(b *testing.B) {
+			kinds := []schema.ProcEvent{
+				{What: schema.ProcEventFork, Fork: schema.ForkEvent{ParentPID: 1, ParentTGID: 1, ChildPID: 4242, ChildTGID: 4242}},
+				{What: schema.ProcEventExec, Exec: schema.ExecEvent{PID: 4242, TGID: 4242}},
+				{What: schema.ProcEventExit, Exit: schema.ExitEvent{PID: 4242, TGID: 4242, ExitCode: 256, ExitSignal: 17, ParentPID: 1, ParentTGID: 1}},
+			}
+			batch := &source.Batch{Datagrams: make([]source.Datagram, 64)}
+			for i := range batch.Datagrams {
+				ev := kinds[i%len(kinds)]
+				ev.TimestampNS = uint64(i) * 1000
+				batch.Datagrams[i].Data = procDatagram(uint32(i%2), uint32(i/2), ev)
+			}
+			tr, err := New(Config{Host: schema.Host{Hostname: "host-1", MachineID: "3d1219c7c4c5404aaa1f6d2a48adfda4", BootID: "03503a06-b563-4c14-9190-4d9236f8fed0"}, Clock: clock0{}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			out := make([]schema.Event, 0, 64)
+			buf := make([]byte, 0, 64<<10)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				for j := range batch.Datagrams {
+					seq := uint32(i*32 + j/2)
+					d := batch.Datagrams[j].Data
+					d[24], d[25], d[26], d[27] = byte(seq), byte(seq>>8), byte(seq>>16), byte(seq>>24)
+				}
+				out = tr.Batch(batch, len(batch.Datagrams), out[:0])
+				buf = buf[:0]
+				for k := range out {
+					buf = enc.fn(buf, &out[k])
+				}
+			}
+			perEvent := float64(b.Elapsed().Nanoseconds()) / float64(b.N*len(batch.Datagrams))
+			b.ReportMetric(perEvent, "ns/event")
+			b.ReportMetric(1e9/perEvent, "events/s")
+			if tr.Stats().Missing != 0 {
+				b.Fatalf("gaps: %+v", tr.Stats())
+			}
+		})
+	}
+}
