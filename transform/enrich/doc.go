@@ -12,8 +12,9 @@
 // Enrich (or Process, the transform.Enricher method) applies one event and
 // returns a schema.Process for its subject:
 //
-//	fork      the child, with its parent's program (exe, cmdline, cwd,
-//	          cgroup) until it calls exec; a new thread shares its process's
+//	fork      the child: a new process has its parent's program (exe,
+//	          cmdline, cwd, cgroup) until its exec; a new thread shares
+//	          what is known of its process
 //	exec      the process read from /proc/PID right away: status, cmdline,
 //	          exe, cwd, cgroup, in one pass and without retries
 //	exit      the entry as it was, so the exit carries the last known
@@ -39,10 +40,10 @@
 // A Table is owned by one goroutine, the enrichment stage, which calls Seed,
 // Apply, Enrich, Process and Ancestors; it reads /proc on that goroutine,
 // never on the socket reader's. Stats may be called from any goroutine (the
-// counters are atomics). The Processes returned share their Cmdline and
-// Container with the table, which never modifies them in place: readers
-// elsewhere must treat them as read-only. A Clock may be used from any
-// goroutine.
+// counters are atomics). A Process returned belongs to the caller, who may
+// change it or hand it to another goroutine: the table keeps no reference
+// to it, its slices (Cmdline, Ancestors) or its pointers (ids, Container).
+// A Clock may be used from any goroutine.
 //
 // # Source, and what "gone" means
 //
@@ -51,9 +52,10 @@
 // this event), or "gone". "gone" means the process could not be read: its
 // /proc directory no longer existed (ENOENT, or ESRCH between open and
 // read), or its pid already named another thread group. Such a Process
-// holds only what the kernel's event said (pid, tgid, and the parent when
-// the event names one, with that parent's ancestors from the table), never
-// a guess and never data of the process before its exec. A read that got
+// holds only what the kernel's event said (pid and tgid; the parent when
+// the event names one, with that parent's ancestors from the table; a comm
+// event's name; a uid or gid event's ids), never a guess and never data of
+// the process before its exec. A read that got
 // part of the files before the process exited keeps what it got, and says
 // "proc" only when it got the command line or the executable (or the
 // status of a kernel thread, which has neither); otherwise "gone". Every
@@ -75,8 +77,13 @@
 // the threads it leaves out. Each name cache holds at most
 // Config.NameCacheSize ids (default 4096), found or not, for Config.NameTTL
 // of event time (default 1 minute). Command lines are read up to
-// Config.MaxCmdline bytes (default 32 KiB). Ancestry stops at
-// Config.AncestorDepth (default 4), at pid 1, at a parent missing from the
-// table, and at a parent newer than its child (its pid was reused), and
-// cannot loop.
+// Config.MaxCmdline bytes (default 4 KiB), the argument cut at the limit
+// left out. An entry costs about 160 bytes plus its process's strings
+// (command line, exe, cwd, cgroup; shared by the threads of a process and
+// by a fork's child until its exec): measured at about 500 bytes for a
+// process with 150 bytes of such text, so about 32 MiB for a full table,
+// and MaxEntries × MaxCmdline (256 MiB with the defaults) at the very
+// worst. Ancestry stops at Config.AncestorDepth (default 4), at pid 1, at a
+// parent missing from the table, and at a parent newer than its child (its
+// pid was reused), and cannot loop.
 package enrich

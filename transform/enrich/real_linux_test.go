@@ -332,6 +332,33 @@ func TestRealThreadOfOtherGroup(t *testing.T) {
 	t.Skip("the test process has a single thread")
 }
 
+// The default lookups (os/user) tell a missing id from a failure.
+func TestRealNames(t *testing.T) {
+	tab, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := user.LookupId("0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, hit, failed := tab.users.get(0, 0); n != root.Username || hit || failed {
+		t.Errorf("uid 0: %q, hit %v, failed %v", n, hit, failed)
+	}
+	const missing = 3999999999
+	if _, err := user.LookupId(fmt.Sprint(missing)); err == nil {
+		t.Skipf("uid %d exists here", missing)
+	}
+	for i, wantHit := range []bool{false, true} {
+		if n, hit, failed := tab.users.get(missing, 0); n != "" || hit != wantHit || failed {
+			t.Errorf("missing uid, lookup %d: %q, hit %v, failed %v", i, n, hit, failed)
+		}
+		if n, hit, failed := tab.groups.get(missing, 0); n != "" || hit != wantHit || failed {
+			t.Errorf("missing gid, lookup %d: %q, hit %v, failed %v", i, n, hit, failed)
+		}
+	}
+}
+
 func TestRealReadHost(t *testing.T) {
 	h, err := ReadHost("")
 	if err != nil {

@@ -25,7 +25,7 @@ const (
 	DefaultAncestorDepth = 4
 	DefaultNameCacheSize = 4096
 	DefaultNameTTL       = time.Minute
-	DefaultMaxCmdline    = 32 << 10
+	DefaultMaxCmdline    = 4 << 10
 )
 
 // Config configures a Table. The zero value works.
@@ -45,10 +45,16 @@ type Config struct {
 	// measured on the events' timestamps. Default 1 minute.
 	NameTTL time.Duration
 	// MaxCmdline is how many bytes of /proc/PID/cmdline are read; an
-	// argument cut at the limit is left out. Default 32 KiB.
+	// argument cut at the limit is left out. With MaxEntries it bounds the
+	// table's memory. Default 4 KiB (what /proc showed before Linux 4.2);
+	// long Java class paths need more.
 	MaxCmdline int
 	// LookupUser and LookupGroup resolve ids to names; an error means "no
-	// name" and is cached like a name. Default: os/user.
+	// name" and is cached like a name. Default: os/user, which reads
+	// /etc/passwd and /etc/group when built without cgo and asks the C
+	// library (NSS: files, but also LDAP or sssd if so configured) with
+	// cgo; a slow directory then slows the enrichment goroutine on cache
+	// misses, once per id and NameTTL.
 	LookupUser  func(uid uint32) (string, error)
 	LookupGroup func(gid uint32) (string, error)
 }
@@ -293,8 +299,11 @@ func (t *Table) remove(e *entry) {
 	for _, th := range e.threads {
 		th.leader = nil
 	}
-	threads := e.threads[:0]
 	clear(e.threads)
+	threads := e.threads[:0]
+	if cap(threads) > 16 {
+		threads = nil // a big group's list is not kept for reuse
+	}
 	*e = entry{threads: threads}
 	if len(t.free) < maxFree {
 		t.free = append(t.free, e)
@@ -410,8 +419,8 @@ func (t *Table) Apply(ev schema.ProcEvent) { t.apply(&ev, false) }
 // child, for exec the process as /proc shows it now, for exit the entry as
 // it was before removal, for the other events the table's entry, read from
 // /proc if missing. It returns nil for events without a subject (ACK,
-// unknown types). The returned Process shares its Cmdline and Container
-// with the table: treat it as read-only.
+// unknown types). The returned Process belongs to the caller: the table
+// keeps no reference to it or to its slices and pointers.
 func (t *Table) Enrich(ev schema.ProcEvent) *schema.Process { return t.apply(&ev, true) }
 
 // Process is Enrich through a pointer, for transform.Enricher.
@@ -497,10 +506,7 @@ func (t *Table) fork(ev *schema.ProcEvent, describe bool) *schema.Process {
 	}
 	e := t.newEntry()
 	e.pid, e.tgid = f.ChildPID, f.ChildTGID
-	e.ppid = f.ParentTGID
-	if leader != nil {
-		e.ppid = leader.ppid
-	}
+	e.ppid = f.ParentTGID // for a thread too: its process's parent, as of now
 	e.comm, e.info = from.comm, from.info
 	e.uid, e.gid, e.haveUID, e.haveGID = from.uid, from.gid, from.haveUID, from.haveGID
 	t.serial++
@@ -568,16 +574,20 @@ func (t *Table) exit(ev *schema.ProcEvent, describe bool) *schema.Process {
 
 // ---- describing ----
 
-// procBox holds a Process and the storage its pointers and ancestors use,
-// so that a description costs one allocation.
+// procBox holds a Process and the storage its pointers, arguments and
+// ancestors use, so that a description costs one allocation (two for a
+// command line of more than 8 arguments or more than 4 ancestors).
 type procBox struct {
-	p   schema.Process
-	ids [4]uint32
-	anc [DefaultAncestorDepth]schema.Ancestor
+	p    schema.Process
+	ids  [4]uint32
+	cont schema.Container
+	args [8]string
+	anc  [DefaultAncestorDepth]schema.Ancestor
 }
 
-// gone describes a subject nothing could be read of: the kernel's fields,
-// and the ancestors of the kernel's parent when the event names one.
+// gone describes a subject nothing could be read of: the kernel's fields
+// (the name of a comm event, the ids of a uid or gid event), and the
+// ancestors of the kernel's parent when the event names one.
 func (t *Table) gone(ev *schema.ProcEvent, describe bool, pid, tgid, ppid uint32) *schema.Process {
 	if !describe {
 		return nil
@@ -585,6 +595,18 @@ func (t *Table) gone(ev *schema.ProcEvent, describe bool, pid, tgid, ppid uint32
 	b := new(procBox)
 	p := &b.p
 	p.PID, p.TGID, p.PPID, p.Source = pid, tgid, ppid, SourceGone
+	switch ev.What {
+	case schema.ProcEventComm:
+		p.Comm = ev.Comm.Name()
+	case schema.ProcEventUID:
+		b.ids[0], b.ids[1] = ev.ID.Real, ev.ID.Effective
+		p.UID, p.EUID = &b.ids[0], &b.ids[1]
+		p.User = t.name(&t.users, ev.ID.Real, ev.TimestampNS)
+	case schema.ProcEventGID:
+		b.ids[2], b.ids[3] = ev.ID.Real, ev.ID.Effective
+		p.GID, p.EGID = &b.ids[2], &b.ids[3]
+		p.Group = t.name(&t.groups, ev.ID.Real, ev.TimestampNS)
+	}
 	if ppid != 0 {
 		p.Ancestors = t.ancestors(b.anc[:0], pid, ppid, ^uint64(0), t.depth)
 	}
@@ -603,7 +625,21 @@ func (t *Table) describe(ev *schema.ProcEvent, describe bool, e *entry, src stri
 	}
 	p.Comm = e.comm
 	in := e.info
-	p.Exe, p.Cmdline, p.Cwd, p.Cgroup, p.Container = in.exe, in.cmdline, in.cwd, in.cgroup, in.container
+	p.Exe, p.Cwd, p.Cgroup = in.exe, in.cwd, in.cgroup
+	// The Process is the caller's to change: its slices and pointers are
+	// its own, not the table's (strings are immutable and shared).
+	if n := len(in.cmdline); n > 0 {
+		if n <= len(b.args) {
+			p.Cmdline = b.args[:n:n]
+		} else {
+			p.Cmdline = make([]string, n)
+		}
+		copy(p.Cmdline, in.cmdline)
+	}
+	if in.container != nil {
+		b.cont = *in.container
+		p.Container = &b.cont
+	}
 	now := ev.TimestampNS
 	if e.haveUID {
 		b.ids[0], b.ids[1] = e.uid[0], e.uid[1]

@@ -308,11 +308,29 @@ func TestMissingSubjectIsRead(t *testing.T) {
 	if diff := cmp.Diff(&schema.Process{PID: 700, TGID: 700, PPID: 555, Source: "gone"}, f.tab.Enrich(forkEv(555, 555, 700, 700))); diff != "" {
 		t.Errorf("gone fork (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff(&schema.Process{PID: 701, TGID: 701, Source: "gone"}, f.tab.Enrich(commEv(701, 701, "x"))); diff != "" {
+	// the kernel's fields include a comm event's name and a uid event's ids
+	if diff := cmp.Diff(&schema.Process{PID: 701, TGID: 701, Source: "gone", Comm: "x"}, f.tab.Enrich(commEv(701, 701, "x"))); diff != "" {
 		t.Errorf("gone comm (-want +got):\n%s", diff)
 	}
-	if s := f.tab.Stats(); s.ProcReads != 4 || s.ProcGone != 2 {
+	if diff := cmp.Diff(&schema.Process{PID: 702, TGID: 702, Source: "gone", UID: u32(1000), EUID: u32(0), User: "alice"},
+		f.tab.Enrich(idEv(schema.ProcEventUID, 702, 702, 1000, 0))); diff != "" {
+		t.Errorf("gone uid (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(&schema.Process{PID: 703, TGID: 703, Source: "gone", GID: u32(0), EGID: u32(1000), Group: "root"},
+		f.tab.Enrich(idEv(schema.ProcEventGID, 703, 703, 0, 1000))); diff != "" {
+		t.Errorf("gone gid (-want +got):\n%s", diff)
+	}
+	if s := f.tab.Stats(); s.ProcReads != 6 || s.ProcGone != 4 {
 		t.Errorf("stats: %+v", s)
+	}
+	// ptrace and coredump, through the transform.Enricher method
+	ptrace := schema.ProcEvent{What: schema.ProcEventPtrace, Ptrace: schema.PtraceEvent{PID: 200, TGID: 200, TracerPID: 100, TracerTGID: 100}}
+	if p := f.tab.Process(&ptrace); p.Source != "table" || p.Exe != "/usr/bin/make" {
+		t.Errorf("ptrace: %+v", p)
+	}
+	core := schema.ProcEvent{What: schema.ProcEventCoredump, Coredump: schema.CoredumpEvent{PID: 200, TGID: 200, ParentPID: 1, ParentTGID: 1}}
+	if p := f.tab.Process(&core); p.Source != "table" || p.PPID != 1 {
+		t.Errorf("coredump: %+v", p)
 	}
 	// ACK and unknown types have no subject
 	if p := f.tab.Enrich(schema.ProcEvent{What: schema.ProcEventNone}); p != nil {
@@ -625,5 +643,30 @@ func TestProcessIsSnapshot(t *testing.T) {
 	}
 	if diff := cmp.Diff(&before, p, cmpopts.EquateEmpty()); diff != "" {
 		t.Errorf("returned Process changed (-before +after):\n%s", diff)
+	}
+}
+
+// The caller may change a Process (transform rewrites invalid UTF-8 in
+// place): the table and other Processes do not see it.
+func TestProcessBelongsToCaller(t *testing.T) {
+	args := []string{"make", "a", "b", "c", "d", "e", "f", "g", "h", "i"} // more than procBox holds
+	f := newFixture(t, Config{}, procInit, procBash, procMake,
+		fakeProc{pid: 250, ppid: 100, name: "make", args: args, exe: "/usr/bin/make", cgroup: "0::/docker/" + id1 + "\n"})
+	if err := f.tab.Seed(""); err != nil {
+		t.Fatal(err)
+	}
+	for _, pid := range []uint32{200, 250} {
+		p1 := f.tab.Enrich(commEv(pid, pid, "make"))
+		want := f.tab.Enrich(commEv(pid, pid, "make"))
+		p1.Cmdline[0] = "changed"
+		p1.Container.ID = "changed"
+		*p1.UID = 7
+		p1.Ancestors[0].Comm = "changed"
+		if diff := cmp.Diff(want, f.tab.Enrich(commEv(pid, pid, "make"))); diff != "" {
+			t.Errorf("pid %d: a change to a returned Process reached the table (-want +got):\n%s", pid, diff)
+		}
+		if want.Cmdline[0] != "make" || want.Container.ID != id1 || want.Ancestors[0].Comm != "bash" {
+			t.Errorf("pid %d: a change to one Process reached another: %+v", pid, want)
+		}
 	}
 }
