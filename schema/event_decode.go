@@ -44,10 +44,10 @@ func DecodeJSON(b []byte) (Event, error) {
 }
 
 // DecodeMsgpack decodes one event written by AppendMsgpack: exactly one
-// MessagePack map, nothing after it. It checks "v", "kind" and the kind's
-// member as DecodeJSON does, and
-// decodes with github.com/vmihailenco/msgpack/v5 using the json tags, after
-// checking that the input is well formed and nests at most 64 deep. Time is
+// MessagePack map, nothing after it. It first checks that the input is well
+// formed and nests at most 64 deep, then decodes with
+// github.com/vmihailenco/msgpack/v5 by the json tags (SetCustomStructTag),
+// and checks "v", "kind" and the kind's member as DecodeJSON does. Time is
 // returned in UTC.
 func DecodeMsgpack(b []byte) (Event, error) {
 	if err := checkMsgpack(b, maxMsgpackDepth); err != nil {

@@ -3,6 +3,7 @@ package schema
 import (
 	"encoding/base64"
 	"math/bits"
+	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -18,8 +19,9 @@ import (
 // standard base64, and strings escaped as encoding/json escapes them (", \
 // and control characters; <, > and & as \u003c, \u003e and \u0026; U+2028
 // and U+2029; each byte of invalid UTF-8 as \ufffd). Decoding it with
-// encoding/json (or DecodeJSON) gives back e, except for strings holding
-// invalid UTF-8.
+// encoding/json (or DecodeJSON) gives back e with its id and its time in
+// UTC, except for strings holding invalid UTF-8 and for empty, non-nil
+// Cmdline and Ancestors, which are omitted and come back nil.
 //
 // A time whose year is outside 0000..9999 has no RFC 3339 form; encoding/json
 // refuses it, AppendJSON writes it as time.Time.AppendFormat with
@@ -278,13 +280,15 @@ func appendJSONBytes(b, v []byte) []byte {
 
 // appendJSONEventID appends the derived id of e as a JSON string. The id is
 // built in place after the opening quote; in the rare case that it needs
-// escaping (a boot id or run holding quotes, control bytes, <>& or invalid
-// UTF-8), its escaped form is written after it and moved down over it.
+// escaping (a boot id or run holding quotes, control bytes, <>& or non-ASCII
+// bytes), its escaped form is written after it and moved down over it.
 func appendJSONEventID(b []byte, e *Event) []byte {
 	start := len(b)
 	b = append(b, '"')
 	b = AppendEventID(b, e)
-	if jsonSafe(b[start+1:]) {
+	// Only the boot id and the run can need escaping: the rest is digits,
+	// dots, slashes and letters.
+	if (e.Host == nil || jsonSafe(e.Host.BootID)) && (e.Record == nil || jsonSafe(e.Record.Run)) {
 		return append(b, '"')
 	}
 	end := len(b)
@@ -294,7 +298,7 @@ func appendJSONEventID(b []byte, e *Event) []byte {
 }
 
 // jsonSafe reports whether s is written unchanged inside a JSON string.
-func jsonSafe(s []byte) bool {
+func jsonSafe(s string) bool {
 	return jsonSafePrefix(s, 0) == len(s)
 }
 
@@ -322,16 +326,17 @@ func load64[S string | []byte](s S, i int) uint64 {
 }
 
 // jsonUnsafe8 reports whether any of the 8 bytes packed in x is outside
-// jsonSafeSet: below 0x20, from 0x80 on, or one of " \ < > &. (The bit
-// tricks of "Bit Twiddling Hacks", exact as a yes/no for the whole word.)
+// jsonSafeSet: below 0x20, from 0x80 on, or one of " \ < > &. It uses the
+// word tricks of "Bit Twiddling Hacks": (v-lsb)&^v&msb is non-zero exactly
+// when some byte of v is zero, (x-n*lsb)&^x&msb exactly when some byte of x
+// is below n (n <= 0x80).
 func jsonUnsafe8(x uint64) bool {
 	const lsb, msb = 0x0101010101010101, 0x8080808080808080
-	hasZero := func(v uint64) uint64 { return (v - lsb) & ^v & msb }
-	return (x-0x20*lsb)&^x&msb| // a byte below 0x20
-		x&msb| // a byte from 0x80 on
-		hasZero((x|0x02*lsb)^('>'*lsb))| // < (0x3c) or > (0x3e)
-		hasZero((x|0x04*lsb)^('&'*lsb))| // " (0x22) or & (0x26)
-		hasZero(x^('\\'*lsb)) != 0
+	lg := (x | 0x02*lsb) ^ ('>' * lsb) // a zero byte where x has < (0x3c) or > (0x3e)
+	qa := (x | 0x04*lsb) ^ ('&' * lsb) // a zero byte where x has " (0x22) or & (0x26)
+	bs := x ^ ('\\' * lsb)             // a zero byte where x has \
+	ctl := (x - 0x20*lsb) &^ x
+	return (ctl|x|(lg-lsb)&^lg|(qa-lsb)&^qa|(bs-lsb)&^bs)&msb != 0
 }
 
 // appendJSONString appends s as a JSON string, escaped exactly as
@@ -405,11 +410,17 @@ var jsonSafeSet = func() (t [256]bool) {
 // appendDecimal appends v in decimal, as strconv.AppendUint(b, v, 10) does,
 // writing the digits in place.
 func appendDecimal(b []byte, v uint64) []byte {
-	if v < 10 {
-		return append(b, byte('0'+v))
+	if v < 100 {
+		if v < 10 {
+			return append(b, byte('0'+v))
+		}
+		return append(b, twoDigits[2*v], twoDigits[2*v+1])
 	}
 	n := decimalLen(v)
-	b = append(b, make([]byte, n)...) // no allocation beyond growing b
+	if cap(b)-len(b) < n {
+		b = slices.Grow(b, n)
+	}
+	b = b[:len(b)+n]
 	d := b[len(b)-n:]
 	i := n
 	for v >= 100 {
@@ -420,7 +431,7 @@ func appendDecimal(b []byte, v uint64) []byte {
 		d[i], d[i+1] = twoDigits[r], twoDigits[r+1]
 	}
 	if v >= 10 {
-		d[1], d[0] = twoDigits[2*v+1], twoDigits[2*v]
+		d[0], d[1] = twoDigits[2*v], twoDigits[2*v+1]
 	} else {
 		d[0] = byte('0' + v)
 	}
@@ -463,44 +474,37 @@ func appendRFC3339(b []byte, t time.Time) []byte {
 	if sec < minSec || sec > maxSec {
 		return t.UTC().AppendFormat(b, time.RFC3339Nano)
 	}
-	days, secOfDay := (sec-minSec)/86400, (sec-minSec)%86400
+	u := uint64(sec - minSec)
+	days, sod := uint32(u/86400), uint32(u%86400) // since 0000-01-01; second of the day
 
-	// Civil date from days since 0000-03-01 (H. Hinnant's algorithm, with
-	// eras of 400 years; days counts from 0000-01-01, 60 days earlier).
-	z := days - 60
-	era := z / 146097
-	if z < 0 {
-		era = (z - 146096) / 146097
-	}
-	doe := z - era*146097                                  // day of era, 0..146096
+	// The civil date by H. Hinnant's algorithm, counting days from
+	// -0400-03-01 (60 days before 0000-01-01, less one 400-year era) so
+	// that all is unsigned.
+	const eraDays = 146097
+	z := days + eraDays - 60
+	era := z / eraDays
+	doe := z - era*eraDays                                 // day of era, 0..146096
 	yoe := (doe - doe/1460 + doe/36524 - doe/146096) / 365 // year of era, 0..399
-	y := yoe + era*400
-	doy := doe - (365*yoe + yoe/4 - yoe/100) // day of year from March 1, 0..365
-	mp := (5*doy + 2) / 153                  // month from March, 0..11
+	doy := doe - (365*yoe + yoe/4 - yoe/100)               // day of the year from March 1, 0..365
+	mp := (5*doy + 2) / 153                                // month from March, 0..11
 	d := doy - (153*mp+2)/5 + 1
-	m := mp + 3
+	y, m := yoe+era*400-400, mp+3
 	if mp >= 10 {
-		m = mp - 9
-		y++
+		y, m = y+1, mp-9
 	}
 
-	b = append(b, twoDigits[2*(y/100)], twoDigits[2*(y/100)+1], twoDigits[2*(y%100)], twoDigits[2*(y%100)+1], '-',
-		twoDigits[2*m], twoDigits[2*m+1], '-', twoDigits[2*d], twoDigits[2*d+1], 'T')
-	h, mi, s := secOfDay/3600, secOfDay/60%60, secOfDay%60
-	b = append(b, twoDigits[2*h], twoDigits[2*h+1], ':', twoDigits[2*mi], twoDigits[2*mi+1], ':',
-		twoDigits[2*s], twoDigits[2*s+1])
-	if ns := t.Nanosecond(); ns != 0 {
-		n := 9
-		for ns%10 == 0 {
-			ns /= 10
-			n--
-		}
-		b = append(b, '.')
-		b = append(b, make([]byte, n)...)
-		f := b[len(b)-n:]
-		for i := n - 1; i >= 0; i-- {
-			f[i] = byte('0' + ns%10)
-			ns /= 10
+	yh, yl := 2*(y/100), 2*(y%100)
+	h, mi, s := 2*(sod/3600), 2*(sod/60%60), 2*(sod%60)
+	b = append(b, twoDigits[yh], twoDigits[yh+1], twoDigits[yl], twoDigits[yl+1], '-',
+		twoDigits[2*m], twoDigits[2*m+1], '-', twoDigits[2*d], twoDigits[2*d+1], 'T',
+		twoDigits[h], twoDigits[h+1], ':', twoDigits[mi], twoDigits[mi+1], ':', twoDigits[s], twoDigits[s+1])
+	if ns := uint32(t.Nanosecond()); ns != 0 {
+		hi, lo := ns/1e8, ns%1e8 // 1 and 8 digits
+		p1, p2, p3, p4 := 2*(lo/1e6), 2*(lo/1e4%100), 2*(lo/100%100), 2*(lo%100)
+		b = append(b, '.', byte('0'+hi), twoDigits[p1], twoDigits[p1+1], twoDigits[p2], twoDigits[p2+1],
+			twoDigits[p3], twoDigits[p3+1], twoDigits[p4], twoDigits[p4+1])
+		for b[len(b)-1] == '0' { // drop trailing zeros; ns != 0 leaves a digit
+			b = b[:len(b)-1]
 		}
 	}
 	return append(b, 'Z')

@@ -936,3 +936,15 @@ func must[T any](v T, err error) T {
 	}
 	return v
 }
+
+// TestEventsDocExamples: docs/EVENTS.md shows every golden JSON line as it
+// is, so that its examples cannot drift from the encoder.
+func TestEventsDocExamples(t *testing.T) {
+	doc := string(mustReadFile(t, filepath.Join("..", "docs", "EVENTS.md")))
+	for _, g := range goldenEvents() {
+		line := string(mustReadFile(t, goldenPath(g.name, ".json")))
+		if !strings.Contains(doc, "```json\n"+line+"```") {
+			t.Errorf("docs/EVENTS.md lacks the example %s", goldenPath(g.name, ".json"))
+		}
+	}
+}
