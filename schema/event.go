@@ -2,7 +2,6 @@ package schema
 
 import (
 	"fmt"
-	"strconv"
 	"time"
 )
 
@@ -261,8 +260,10 @@ type DroppedInfo struct {
 // Process is what cnstream knows of an event's subject process. Source says
 // where it came from: "proc" (read from /proc/PID at the event), "table"
 // (the process table kept from earlier events), or "gone" (the process had
-// exited before it could be read: only the kernel's fields are known).
-// Fields that could not be read are absent, never guessed.
+// exited before it could be read: only what the kernel's event says and what
+// a partial read got before the process vanished). Fields that could not be
+// read are absent, never guessed. Strings are valid UTF-8: bytes that are
+// not are replaced by U+FFFD.
 type Process struct {
 	PID       uint32     `json:"pid" msgpack:"pid"`
 	TGID      uint32     `json:"tgid" msgpack:"tgid"`
@@ -311,27 +312,27 @@ func AppendEventID(b []byte, e *Event) []byte {
 		b = append(b, "/r/"...)
 		b = append(b, e.Record.Run...)
 		b = append(b, '/')
-		return strconv.AppendUint(b, e.Record.Seq, 10)
+		return appendDecimal(b, e.Record.Seq)
 	}
 	s := e.Stream
 	if s == nil {
 		return b
 	}
 	b = append(b, '/')
-	b = strconv.AppendUint(b, uint64(s.Idx), 10)
+	b = appendDecimal(b, uint64(s.Idx))
 	b = append(b, '.')
-	b = strconv.AppendUint(b, uint64(s.Val), 10)
+	b = appendDecimal(b, uint64(s.Val))
 	if s.Idx == ProcID.Idx && s.Val == ProcID.Val && s.Sender == 0 {
 		b = append(b, "/c"...)
-		b = strconv.AppendUint(b, uint64(s.CPU), 10)
+		b = appendDecimal(b, uint64(s.CPU))
 	} else {
 		b = append(b, "/s"...)
-		b = strconv.AppendUint(b, uint64(s.Sender), 10)
+		b = appendDecimal(b, uint64(s.Sender))
 	}
 	b = append(b, '/')
-	b = strconv.AppendUint(b, uint64(s.Epoch), 10)
+	b = appendDecimal(b, uint64(s.Epoch))
 	b = append(b, '/')
-	return strconv.AppendUint(b, uint64(s.Seq), 10)
+	return appendDecimal(b, uint64(s.Seq))
 }
 
 // EventID returns e.ID, or the id derived from e when ID is empty.
