@@ -141,9 +141,11 @@ func TestTailProcessEvents(t *testing.T) {
 		go exec.Command("/bin/true").Run() // make sure something happens
 		next()
 	}
-	// The child waits for a line on stdin, so that it is alive when tail
-	// reads /proc on its exec; then it exits with status 5.
-	child := exec.Command("/bin/sh", "-c", "read x; exit 5", "cnstream-tail-test")
+	// The child moves itself into a cgroup named like a docker container's,
+	// then execs a shell that waits for a line on stdin, so that it is alive
+	// when tail reads /proc on that exec; then it exits with status 5.
+	cgDir, cgPath, containerID := dockerLikeCgroup(t)
+	child := exec.Command("/bin/sh", "-c", `echo $$ > "$1/cgroup.procs" && exec /bin/sh -c "read x; exit 5" sh cnstream-tail-test`, "sh", cgDir)
 	stdin, err := child.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -161,9 +163,13 @@ func TestTailProcessEvents(t *testing.T) {
 		}
 		switch {
 		case kind == "fork" && num(m, "fork", "child_pid") == pid,
-			kind == "exec" && num(m, "exec", "pid") == pid,
 			kind == "exit" && num(m, "exit", "pid") == pid:
 			seen[kind] = m
+		case kind == "exec" && num(m, "exec", "pid") == pid:
+			// The second exec, into the waiting shell, is the one to check.
+			if proc, _ := m["process"].(map[string]any); strings.Contains(fmt.Sprint(proc["cmdline"]), "cnstream-tail-test") {
+				seen[kind] = m
+			}
 		}
 		if kind == "exec" && seen["exec"] != nil && seen["exit"] == nil {
 			stdin.Close() // tail has read /proc: let the child exit
@@ -201,8 +207,18 @@ func TestTailProcessEvents(t *testing.T) {
 			cmdline = append(cmdline, s)
 		}
 	}
-	if proc["source"] != "proc" || proc["exe"] != wantExe || strings.Join(cmdline, " ") != "/bin/sh -c read x; exit 5 cnstream-tail-test" {
+	if proc["source"] != "proc" || proc["exe"] != wantExe || strings.Join(cmdline, " ") != "/bin/sh -c read x; exit 5 sh cnstream-tail-test" {
 		t.Errorf("exec enrichment %v: want source proc, exe %s, the child's argv", proc, wantExe)
+	}
+	if proc["uid"] != 0.0 || proc["user"] != "root" || proc["cwd"] == nil {
+		t.Errorf("exec enrichment %v: want uid 0 (root) and a cwd", proc)
+	}
+	ctr, _ := proc["container"].(map[string]any)
+	if proc["cgroup"] != cgPath || ctr["id"] != containerID || ctr["runtime"] != "docker" {
+		t.Errorf("exec enrichment cgroup %v container %v: want %s, docker %s", proc["cgroup"], ctr, cgPath, containerID)
+	}
+	if xp, _ := seen["exit"]["process"].(map[string]any); xp["exe"] != wantExe || xp["source"] == "gone" {
+		t.Errorf("exit enrichment %v: want the exiting process's exe %s from the table", xp, wantExe)
 	}
 	if anc, _ := proc["ancestors"].([]any); len(anc) == 0 || num(anc[0].(map[string]any), "pid") != self {
 		t.Errorf("exec ancestors %v: want this test process (%d) first", proc["ancestors"], self)
@@ -482,4 +498,42 @@ func TestTailClosedPipe(t *testing.T) {
 	if sum := parseSummary(t, stderr.Bytes()); sum.Subscription == nil || !sum.Subscription.IgnoreSent {
 		t.Errorf("summary %+v: IGNORE not sent", sum)
 	}
+}
+
+// dockerLikeCgroup creates <cgroup2>/cnstream-test-<rand>/docker-<id>.scope
+// and returns its directory, its path as /proc/PID/cgroup shows it, and the
+// container id; it is removed at cleanup.
+func dockerLikeCgroup(t *testing.T) (dir, path, id string) {
+	t.Helper()
+	mi, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mnt := ""
+	for _, line := range strings.Split(string(mi), "\n") {
+		pre, post, ok := strings.Cut(line, " - ")
+		if f, pf := strings.Fields(post), strings.Fields(pre); ok && len(f) > 0 && f[0] == "cgroup2" && len(pf) >= 5 && pf[3] == "/" {
+			mnt = pf[4]
+			break
+		}
+	}
+	if mnt == "" {
+		t.Fatal("no cgroup2 hierarchy mounted (see /proc/self/mountinfo)")
+	}
+	var b [32]byte
+	for i := range b {
+		b[i] = byte(rand.Uint32())
+	}
+	id = fmt.Sprintf("%x", b)
+	top := fmt.Sprintf("cnstream-test-%d", rand.Uint32())
+	path = "/" + top + "/docker-" + id + ".scope"
+	dir = filepath.Join(mnt, path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = os.Remove(dir)
+		_ = os.Remove(filepath.Join(mnt, top))
+	})
+	return dir, path, id
 }
