@@ -60,7 +60,7 @@ type Transformer struct {
 	clock  WallClock
 	enrich Enricher
 	filter *filter
-	recSeq uint64
+	recSeq atomic.Uint64
 	out    []schema.Event
 	slab   []holder
 
@@ -140,10 +140,18 @@ func (t *Transformer) Stats() Stats {
 }
 
 func (t *Transformer) newRecord(kind schema.Kind) schema.Event {
-	t.recSeq++
 	t.records.Add(1)
 	return schema.Event{Version: schema.EventVersion, Kind: kind, Time: time.Now(), Host: t.host,
-		Record: &schema.Record{Run: t.run, Seq: t.recSeq}}
+		Record: &schema.Record{Run: t.run, Seq: t.recSeq.Add(1)}}
+}
+
+// Dropped returns a record stating that count events were not delivered,
+// numbered in this run's record sequence. Safe for concurrent use: the
+// pipeline's sink workers call it.
+func (t *Transformer) Dropped(count uint64, reason, sinkName string) schema.Event {
+	e := t.newRecord(schema.KindDropped)
+	e.Dropped = &schema.DroppedInfo{Count: count, Reason: reason, Sink: sinkName}
+	return e
 }
 
 // holder is the storage of one event's members: events point into holders

@@ -1,0 +1,388 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+
+	"github.com/cnstream/cnstream/schema"
+	"github.com/cnstream/cnstream/sink"
+	"github.com/cnstream/cnstream/source"
+	"github.com/cnstream/cnstream/transform"
+)
+
+// Source is what the pipeline reads: source.Conn satisfies it.
+type Source interface {
+	ReadBatch(ctx context.Context, b *source.Batch) (int, error)
+	// CheckDrops reports kernel drops not yet seen by ReadBatch (called once
+	// the reader stopped).
+	CheckDrops() (uint64, error)
+	// Close stops the subscription (IGNORE) and the socket.
+	Close() error
+}
+
+// RetryConfig bounds the retries of a failed batch write: exponential
+// backoff with jitter, until MaxElapsed; a permanent error is not retried.
+type RetryConfig struct {
+	Initial    time.Duration // first pause, default 100 ms
+	Max        time.Duration // longest pause, default 5 s
+	MaxElapsed time.Duration // give up after, default 30 s; events then become a dropped record
+}
+
+func (r RetryConfig) backoff(ctx context.Context) backoff.BackOff {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = or(r.Initial, 100*time.Millisecond)
+	b.MaxInterval = or(r.Max, 5*time.Second)
+	b.MaxElapsedTime = or(r.MaxElapsed, 30*time.Second)
+	b.RandomizationFactor = 0.5
+	return backoff.WithContext(b, ctx)
+}
+
+func or[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// SinkConfig is one output: a sink behind its own bounded queue.
+type SinkConfig struct {
+	Name string    // for stats and dropped records; required
+	Sink sink.Sink // required
+
+	QueueEvents int   // queue bound in events, default 65536
+	QueueBytes  int64 // queue bound in estimated bytes, default 64 MiB
+	Policy      Policy
+
+	BatchEvents int           // most events per WriteBatch, default 512
+	BatchBytes  int64         // most estimated bytes per WriteBatch, default 1 MiB
+	Linger      time.Duration // wait for a batch to fill, default 5 ms; negative: none
+
+	Retry RetryConfig
+}
+
+// Config configures a Pipeline.
+type Config struct {
+	Source    Source                 // required
+	Transform *transform.Transformer // required
+	Sinks     []SinkConfig           // at least one
+
+	BatchLen   int // datagrams per recvmmsg, default 64
+	DgramBytes int // buffer per datagram, default 512 (process events are 76 bytes)
+	ReadQueue  int // batches between reader and transform, default 256
+
+	// DrainTimeout bounds the shutdown: flushing queues and closing sinks.
+	// What is not delivered by then is counted and reported. Default 10 s.
+	DrainTimeout time.Duration
+}
+
+// SinkStats are one sink's counters.
+type SinkStats struct {
+	Name          string
+	Queued        int   // events in the queue now
+	QueuedBytes   int64 // their estimated bytes
+	Delivered     uint64
+	Batches       uint64
+	Retries       uint64
+	Failed        uint64 // events given up after the retry budget or a permanent error
+	PolicyDropped uint64 // events dropped by the queue policy
+	Undelivered   uint64 // events still queued when the shutdown deadline passed
+	LastError     string
+}
+
+// Stats is a snapshot of the pipeline.
+type Stats struct {
+	Transform transform.Stats
+	Sinks     []SinkStats
+}
+
+// Pipeline runs source -> transform -> sinks.
+type Pipeline struct {
+	cfg     Config
+	workers []*worker
+}
+
+type worker struct {
+	cfg           SinkConfig
+	q             *queue
+	tr            *transform.Transformer
+	failedPending uint64 // events given up on, not yet stated by a record (worker goroutine only)
+	stats         struct {
+		delivered, batches, retries, failed, undelivered atomic.Uint64
+		lastErr                                          atomic.Pointer[string]
+	}
+}
+
+// New validates cfg; it starts nothing (Run does).
+func New(cfg Config) (*Pipeline, error) {
+	if cfg.Source == nil || cfg.Transform == nil {
+		return nil, errors.New("pipeline: Config.Source and Config.Transform are required")
+	}
+	if len(cfg.Sinks) == 0 {
+		return nil, errors.New("pipeline: at least one sink is required")
+	}
+	p := &Pipeline{cfg: cfg}
+	names := map[string]bool{}
+	for i, sc := range cfg.Sinks {
+		if sc.Name == "" || sc.Sink == nil {
+			return nil, fmt.Errorf("pipeline: sinks[%d]: Name and Sink are required", i)
+		}
+		if names[sc.Name] {
+			return nil, fmt.Errorf("pipeline: sinks[%d]: name %q used twice", i, sc.Name)
+		}
+		names[sc.Name] = true
+		if sc.QueueEvents < 0 || sc.QueueBytes < 0 || sc.BatchEvents < 0 || sc.BatchBytes < 0 {
+			return nil, fmt.Errorf("pipeline: sink %q: queue and batch limits must not be negative", sc.Name)
+		}
+		sc.QueueEvents = or(sc.QueueEvents, 65536)
+		sc.QueueBytes = or(sc.QueueBytes, 64<<20)
+		sc.BatchEvents = or(sc.BatchEvents, 512)
+		sc.BatchBytes = or(sc.BatchBytes, 1<<20)
+		sc.Linger = or(sc.Linger, 5*time.Millisecond)
+		p.workers = append(p.workers, &worker{cfg: sc, q: newQueue(sc.QueueEvents, sc.QueueBytes, sc.Policy), tr: cfg.Transform})
+	}
+	p.cfg.BatchLen = or(cfg.BatchLen, 64)
+	p.cfg.DgramBytes = or(cfg.DgramBytes, 512)
+	p.cfg.ReadQueue = max(2, or(cfg.ReadQueue, 256))
+	p.cfg.DrainTimeout = or(cfg.DrainTimeout, 10*time.Second)
+	return p, nil
+}
+
+// Stats returns a snapshot; safe while Run runs.
+func (p *Pipeline) Stats() Stats {
+	s := Stats{Transform: p.cfg.Transform.Stats()}
+	for _, w := range p.workers {
+		n, b, dropped := w.q.len()
+		ss := SinkStats{Name: w.cfg.Name, Queued: n, QueuedBytes: b,
+			Delivered: w.stats.delivered.Load(), Batches: w.stats.batches.Load(), Retries: w.stats.retries.Load(),
+			Failed: w.stats.failed.Load(), PolicyDropped: dropped, Undelivered: w.stats.undelivered.Load()}
+		if e := w.stats.lastErr.Load(); e != nil {
+			ss.LastError = *e
+		}
+		s.Sinks = append(s.Sinks, ss)
+	}
+	return s
+}
+
+type readResult struct {
+	b   *source.Batch
+	n   int
+	err error
+}
+
+// Run reads until ctx is cancelled or the source fails, then shuts down in
+// order: stop reading, close the source (IGNORE), transform what was read,
+// flush every sink queue and close the sinks under DrainTimeout. It returns
+// the source's error, and an error counting what could not be delivered.
+func (p *Pipeline) Run(ctx context.Context) error {
+	readCtx, stopReading := context.WithCancel(ctx)
+	defer stopReading()
+
+	free := make(chan *source.Batch, p.cfg.ReadQueue)
+	for range p.cfg.ReadQueue {
+		free <- source.NewBatch(p.cfg.BatchLen, p.cfg.DgramBytes)
+	}
+	full := make(chan readResult, p.cfg.ReadQueue)
+	go func() { // the reader: never waits for anything but a free batch
+		defer close(full)
+		for {
+			var b *source.Batch
+			select {
+			case b = <-free:
+			case <-readCtx.Done():
+				return
+			}
+			n, err := p.cfg.Source.ReadBatch(readCtx, b)
+			full <- readResult{b, n, err}
+			if err != nil {
+				return
+			}
+		}
+	}()
+
+	// Sink workers run until their queue is closed and drained, or the
+	// drain deadline passes.
+	drainCtx, cancelDrain := context.WithCancel(context.Background())
+	defer cancelDrain()
+	var wg sync.WaitGroup
+	for _, w := range p.workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.run(drainCtx)
+		}()
+	}
+
+	// Once ctx ends, the drain deadline starts.
+	drainTimer := time.AfterFunc(time.Hour, func() {
+		cancelDrain()
+		for _, w := range p.workers {
+			w.q.abort()
+		}
+	})
+	drainTimer.Stop()
+	armed := make(chan struct{})
+	stopArming := context.AfterFunc(ctx, func() {
+		drainTimer.Reset(p.cfg.DrainTimeout)
+		close(armed)
+	})
+	defer func() {
+		if !stopArming() {
+			<-armed
+		}
+		drainTimer.Stop()
+	}()
+
+	// The transform goroutine is this one.
+	var readErr error
+	var events []schema.Event
+	for r := range full {
+		if r.err != nil {
+			if !errors.Is(r.err, context.Canceled) && !errors.Is(r.err, source.ErrClosed) {
+				readErr = r.err
+				stopReading()
+			}
+			continue
+		}
+		events = p.cfg.Transform.Batch(r.b, r.n, events[:0])
+		free <- r.b
+		p.fanout(events)
+	}
+	if d, err := p.cfg.Source.CheckDrops(); err == nil && d > 0 {
+		p.fanout(p.cfg.Transform.Drops(d, events[:0]))
+	}
+	closeErr := p.cfg.Source.Close()
+	for _, w := range p.workers {
+		w.q.close()
+	}
+	wg.Wait()
+
+	// Close the sinks under what is left of the deadline.
+	cctx, cancel := context.WithTimeout(context.Background(), p.cfg.DrainTimeout)
+	defer cancel()
+	var errs []error
+	for _, w := range p.workers {
+		if err := w.cfg.Sink.Close(cctx); err != nil {
+			errs = append(errs, fmt.Errorf("pipeline: close sink %q: %w", w.cfg.Name, err))
+		}
+		if u := w.stats.undelivered.Load(); u > 0 {
+			errs = append(errs, fmt.Errorf("pipeline: sink %q: %d events undelivered at shutdown (deadline %v)", w.cfg.Name, u, p.cfg.DrainTimeout))
+		}
+	}
+	return errors.Join(append([]error{readErr, closeErr}, errs...)...)
+}
+
+// fanout queues every event on every sink, under each queue's policy.
+func (p *Pipeline) fanout(events []schema.Event) {
+	for i := range events {
+		for _, w := range p.workers {
+			if !w.q.push(&events[i]) && w.q.wasAborted() {
+				w.stats.undelivered.Add(1) // policy drops are counted by the queue
+			}
+		}
+	}
+}
+
+// run takes batches from the queue and writes them, with retries, until the
+// queue is closed and empty or ctx (the drain deadline) ends.
+func (w *worker) run(ctx context.Context) {
+	batch := make([]schema.Event, 0, w.cfg.BatchEvents)
+	for {
+		var ok bool
+		if w.failedPending > 0 {
+			// A failure to state: do not wait for new events.
+			batch, ok = w.q.tryTake(batch[:0], w.cfg.BatchEvents, w.cfg.BatchBytes), true
+		} else {
+			batch, ok = w.q.take(batch[:0], w.cfg.BatchEvents, w.cfg.BatchBytes)
+		}
+		if !ok {
+			w.finalRecords(ctx)
+			return
+		}
+		if len(batch) > 0 && len(batch) < w.cfg.BatchEvents && w.cfg.Linger > 0 {
+			t := time.NewTimer(w.cfg.Linger)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+			}
+			batch = w.q.tryTake(batch, w.cfg.BatchEvents, w.cfg.BatchBytes)
+		}
+		// Losses since the last batch travel first, as records.
+		var lost []schema.Event
+		if d := w.q.takeDropped(); d > 0 {
+			lost = append(lost, w.tr.Dropped(d, "queue_full_"+w.cfg.Policy.String(), w.cfg.Name))
+		}
+		if w.failedPending > 0 {
+			lost = append(lost, w.tr.Dropped(w.failedPending, "sink_failed", w.cfg.Name))
+			w.failedPending = 0
+		}
+		if lost != nil {
+			batch = append(lost, batch...)
+		}
+		if ctx.Err() != nil {
+			w.stats.undelivered.Add(uint64(len(batch) + w.q.drain()))
+			return
+		}
+		w.write(ctx, batch)
+	}
+}
+
+func (w *worker) write(ctx context.Context, batch []schema.Event) {
+	op := func() error {
+		err := w.cfg.Sink.WriteBatch(ctx, batch)
+		if err == nil {
+			return nil
+		}
+		msg := err.Error()
+		w.stats.lastErr.Store(&msg)
+		if sink.IsPermanent(err) || ctx.Err() != nil {
+			return backoff.Permanent(err)
+		}
+		w.stats.retries.Add(1)
+		return err
+	}
+	err := backoff.Retry(op, w.cfg.Retry.backoff(ctx))
+	if err == nil {
+		w.stats.batches.Add(1)
+		w.stats.delivered.Add(uint64(len(batch)))
+		return
+	}
+	if ctx.Err() != nil {
+		w.stats.undelivered.Add(uint64(len(batch)))
+		return
+	}
+	// Given up: the events become a dropped record at the head of the next
+	// batch, and a metric. Loss records in the batch are counted, not
+	// restated.
+	var n uint64
+	for i := range batch {
+		if !batch[i].Kind.IsLoss() {
+			n++
+		}
+	}
+	w.stats.failed.Add(uint64(len(batch)))
+	w.failedPending += n
+}
+
+// finalRecords writes the records of losses not yet stated when the queue
+// has closed (one attempt set, within the drain deadline).
+func (w *worker) finalRecords(ctx context.Context) {
+	var lost []schema.Event
+	if d := w.q.takeDropped(); d > 0 {
+		lost = append(lost, w.tr.Dropped(d, "queue_full_"+w.cfg.Policy.String(), w.cfg.Name))
+	}
+	if w.failedPending > 0 {
+		lost = append(lost, w.tr.Dropped(w.failedPending, "sink_failed", w.cfg.Name))
+		w.failedPending = 0
+	}
+	if len(lost) > 0 && ctx.Err() == nil {
+		w.write(ctx, lost)
+	}
+}
