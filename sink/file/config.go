@@ -1,0 +1,204 @@
+package file
+
+import (
+	"fmt"
+	"io/fs"
+	"strings"
+	"time"
+)
+
+// Format is how events are written in a file.
+type Format string
+
+const (
+	// JSONL writes one schema.AppendJSON object per event, each ended by a
+	// newline. Files end in ".jsonl".
+	JSONL Format = "jsonl"
+	// Msgpack writes each event as a 4-byte big-endian length followed by
+	// that many bytes of schema.AppendMsgpack. Files end in ".msgpack".
+	Msgpack Format = "msgpack"
+)
+
+// SyncPolicy is when the active file is fsynced.
+type SyncPolicy string
+
+const (
+	// SyncAlways fsyncs the file at the end of every WriteBatch, before it
+	// returns: an acknowledged batch survives a crash of the machine.
+	SyncAlways SyncPolicy = "always"
+	// SyncInterval fsyncs at the end of a WriteBatch when SyncInterval has
+	// passed since the last fsync, at rotation, on Sync and on Close. An
+	// acknowledged batch survives a crash of the process; a crash of the
+	// machine loses at most what was written since the last fsync, and an
+	// idle sink holds unsynced data until its next batch, Sync or Close.
+	SyncInterval SyncPolicy = "interval"
+	// SyncNever leaves writing back to the kernel: an acknowledged batch
+	// survives a crash of the process only. Compressed files are still
+	// fsynced before the file they replace is removed.
+	SyncNever SyncPolicy = "never"
+)
+
+// Compression is what happens to a file once it is rotated.
+type Compression string
+
+const (
+	// Zstd compresses rotated files to "<name>.zst" (zstd, fastest level)
+	// and removes the uncompressed file once the compressed one is synced.
+	Zstd Compression = "zstd"
+	// None leaves rotated files as they are.
+	None Compression = "none"
+)
+
+// Config configures a Sink. The zero value works: events as JSON lines in
+// ./cnstream-data, rotated at 64 MiB or after an hour, compressed with zstd,
+// fsynced at every batch.
+type Config struct {
+	// Dir is the directory of the files, created (with its parents) if
+	// missing. Default "./cnstream-data".
+	Dir string
+
+	// Prefix starts every file name: the active file is "<prefix>.<ext>",
+	// rotated files "<prefix>-<seq>-<UTC time>.<ext>[.zst]". It must not
+	// hold a path separator. Default "events".
+	Prefix string
+
+	// Format is JSONL or Msgpack. Default JSONL.
+	Format Format
+
+	// MaxSize rotates the active file before a record would take it past
+	// MaxSize bytes (a record larger than MaxSize gets a file of its own).
+	// Default 64 MiB; negative: never rotate by size.
+	MaxSize int64
+
+	// MaxAge rotates the active file at the first WriteBatch after it has
+	// been open for MaxAge: since it was created, or, for a file found by
+	// New, since New. Default 1 hour; negative: never rotate by age.
+	MaxAge time.Duration
+
+	// Compression is Zstd or None. Default Zstd.
+	Compression Compression
+
+	// Sync is SyncAlways, SyncInterval or SyncNever. Default SyncAlways.
+	Sync SyncPolicy
+
+	// SyncInterval is the least time between two fsyncs under
+	// SyncInterval. Default 1 second.
+	SyncInterval time.Duration
+
+	// FileMode is the permission of the files the sink creates, subject to
+	// the umask. Default 0640.
+	FileMode fs.FileMode
+
+	// DirMode is the permission of the directories the sink creates,
+	// subject to the umask. Default 0750.
+	DirMode fs.FileMode
+
+	// Now tells the time for rotation by age, rotated file names and
+	// SyncInterval. Default time.Now.
+	Now func() time.Time
+
+	// OnTorn, when set, is called when New cuts a torn record off the end of
+	// a file it finds (after a crash), with what was cut. Default: the cut
+	// is only counted in Stats.
+	OnTorn func(Torn)
+
+	// OnError, when set, is called with the errors that fail no WriteBatch
+	// or Close because no event is at stake: compressing a rotated file,
+	// and compression left for the next New because Close's ctx ended.
+	// They are counted in Stats.Errors. It is called from WriteBatch or
+	// Close, with the sink's lock held: it must not call the Sink. Default:
+	// counted only.
+	OnError func(error)
+}
+
+// Torn describes a torn record cut off the end of a file.
+type Torn struct {
+	File   string // path of the file
+	Offset int64  // where the cut record started: the file's new size
+	Bytes  int64  // bytes cut
+	Reason string // why the tail is not a record
+}
+
+const (
+	defaultDir          = "./cnstream-data"
+	defaultPrefix       = "events"
+	defaultMaxSize      = 64 << 20
+	defaultMaxAge       = time.Hour
+	defaultSyncInterval = time.Second
+	defaultFileMode     = 0o640
+	defaultDirMode      = 0o750
+)
+
+// resolve returns c with defaults applied, or an error naming the first bad
+// field.
+func (c Config) resolve() (Config, error) {
+	bad := func(field string, format string, args ...any) (Config, error) {
+		return Config{}, fmt.Errorf("file: Config.%s: %s", field, fmt.Sprintf(format, args...))
+	}
+	if c.Dir == "" {
+		c.Dir = defaultDir
+	}
+	if c.Prefix == "" {
+		c.Prefix = defaultPrefix
+	}
+	if strings.ContainsAny(c.Prefix, `/\`) || c.Prefix == "." || c.Prefix == ".." || strings.ContainsRune(c.Prefix, 0) {
+		return bad("Prefix", "%q is not a file name", c.Prefix)
+	}
+	switch c.Format {
+	case "":
+		c.Format = JSONL
+	case JSONL, Msgpack:
+	default:
+		return bad("Format", "unknown format %q (want %q or %q)", c.Format, JSONL, Msgpack)
+	}
+	switch {
+	case c.MaxSize == 0:
+		c.MaxSize = defaultMaxSize
+	case c.MaxSize < 0:
+		c.MaxSize = -1
+	}
+	switch {
+	case c.MaxAge == 0:
+		c.MaxAge = defaultMaxAge
+	case c.MaxAge < 0:
+		c.MaxAge = -1
+	}
+	switch c.Compression {
+	case "":
+		c.Compression = Zstd
+	case Zstd, None:
+	default:
+		return bad("Compression", "unknown compression %q (want %q or %q)", c.Compression, Zstd, None)
+	}
+	switch c.Sync {
+	case "":
+		c.Sync = SyncAlways
+	case SyncAlways, SyncInterval, SyncNever:
+	default:
+		return bad("Sync", "unknown policy %q (want %q, %q or %q)", c.Sync, SyncAlways, SyncInterval, SyncNever)
+	}
+	switch {
+	case c.SyncInterval == 0:
+		c.SyncInterval = defaultSyncInterval
+	case c.SyncInterval < 0:
+		return bad("SyncInterval", "negative (%v)", c.SyncInterval)
+	}
+	if c.FileMode == 0 {
+		c.FileMode = defaultFileMode
+	}
+	if c.FileMode&^fs.ModePerm != 0 {
+		return bad("FileMode", "%v has bits other than permissions", c.FileMode)
+	}
+	if c.DirMode == 0 {
+		c.DirMode = defaultDirMode
+	}
+	if c.DirMode&^fs.ModePerm != 0 {
+		return bad("DirMode", "%v has bits other than permissions", c.DirMode)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c, nil
+}
+
+func (f Format) ext() string { return "." + string(f) }

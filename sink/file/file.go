@@ -1,0 +1,491 @@
+package file
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/cnstream/cnstream/schema"
+	"github.com/cnstream/cnstream/sink"
+)
+
+// Sink writes events to files in a directory. It implements sink.Sink; see
+// the package documentation.
+type Sink struct {
+	cfg Config
+
+	// lock is a mutex that a ctx can give up waiting for: WriteBatch, Sync
+	// and Close hold it.
+	lock chan struct{}
+
+	// Guarded by lock.
+	closed   bool
+	f        *os.File  // active file; nil until the first write after New or a rotation
+	path     string    // active file's path
+	size     int64     // bytes in the active file
+	good     int64     // bytes of the active file that were acknowledged
+	opened   time.Time // when the active file was created or found
+	dirty    bool      // written since the last fsync
+	lastSync time.Time
+	nextSeq  uint64 // sequence of the next rotated file
+	written  int64  // bytes written by the current batch
+	buf      []byte
+	cz       compressor
+
+	st struct {
+		events, bytes, batches, syncs, rotations, compressed, torn, tornBytes, errors atomic.Uint64
+	}
+}
+
+// Stats is a snapshot of a Sink's counters since New.
+type Stats struct {
+	Events     uint64 // events acknowledged
+	Bytes      uint64 // bytes of their records (uncompressed, with framing)
+	Batches    uint64 // non-empty batches acknowledged
+	Syncs      uint64 // fsyncs of the active file
+	Rotations  uint64 // files rotated
+	Compressed uint64 // rotated files compressed
+	Torn       uint64 // torn tails New cut
+	TornBytes  uint64 // bytes they held
+	Errors     uint64 // failed WriteBatch, Sync and Close calls, and errors reported to OnError
+}
+
+// Stats returns the counters. It is safe to call at any time, from any
+// goroutine.
+func (s *Sink) Stats() Stats {
+	return Stats{
+		Events: s.st.events.Load(), Bytes: s.st.bytes.Load(), Batches: s.st.batches.Load(),
+		Syncs: s.st.syncs.Load(), Rotations: s.st.rotations.Load(), Compressed: s.st.compressed.Load(),
+		Torn: s.st.torn.Load(), TornBytes: s.st.tornBytes.Load(), Errors: s.st.errors.Load(),
+	}
+}
+
+var _ sink.Sink = (*Sink)(nil)
+
+const (
+	flushSize         = 1 << 20   // write to the file when this much is encoded
+	maxKeptBuf        = 4 << 20   // keep an encoding buffer up to this size between batches
+	minCompressBudget = 256 << 10 // bytes compressed after a batch, at least
+)
+
+// New validates cfg and opens the directory: it creates the directory if
+// needed, finishes what a crash interrupted (removes unfinished .zst.tmp
+// files and files whose .zst is complete, queues uncompressed rotated files
+// for compression), cuts a torn record off the end of the active file
+// (reported to OnTorn and in Stats), and rotates an active file of the other
+// format. It starts no goroutine; the active file is created by the first
+// write.
+func New(cfg Config) (*Sink, error) {
+	c, err := cfg.resolve()
+	if err != nil {
+		return nil, sink.Permanent(err)
+	}
+	if err := os.MkdirAll(c.Dir, c.DirMode); err != nil {
+		return nil, fmt.Errorf("file: creating the directory: %w", err)
+	}
+	st, err := scanDir(c.Dir, c.Prefix)
+	if err != nil {
+		return nil, fmt.Errorf("file: reading the directory: %w", err)
+	}
+	now := c.Now()
+	s := &Sink{
+		cfg:      c,
+		lock:     make(chan struct{}, 1),
+		path:     filepath.Join(c.Dir, activeName(c.Prefix, c.Format)),
+		nextSeq:  st.nextSeq,
+		lastSync: now,
+	}
+	changed := false
+	for _, name := range st.tmp {
+		if err := os.Remove(filepath.Join(c.Dir, name)); err != nil {
+			return nil, fmt.Errorf("file: removing an unfinished compression: %w", err)
+		}
+		changed = true
+	}
+	for _, r := range st.rotated {
+		p := filepath.Join(c.Dir, r.name)
+		switch {
+		case r.plain && r.zst:
+			// The .zst is renamed into place only once complete and synced.
+			if err := os.Remove(p); err != nil {
+				return nil, fmt.Errorf("file: removing a compressed file's original: %w", err)
+			}
+			changed = true
+		case r.plain && c.Compression == Zstd:
+			s.cz.queue = append(s.cz.queue, p)
+		}
+	}
+	for _, format := range st.active {
+		p := filepath.Join(c.Dir, activeName(c.Prefix, format))
+		f, err := os.OpenFile(p, os.O_RDWR|os.O_APPEND, 0)
+		if err != nil {
+			s.closeActive()
+			return nil, fmt.Errorf("file: opening the active file: %w", err)
+		}
+		size, torn, err := recoverFile(f, p, format)
+		if err != nil {
+			f.Close()
+			s.closeActive()
+			return nil, err
+		}
+		if torn != nil {
+			s.st.torn.Add(1)
+			s.st.tornBytes.Add(uint64(torn.Bytes))
+			if c.OnTorn != nil {
+				c.OnTorn(*torn)
+			}
+		}
+		if format == c.Format {
+			s.f, s.size, s.good, s.opened = f, size, size, now
+			continue
+		}
+		// The other format's active file: rotate it, so that its events
+		// keep their place before the ones this sink writes.
+		err = f.Close()
+		if err == nil && size == 0 {
+			err = os.Remove(p)
+		} else if err == nil {
+			name := filepath.Join(c.Dir, rotatedName(c.Prefix, s.nextSeq, now, format))
+			err = os.Rename(p, name)
+			s.nextSeq++
+			if c.Compression == Zstd {
+				s.cz.queue = append(s.cz.queue, name)
+			}
+		}
+		if err != nil {
+			s.closeActive()
+			return nil, fmt.Errorf("file: rotating the %s active file: %w", format, err)
+		}
+		changed = true
+	}
+	if changed && c.Sync != SyncNever {
+		if err := syncDir(c.Dir); err != nil {
+			s.closeActive()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func (s *Sink) closeActive() {
+	if s.f != nil {
+		s.f.Close()
+		s.f = nil
+	}
+}
+
+func (s *Sink) acquire(ctx context.Context) error {
+	select {
+	case s.lock <- struct{}{}:
+		return nil // free: taken even if ctx has ended, so that Close closes
+	default:
+	}
+	select {
+	case s.lock <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Sink) release() { <-s.lock }
+
+// WriteBatch appends events to the active file, rotating it as needed, and
+// returns once they are written (and fsynced under SyncAlways). On error
+// the active file is cut back to its size before the batch, so that no
+// half record stays in it; events that went into a file rotated during the
+// batch stay there (the pipeline's retry may duplicate them, as the
+// contract allows). After a successful write it compresses part of a
+// rotated file (see the package documentation). A ctx that ends while
+// waiting for the sink, or before the write is complete, returns ctx's
+// error.
+func (s *Sink) WriteBatch(ctx context.Context, events []schema.Event) error {
+	if err := s.acquire(ctx); err != nil {
+		return err
+	}
+	defer s.release()
+	if s.closed {
+		return sink.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if len(events) == 0 {
+		return nil
+	}
+	n, err := s.writeBatch(ctx, events)
+	if err != nil {
+		s.st.errors.Add(1)
+		if rerr := s.rollback(); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+		return err
+	}
+	s.st.events.Add(uint64(len(events)))
+	s.st.bytes.Add(uint64(n))
+	s.st.batches.Add(1)
+	s.compress(ctx, max(2*n, minCompressBudget))
+	return nil
+}
+
+func (s *Sink) writeBatch(ctx context.Context, events []schema.Event) (int64, error) {
+	// A failed batch whose cut failed too: cut it now, or write nothing.
+	if err := s.rollback(); err != nil {
+		return 0, err
+	}
+	s.written = 0
+	now := s.cfg.Now()
+	if s.size > 0 && s.cfg.MaxAge > 0 && now.Sub(s.opened) >= s.cfg.MaxAge {
+		if err := s.rotate(now); err != nil {
+			return 0, err
+		}
+	}
+	buf := s.buf[:0]
+	for i := range events {
+		if i&255 == 255 {
+			if err := ctx.Err(); err != nil {
+				return 0, err
+			}
+		}
+		start := len(buf)
+		buf = s.encode(buf, &events[i])
+		if n := len(buf) - start; n > maxRecord {
+			return 0, sink.Permanent(fmt.Errorf("file: event %s: its record of %d bytes is larger than %d", events[i].EventID(), n, maxRecord))
+		}
+		switch {
+		case s.cfg.MaxSize > 0 && s.size+int64(len(buf)) > s.cfg.MaxSize && s.size+int64(start) > 0:
+			// The record does not fit: finish this file with the records
+			// before it, and start the next one with it.
+			if err := s.append(buf[:start]); err != nil {
+				return 0, err
+			}
+			if err := s.rotate(now); err != nil {
+				return 0, err
+			}
+			buf = buf[:copy(buf, buf[start:])]
+		case len(buf) >= flushSize:
+			if err := s.append(buf); err != nil {
+				return 0, err
+			}
+			buf = buf[:0]
+		}
+	}
+	err := s.append(buf)
+	if cap(buf) <= maxKeptBuf {
+		s.buf = buf[:0]
+	}
+	if err != nil {
+		return 0, err
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	switch s.cfg.Sync {
+	case SyncAlways:
+		err = s.sync(now)
+	case SyncInterval:
+		if now.Sub(s.lastSync) >= s.cfg.SyncInterval {
+			err = s.sync(now)
+		}
+	}
+	if err != nil {
+		return 0, err
+	}
+	s.good = s.size
+	return s.written, nil
+}
+
+func (s *Sink) encode(b []byte, e *schema.Event) []byte {
+	if s.cfg.Format == JSONL {
+		b = schema.AppendJSON(b, e)
+		return append(b, '\n')
+	}
+	start := len(b)
+	b = append(b, 0, 0, 0, 0)
+	b = schema.AppendMsgpack(b, e)
+	binary.BigEndian.PutUint32(b[start:], uint32(len(b)-start-4))
+	return b
+}
+
+// append writes b to the active file, creating it if needed.
+func (s *Sink) append(b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	if s.f == nil {
+		if err := s.create(); err != nil {
+			return err
+		}
+	}
+	n, err := s.f.Write(b)
+	s.size += int64(n)
+	s.written += int64(n)
+	if n > 0 {
+		s.dirty = true
+	}
+	if err != nil {
+		return fmt.Errorf("file: writing: %w", err)
+	}
+	return nil
+}
+
+func (s *Sink) create() error {
+	f, err := os.OpenFile(s.path, os.O_RDWR|os.O_CREATE|os.O_EXCL|os.O_APPEND, s.cfg.FileMode)
+	if err != nil {
+		return fmt.Errorf("file: creating the active file: %w", err)
+	}
+	s.f, s.size, s.good, s.dirty, s.opened = f, 0, 0, false, s.cfg.Now()
+	if s.cfg.Sync != SyncNever {
+		return syncDir(s.cfg.Dir)
+	}
+	return nil
+}
+
+// rotate renames the active file to its rotated name and queues it for
+// compression; the next write creates a new active file.
+func (s *Sink) rotate(now time.Time) error {
+	if s.f == nil || s.size == 0 {
+		return nil
+	}
+	if s.cfg.Sync != SyncNever {
+		if err := s.sync(now); err != nil {
+			return err
+		}
+	}
+	name := filepath.Join(s.cfg.Dir, rotatedName(s.cfg.Prefix, s.nextSeq, now, s.cfg.Format))
+	if err := os.Rename(s.path, name); err != nil {
+		return fmt.Errorf("file: rotating: %w", err)
+	}
+	s.nextSeq++
+	if err := s.f.Close(); err != nil {
+		// Written, and synced as the policy says: nothing is at stake.
+		s.reportErr(fmt.Errorf("file: closing %s: %w", name, err))
+	}
+	s.f, s.size, s.good, s.dirty = nil, 0, 0, false
+	s.st.rotations.Add(1)
+	if s.cfg.Compression == Zstd {
+		s.cz.queue = append(s.cz.queue, name)
+	}
+	if s.cfg.Sync != SyncNever {
+		return syncDir(s.cfg.Dir)
+	}
+	return nil
+}
+
+func (s *Sink) sync(now time.Time) error {
+	if s.f == nil || !s.dirty {
+		return nil
+	}
+	if err := s.f.Sync(); err != nil {
+		return fmt.Errorf("file: fsync: %w", err)
+	}
+	s.dirty, s.lastSync = false, now
+	s.st.syncs.Add(1)
+	return nil
+}
+
+// rollback cuts the active file back to its acknowledged size.
+func (s *Sink) rollback() error {
+	if s.f == nil || s.size == s.good {
+		return nil
+	}
+	if err := s.f.Truncate(s.good); err != nil {
+		return fmt.Errorf("file: cutting a failed batch off the active file: %w", err)
+	}
+	s.size = s.good
+	return nil
+}
+
+// Sync fsyncs the active file if anything was written since the last fsync,
+// whatever the policy: under SyncInterval the pipeline may call it on a
+// timer, so that an idle sink's data does not wait for the next batch.
+func (s *Sink) Sync(ctx context.Context) error {
+	if err := s.acquire(ctx); err != nil {
+		return err
+	}
+	defer s.release()
+	if s.closed {
+		return sink.ErrClosed
+	}
+	if err := s.sync(s.cfg.Now()); err != nil {
+		s.st.errors.Add(1)
+		return err
+	}
+	return nil
+}
+
+// Close fsyncs the active file (unless the policy is SyncNever), closes it,
+// and compresses the rotated files still waiting, for as long as ctx lets
+// it: compression left undone is reported to OnError and finished by the
+// next New, and costs no event, so it does not fail Close. A second Close
+// returns nil.
+func (s *Sink) Close(ctx context.Context) error {
+	if err := s.acquire(ctx); err != nil {
+		return err
+	}
+	defer s.release()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	var errs []error
+	if err := s.rollback(); err != nil {
+		errs = append(errs, err)
+	}
+	if s.cfg.Sync != SyncNever {
+		if err := s.sync(s.cfg.Now()); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if s.f != nil {
+		if err := s.f.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("file: closing the active file: %w", err))
+		}
+		s.f = nil
+	}
+	s.compress(ctx, -1)
+	if n := s.cz.pending(); n > 0 {
+		s.cz.abort()
+		s.reportErr(fmt.Errorf("file: close: compression of %d rotated files left for the next New: %w", n, context.Cause(ctx)))
+	}
+	s.buf, s.cz.buf = nil, nil
+	if len(errs) > 0 {
+		s.st.errors.Add(1)
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Sink) reportErr(err error) {
+	s.st.errors.Add(1)
+	if s.cfg.OnError != nil {
+		s.cfg.OnError(err)
+	}
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("file: fsync of the directory: %w", err)
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("file: fsync of the directory: %w", err)
+	}
+	return nil
+}
+
+// newEncoder returns the zstd encoder of rotated files: one stream at a
+// time, synchronous (concurrency 1 starts no goroutine), fastest level.
+func newEncoder() (*zstd.Encoder, error) {
+	return zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedFastest))
+}
