@@ -24,6 +24,8 @@ import (
 const usage = `cnstream: kernel connector events, fast and complete, every loss accounted for.
 
 Usage:
+  cnstream run [--config FILE]  run the pipeline (default: process events to ./cnstream-data/)
+  cnstream validate FILE  check a configuration without running it
   cnstream tail [flags]   show connector events live (process events by default)
   cnstream send [flags]   send cn_msg messages to the kernel or a multicast group
   cnstream help [command] show help
@@ -57,6 +59,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = tailCmd(ctx, rest, stdout, stderr)
 	case "send":
 		err = sendCmd(ctx, rest, stdout, stderr)
+	case "run":
+		err = runCmd(ctx, rest, stdout, stderr)
+	case "validate":
+		err = validateCmd(rest, stdout, stderr)
 	case "help", "-h", "--help":
 		if len(rest) > 0 {
 			return run(ctx, []string{rest[0], "-h"}, stdout, stderr)

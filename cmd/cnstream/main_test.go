@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/cnstream/cnstream/schema"
+	"github.com/cnstream/cnstream/sink/file"
 	"github.com/cnstream/cnstream/source"
 	"github.com/cnstream/cnstream/transform"
 )
@@ -536,4 +537,70 @@ func dockerLikeCgroup(t *testing.T) (dir, path, id string) {
 		_ = os.Remove(filepath.Join(mnt, top))
 	})
 	return dir, path, id
+}
+
+// TestRunDefaultConfig: `cnstream run` with the embedded default writes
+// enriched process events to ./cnstream-data; SIGINT stops it cleanly.
+func TestRunDefaultConfig(t *testing.T) {
+	dir := t.TempDir()
+	runCmd := exec.Command(cnstreamBin, "run")
+	runCmd.Dir = dir
+	var stderr bytes.Buffer
+	runCmd.Stderr = &stderr
+	if err := runCmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer runCmd.Process.Kill()
+	data := filepath.Join(dir, "cnstream-data")
+	// Children until one of them is in the files: the first proves the
+	// subscription is up, the check is on its own exec event.
+	deadline := time.Now().Add(20 * time.Second)
+	var found *schema.Event
+	for found == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("no exec event of a child in %s within 20 s; stderr: %s", data, stderr.String())
+		}
+		child := exec.Command("/bin/sh", "-c", "read x", "cnstream-run-test")
+		stdin, _ := child.StdinPipe()
+		if err := child.Start(); err != nil {
+			t.Fatal(err)
+		}
+		pid := uint32(child.Process.Pid)
+		for wait := time.Now().Add(time.Second); found == nil && time.Now().Before(wait); {
+			events, _ := file.ReadAll(file.Config{Dir: data}) // a batch being written may show as torn: read again
+			for i := range events {
+				if e := &events[i]; e.Exec != nil && e.Exec.PID == pid && e.Process != nil && e.Process.Source == "proc" {
+					found = e
+				}
+			}
+			if found == nil {
+				time.Sleep(20 * time.Millisecond) // polling the files with a deadline
+			}
+		}
+		stdin.Close()
+		_ = child.Wait()
+	}
+	if got := strings.Join(found.Process.Cmdline, " "); got != "/bin/sh -c read x cnstream-run-test" {
+		t.Errorf("exec cmdline %q", got)
+	}
+	if err := runCmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if err := runCmd.Wait(); err != nil {
+		t.Fatalf("run after SIGINT: %v; stderr: %s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "0 undelivered") {
+		t.Errorf("stderr %q: want the final report with nothing undelivered", stderr.String())
+	}
+	events, err := file.ReadAll(file.Config{Dir: data})
+	if err != nil {
+		t.Fatalf("read %s after shutdown: %v", data, err)
+	}
+	seen := map[string]bool{}
+	for _, e := range events {
+		if seen[e.ID] {
+			t.Errorf("event %s written twice", e.ID)
+		}
+		seen[e.ID] = true
+	}
 }

@@ -1,0 +1,434 @@
+package main
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/cnstream/cnstream/pipeline"
+	"github.com/cnstream/cnstream/schema"
+	"github.com/cnstream/cnstream/transform"
+)
+
+// defaultConfig is what `cnstream run` uses without --config: every process
+// event, enriched, to rotating JSON-lines files under ./cnstream-data/.
+//
+//go:embed default.yaml
+var defaultConfig []byte
+
+// Config is the YAML configuration of `cnstream run` and `cnstream validate`.
+// Unknown keys are errors; every error names the file, the line and the
+// field, and says why.
+type Config struct {
+	Source    SourceConfig    `yaml:"source"`
+	Transform TransformConfig `yaml:"transform"`
+	Pipeline  PipelineConfig  `yaml:"pipeline"`
+	Sinks     []SinkConfig    `yaml:"sinks"`
+}
+
+// SourceConfig: the connector socket and the subscription.
+type SourceConfig struct {
+	ReadBuffer   Size     `yaml:"read_buffer"`   // default 64MiB; -1 keeps the kernel default
+	NoENOBUFS    bool     `yaml:"no_enobufs"`    // default false
+	Batch        int      `yaml:"batch"`         // datagrams per recvmmsg, default 64
+	KernelFilter []string `yaml:"kernel_filter"` // kinds the kernel sends; default all (keeps ACKs and exact gaps)
+}
+
+// TransformConfig: enrichment and filters.
+type TransformConfig struct {
+	Enrich       *bool        `yaml:"enrich"`        // default true
+	Ancestors    *int         `yaml:"ancestors"`     // default 4
+	MaxProcesses int          `yaml:"max_processes"` // default 65536
+	Filter       FilterConfig `yaml:"filter"`
+}
+
+// FilterConfig mirrors transform.Filter.
+type FilterConfig struct {
+	Kinds             []string `yaml:"kinds"`
+	ExcludeKinds      []string `yaml:"exclude_kinds"`
+	UIDs              []uint32 `yaml:"uids"`
+	ExcludeUIDs       []uint32 `yaml:"exclude_uids"`
+	Comms             []string `yaml:"comms"`
+	ExcludeComms      []string `yaml:"exclude_comms"`
+	Exes              []string `yaml:"exes"`
+	ExcludeExes       []string `yaml:"exclude_exes"`
+	Containers        []string `yaml:"containers"`
+	ExcludeContainers []string `yaml:"exclude_containers"`
+}
+
+// PipelineConfig: shutdown.
+type PipelineConfig struct {
+	DrainTimeout Duration `yaml:"drain_timeout"` // default 10s
+}
+
+// SinkConfig is one output.
+type SinkConfig struct {
+	Name  string      `yaml:"name"`
+	Type  string      `yaml:"type"` // file, stdout
+	Queue QueueConfig `yaml:"queue"`
+	Batch BatchConfig `yaml:"batch"`
+	Retry RetryConfig `yaml:"retry"`
+	File  *FileConfig `yaml:"file"`
+}
+
+// QueueConfig bounds a sink's queue.
+type QueueConfig struct {
+	Events int    `yaml:"events"` // default 65536
+	Bytes  Size   `yaml:"bytes"`  // default 64MiB
+	Policy string `yaml:"policy"` // block (default), drop_newest, drop_oldest
+}
+
+// BatchConfig shapes a sink's writes.
+type BatchConfig struct {
+	Events int      `yaml:"events"` // default 512
+	Bytes  Size     `yaml:"bytes"`  // default 1MiB
+	Linger Duration `yaml:"linger"` // default 5ms
+}
+
+// RetryConfig bounds retries of a failed write.
+type RetryConfig struct {
+	Initial    Duration `yaml:"initial"`     // default 100ms
+	Max        Duration `yaml:"max"`         // default 5s
+	MaxElapsed Duration `yaml:"max_elapsed"` // default 30s
+}
+
+// FileConfig is the file sink's section.
+type FileConfig struct {
+	Dir          string   `yaml:"dir"`           // default ./cnstream-data
+	Prefix       string   `yaml:"prefix"`        // default events
+	Format       string   `yaml:"format"`        // jsonl (default) or msgpack
+	MaxSize      Size     `yaml:"max_size"`      // default 64MiB
+	MaxAge       Duration `yaml:"max_age"`       // default 1h
+	Compression  string   `yaml:"compression"`   // zstd (default) or none
+	Sync         string   `yaml:"sync"`          // always (default), interval, never
+	SyncInterval Duration `yaml:"sync_interval"` // default 1s
+}
+
+// Size is a byte count: an integer, or a number with a unit (KiB, MiB, GiB,
+// KB, MB, GB).
+type Size int64
+
+var sizeUnits = map[string]int64{"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
+
+var sizeRE = regexp.MustCompile(`^(-?[0-9]+)\s*([KMG]i?B|B)?$`)
+
+func (s *Size) UnmarshalYAML(n *yaml.Node) error {
+	m := sizeRE.FindStringSubmatch(strings.TrimSpace(n.Value))
+	if n.Kind != yaml.ScalarNode || m == nil {
+		return fmt.Errorf("line %d: %q is not a size (examples: 65536, 64MiB, 1GB)", n.Line, n.Value)
+	}
+	v, err := strconv.ParseInt(m[1], 10, 64)
+	if err != nil {
+		return fmt.Errorf("line %d: size %q: %v", n.Line, n.Value, err)
+	}
+	*s = Size(v * sizeUnits[m[2]])
+	return nil
+}
+
+// Duration is a Go duration string ("5ms", "10s", "1h").
+type Duration time.Duration
+
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(strings.TrimSpace(n.Value))
+	if n.Kind != yaml.ScalarNode || err != nil {
+		return fmt.Errorf("line %d: %q is not a duration (examples: 5ms, 10s, 1h)", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// ConfigError is an invalid configuration: where and why.
+type ConfigError struct {
+	File  string
+	Line  int    // 0 when unknown
+	Field string // dotted path, "sinks[0].queue.policy"
+	Msg   string
+}
+
+func (e *ConfigError) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+	}
+	if e.Field != "" {
+		b.WriteString(": " + e.Field)
+	}
+	return b.String() + ": " + e.Msg
+}
+
+var envRE = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:-|:\?)([^}]*))?\}`)
+
+// expandEnv replaces ${VAR}, ${VAR:-default} and ${VAR:?message} line by
+// line, so that YAML line numbers stay true. An unset ${VAR} without a
+// default is an error: a silently empty value is a misconfiguration.
+func expandEnv(file string, text []byte) ([]byte, error) {
+	lines := bytes.Split(text, []byte("\n"))
+	var errs []error
+	for i, line := range lines {
+		if bytes.HasPrefix(bytes.TrimSpace(line), []byte("#")) {
+			continue
+		}
+		lines[i] = envRE.ReplaceAllFunc(line, func(m []byte) []byte {
+			sm := envRE.FindSubmatch(m)
+			name, op, arg := string(sm[1]), string(sm[2]), string(sm[3])
+			v, ok := os.LookupEnv(name)
+			switch {
+			case ok && v != "":
+				return []byte(v)
+			case op == ":-":
+				return []byte(arg)
+			case op == ":?":
+				errs = append(errs, &ConfigError{File: file, Line: i + 1, Msg: fmt.Sprintf("${%s}: %s", name, arg)})
+			default:
+				errs = append(errs, &ConfigError{File: file, Line: i + 1, Msg: fmt.Sprintf("${%s} is not set (use ${%s:-default} for a default)", name, name)})
+			}
+			return nil
+		})
+	}
+	return bytes.Join(lines, []byte("\n")), errors.Join(errs...)
+}
+
+var yamlLineRE = regexp.MustCompile(`^line (\d+): (.*)$`)
+
+// LoadConfig reads and validates a configuration; file names it in errors.
+func LoadConfig(file string, text []byte) (*Config, error) {
+	text, err := expandEnv(file, text)
+	if err != nil {
+		return nil, err
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(text, &root); err != nil {
+		return nil, yamlError(file, err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(text))
+	dec.KnownFields(true)
+	var c Config
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, errEmpty(err)) {
+		return nil, yamlError(file, err)
+	}
+	if err := c.validate(); err != nil {
+		var ce *ConfigError
+		if errors.As(err, &ce) {
+			ce.File = file
+			ce.Line = lineOf(&root, ce.Field)
+		}
+		return nil, err
+	}
+	return &c, nil
+}
+
+// errEmpty lets an empty document mean "all defaults".
+func errEmpty(err error) error {
+	if err != nil && err.Error() == "EOF" {
+		return err
+	}
+	return errors.New("not empty")
+}
+
+// yamlError turns yaml.v3's errors ("yaml: unmarshal errors:\n  line 5:
+// field x not found in type main.SinkConfig") into ConfigErrors.
+func yamlError(file string, err error) error {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		var errs []error
+		for _, e := range te.Errors {
+			ce := &ConfigError{File: file, Msg: e}
+			if m := yamlLineRE.FindStringSubmatch(e); m != nil {
+				ce.Line, _ = strconv.Atoi(m[1])
+				ce.Msg = m[2]
+				if f, ok := strings.CutPrefix(ce.Msg, "field "); ok {
+					if name, _, ok := strings.Cut(f, " not found in type"); ok {
+						ce.Msg = "unknown key " + strconv.Quote(name)
+					}
+				}
+			}
+			errs = append(errs, ce)
+		}
+		return errors.Join(errs...)
+	}
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	ce := &ConfigError{File: file, Msg: msg}
+	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
+		ce.Line, _ = strconv.Atoi(m[1])
+		ce.Msg = m[2]
+	}
+	return ce
+}
+
+// lineOf finds the line of a dotted field path ("sinks[1].queue.policy") in
+// the YAML tree, or of its nearest existing parent.
+func lineOf(root *yaml.Node, path string) int {
+	n := root
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	line := n.Line
+	for _, part := range strings.Split(path, ".") {
+		key, idx := part, -1
+		if k, rest, ok := strings.Cut(part, "["); ok {
+			key = k
+			idx, _ = strconv.Atoi(strings.TrimSuffix(rest, "]"))
+		}
+		next := (*yaml.Node)(nil)
+		if n.Kind == yaml.MappingNode {
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if n.Content[i].Value == key {
+					next = n.Content[i+1]
+					line = n.Content[i].Line
+				}
+			}
+		}
+		if next == nil {
+			return line
+		}
+		n = next
+		if idx >= 0 {
+			if n.Kind != yaml.SequenceNode || idx >= len(n.Content) {
+				return line
+			}
+			n = n.Content[idx]
+			line = n.Line
+		}
+	}
+	return line
+}
+
+func fieldErr(field, format string, args ...any) error {
+	return &ConfigError{Field: field, Msg: fmt.Sprintf(format, args...)}
+}
+
+func (c *Config) validate() error {
+	if c.Source.ReadBuffer < -1 {
+		return fieldErr("source.read_buffer", "%d: want a size, or -1 for the kernel default", c.Source.ReadBuffer)
+	}
+	if b := c.Source.Batch; b < 0 || b > 1024 {
+		return fieldErr("source.batch", "%d: want 1..1024 datagrams per recvmmsg (0: 64)", b)
+	}
+	if _, err := kernelMask(c.Source.KernelFilter); err != nil {
+		return fieldErr("source.kernel_filter", "%v", err)
+	}
+	if a := c.Transform.Ancestors; a != nil && *a < 0 {
+		return fieldErr("transform.ancestors", "%d: must not be negative", *a)
+	}
+	if c.Transform.MaxProcesses < 0 {
+		return fieldErr("transform.max_processes", "%d: must not be negative", c.Transform.MaxProcesses)
+	}
+	if _, err := c.Transform.Filter.filter(); err != nil {
+		return err
+	}
+	if c.Pipeline.DrainTimeout < 0 {
+		return fieldErr("pipeline.drain_timeout", "must not be negative")
+	}
+	if len(c.Sinks) == 0 {
+		return fieldErr("sinks", "no sink: configure at least one (types: file, stdout)")
+	}
+	names := map[string]bool{}
+	for i, s := range c.Sinks {
+		at := fmt.Sprintf("sinks[%d]", i)
+		switch {
+		case s.Name == "":
+			return fieldErr(at+".name", "required: names the sink in metrics and dropped records")
+		case names[s.Name]:
+			return fieldErr(at+".name", "%q is used by another sink", s.Name)
+		}
+		names[s.Name] = true
+		switch s.Type {
+		case "file":
+			if err := s.File.validate(at + ".file"); err != nil {
+				return err
+			}
+		case "stdout":
+			if s.File != nil {
+				return fieldErr(at+".file", "only for sinks of type file")
+			}
+		case "":
+			return fieldErr(at+".type", "required: file or stdout")
+		default:
+			return fieldErr(at+".type", "%q: unknown sink type (file, stdout)", s.Type)
+		}
+		if s.Queue.Policy != "" {
+			if _, ok := pipeline.ParsePolicy(s.Queue.Policy); !ok {
+				return fieldErr(at+".queue.policy", "%q: want block, drop_newest or drop_oldest", s.Queue.Policy)
+			}
+		}
+		if s.Queue.Events < 0 || s.Queue.Bytes < 0 || s.Batch.Events < 0 || s.Batch.Bytes < 0 {
+			return fieldErr(at+".queue", "limits must not be negative")
+		}
+		if s.Batch.Events > 0 && s.Queue.Events > 0 && s.Batch.Events > s.Queue.Events {
+			return fieldErr(at+".batch.events", "%d is larger than queue.events %d", s.Batch.Events, s.Queue.Events)
+		}
+	}
+	return nil
+}
+
+func (f *FileConfig) validate(at string) error {
+	if f == nil {
+		return nil // all defaults
+	}
+	if f.Format != "" && f.Format != "jsonl" && f.Format != "msgpack" {
+		return fieldErr(at+".format", "%q: want jsonl or msgpack", f.Format)
+	}
+	if f.Compression != "" && f.Compression != "zstd" && f.Compression != "none" {
+		return fieldErr(at+".compression", "%q: want zstd or none", f.Compression)
+	}
+	if f.Sync != "" && f.Sync != "always" && f.Sync != "interval" && f.Sync != "never" {
+		return fieldErr(at+".sync", "%q: want always, interval or never", f.Sync)
+	}
+	if strings.ContainsRune(f.Prefix, '/') {
+		return fieldErr(at+".prefix", "%q: must not hold a /", f.Prefix)
+	}
+	return nil
+}
+
+func (f FilterConfig) filter() (transform.Filter, error) {
+	kinds := func(field string, names []string) ([]schema.Kind, error) {
+		var out []schema.Kind
+		for _, n := range names {
+			k, ok := schema.ParseKind(n)
+			if !ok || k.IsLoss() {
+				return nil, fieldErr("transform.filter."+field, "%q: unknown kind (fork, exec, exit, uid, gid, sid, ptrace, comm, coredump, ack, raw)", n)
+			}
+			out = append(out, k)
+		}
+		return out, nil
+	}
+	tf := transform.Filter{UIDs: f.UIDs, ExcludeUIDs: f.ExcludeUIDs, Comms: f.Comms, ExcludeComms: f.ExcludeComms,
+		Exes: f.Exes, ExcludeExes: f.ExcludeExes, Containers: f.Containers, ExcludeContainers: f.ExcludeContainers}
+	var err error
+	if tf.Kinds, err = kinds("kinds", f.Kinds); err != nil {
+		return tf, err
+	}
+	if tf.ExcludeKinds, err = kinds("exclude_kinds", f.ExcludeKinds); err != nil {
+		return tf, err
+	}
+	if err := tf.Validate(); err != nil {
+		return tf, fieldErr("transform.filter", "%v", err)
+	}
+	return tf, nil
+}
+
+// kernelMask turns kind names into a kernel-side event mask (0: all).
+func kernelMask(names []string) (schema.What, error) {
+	var mask schema.What
+	for _, k := range names {
+		k = strings.TrimSpace(strings.ToLower(k))
+		w, ok := schema.ParseWhat(k)
+		if k == "nonzero_exit" {
+			w, ok = schema.ProcEventNonzeroExit, true
+		}
+		if !ok || w == schema.ProcEventNone {
+			return 0, fmt.Errorf("unknown kind %q (known: fork,exec,exit,uid,gid,sid,ptrace,comm,coredump,nonzero_exit)", k)
+		}
+		mask |= w
+	}
+	return mask, nil
+}

@@ -1,0 +1,205 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/cnstream/cnstream/pipeline"
+	"github.com/cnstream/cnstream/sink"
+	"github.com/cnstream/cnstream/sink/file"
+	"github.com/cnstream/cnstream/sink/stdout"
+	"github.com/cnstream/cnstream/source"
+	"github.com/cnstream/cnstream/transform"
+)
+
+const runSynopsis = `run [--config FILE]
+
+Runs the pipeline: process events from the kernel connector, sequenced and
+enriched, to the configured sinks, each behind a bounded queue. Without
+--config it runs the embedded default: every process event, enriched, to
+rotating JSON-lines files under ./cnstream-data/ ("cnstream run --print-default"
+shows it). SIGINT or SIGTERM stops it in order: the subscription is
+cancelled, queues are flushed, sinks closed within pipeline.drain_timeout;
+what could not be delivered is reported and makes the exit status 1.`
+
+const validateSynopsis = `validate FILE
+
+Checks a configuration without running it: YAML syntax, unknown keys,
+values, environment references (${VAR}, ${VAR:-default}, ${VAR:?message}).
+Errors name the file, the line and the field.`
+
+// loadConfigFile reads path, or the embedded default when path is empty.
+func loadConfigFile(path string) (*Config, error) {
+	if path == "" {
+		return LoadConfig("(embedded default)", defaultConfig)
+	}
+	text, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return LoadConfig(path, text)
+}
+
+func validateCmd(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("validate FILE", validateSynopsis, stderr)
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if fs.NArg() != 1 {
+		return usageErr("validate takes one FILE")
+	}
+	c, err := loadConfigFile(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	var names []string
+	for _, s := range c.Sinks {
+		names = append(names, s.Name+" ("+s.Type+")")
+	}
+	fmt.Fprintf(stdout, "%s: ok: %d sink(s): %s\n", fs.Arg(0), len(c.Sinks), strings.Join(names, ", "))
+	return nil
+}
+
+func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("run [--config FILE]", runSynopsis, stderr)
+	path := fs.String("config", "", "configuration `FILE` (default: the embedded default)")
+	printDefault := fs.Bool("print-default", false, "print the embedded default configuration and exit")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *printDefault {
+		_, err := stdout.Write(defaultConfig)
+		return err
+	}
+	c, err := loadConfigFile(*path)
+	if err != nil {
+		return err
+	}
+	return runPipeline(ctx, c, stdout, stderr)
+}
+
+// runPipeline builds the stages of c and runs them until ctx ends.
+func runPipeline(ctx context.Context, c *Config, stdout, stderr io.Writer) error {
+	sinks, err := buildSinks(c, stdout)
+	if err != nil {
+		return err
+	}
+	closeAll := func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		for _, s := range sinks {
+			_ = s.Sink.Close(cctx)
+		}
+	}
+	mask, _ := kernelMask(c.Source.KernelFilter) // validated
+	conn, err := source.Dial(source.Config{ReadBuffer: int(c.Source.ReadBuffer), NoENOBUFS: c.Source.NoENOBUFS})
+	if err != nil {
+		closeAll()
+		return err
+	}
+	if st := conn.Stats(); c.Source.ReadBuffer >= 0 && !st.ReadBufferForced {
+		fmt.Fprintf(stderr, "cnstream run: warning: receive buffer limited to %d bytes (SO_RCVBUFFORCE needs CAP_NET_ADMIN): bursts may overflow it; every drop is reported\n", st.ReadBuffer)
+	}
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err = conn.Subscribe(sctx, source.SubscribeConfig{Events: mask})
+	cancel()
+	if err != nil {
+		conn.Close()
+		closeAll()
+		return err
+	}
+	tr, err := buildTransform(c)
+	if err != nil {
+		conn.Close()
+		closeAll()
+		return err
+	}
+	p, err := pipeline.New(pipeline.Config{Source: conn, Transform: tr, Sinks: sinks,
+		BatchLen: c.Source.Batch, DrainTimeout: time.Duration(c.Pipeline.DrainTimeout)})
+	if err != nil {
+		conn.Close()
+		closeAll()
+		return err
+	}
+	var names []string
+	for _, s := range sinks {
+		names = append(names, s.Name)
+	}
+	fmt.Fprintf(stderr, "cnstream run: subscribed to process events; sinks: %s\n", strings.Join(names, ", "))
+	runErr := p.Run(ctx)
+	st := p.Stats()
+	fmt.Fprintf(stderr, "cnstream run: %d events (%d records of loss: %d gaps, %d missing, %d kernel drops, %d malformed, %d forged), %d filtered\n",
+		st.Transform.Events, st.Transform.Records, st.Transform.Gaps, st.Transform.Missing, st.Transform.Drops, st.Transform.Malformed, st.Transform.Forged, st.Transform.Filtered)
+	for _, s := range st.Sinks {
+		fmt.Fprintf(stderr, "cnstream run: sink %s: %d delivered in %d batches, %d retries, %d failed, %d dropped by policy, %d undelivered\n",
+			s.Name, s.Delivered, s.Batches, s.Retries, s.Failed, s.PolicyDropped, s.Undelivered)
+	}
+	return runErr
+}
+
+func buildTransform(c *Config) (*transform.Transformer, error) {
+	host, err := readHost()
+	if err != nil {
+		return nil, err
+	}
+	filter, _ := c.Transform.Filter.filter() // validated
+	cfg := transform.Config{Host: host, Filter: filter}
+	if cfg.Clock, err = newClock(); err != nil {
+		return nil, err
+	}
+	if c.Transform.Enrich == nil || *c.Transform.Enrich {
+		ancestors := 4
+		if c.Transform.Ancestors != nil {
+			ancestors = *c.Transform.Ancestors
+		}
+		table, err := newEnricher(&tailOptions{ancestors: ancestors, maxProcs: c.Transform.MaxProcesses})
+		if err != nil {
+			return nil, err
+		}
+		cfg.Enricher = table
+	}
+	return transform.New(cfg)
+}
+
+func buildSinks(c *Config, stdoutW io.Writer) ([]pipeline.SinkConfig, error) {
+	var out []pipeline.SinkConfig
+	for _, sc := range c.Sinks {
+		var s sink.Sink
+		var err error
+		switch sc.Type {
+		case "file":
+			fc := file.Config{}
+			if f := sc.File; f != nil {
+				fc = file.Config{Dir: f.Dir, Prefix: f.Prefix, Format: file.Format(f.Format), MaxSize: int64(f.MaxSize),
+					MaxAge: time.Duration(f.MaxAge), Compression: file.Compression(f.Compression), Sync: file.SyncPolicy(f.Sync),
+					SyncInterval: time.Duration(f.SyncInterval)}
+			}
+			s, err = file.New(fc)
+		case "stdout":
+			s, err = stdout.New(stdout.Config{Writer: stdoutW})
+		}
+		if err != nil {
+			for _, o := range out {
+				_ = o.Sink.Close(context.Background())
+			}
+			return nil, fmt.Errorf("sink %q: %w", sc.Name, err)
+		}
+		policy, _ := pipeline.ParsePolicy(or(sc.Queue.Policy, "block"))
+		out = append(out, pipeline.SinkConfig{Name: sc.Name, Sink: s,
+			QueueEvents: sc.Queue.Events, QueueBytes: int64(sc.Queue.Bytes), Policy: policy,
+			BatchEvents: sc.Batch.Events, BatchBytes: int64(sc.Batch.Bytes), Linger: time.Duration(sc.Batch.Linger),
+			Retry: pipeline.RetryConfig{Initial: time.Duration(sc.Retry.Initial), Max: time.Duration(sc.Retry.Max), MaxElapsed: time.Duration(sc.Retry.MaxElapsed)}})
+	}
+	return out, nil
+}
+
+func or(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
