@@ -82,6 +82,16 @@ type Config struct {
 	DrainTimeout time.Duration
 }
 
+// Syncer is a sink that can make what it acknowledged durable on demand
+// (the file sink under sync: interval); the pipeline calls Sync every
+// SyncEvery so that an idle sink's data does not wait for the next batch.
+type Syncer interface {
+	Sync(ctx context.Context) error
+}
+
+// SyncEvery is how often the pipeline calls a Syncer's Sync.
+const SyncEvery = time.Second
+
 // SinkStats are one sink's counters.
 type SinkStats struct {
 	Name          string
@@ -211,12 +221,21 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	drainCtx, cancelDrain := context.WithCancel(context.Background())
 	defer cancelDrain()
 	var wg sync.WaitGroup
+	syncCtx, stopSync := context.WithCancel(drainCtx)
+	var syncWG sync.WaitGroup
 	for _, w := range p.workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			w.run(drainCtx)
 		}()
+		if s, ok := w.cfg.Sink.(Syncer); ok {
+			syncWG.Add(1)
+			go func() {
+				defer syncWG.Done()
+				w.syncLoop(syncCtx, s)
+			}()
+		}
 	}
 
 	// Once ctx ends, the drain deadline starts.
@@ -262,6 +281,8 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		w.q.close()
 	}
 	wg.Wait()
+	stopSync()
+	syncWG.Wait()
 
 	// Close the sinks under what is left of the deadline.
 	cctx, cancel := context.WithTimeout(context.Background(), p.cfg.DrainTimeout)
@@ -384,5 +405,23 @@ func (w *worker) finalRecords(ctx context.Context) {
 	}
 	if len(lost) > 0 && ctx.Err() == nil {
 		w.write(ctx, lost)
+	}
+}
+
+// syncLoop calls s.Sync every SyncEvery until ctx ends; errors are kept as
+// the sink's last error (the next WriteBatch reports them too).
+func (w *worker) syncLoop(ctx context.Context, s Syncer) {
+	t := time.NewTicker(SyncEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := s.Sync(ctx); err != nil && ctx.Err() == nil {
+				msg := "sync: " + err.Error()
+				w.stats.lastErr.Store(&msg)
+			}
+		}
 	}
 }

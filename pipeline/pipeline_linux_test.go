@@ -394,3 +394,30 @@ func TestShutdownDeadline(t *testing.T) {
 		t.Errorf("undelivered %d after %v (err %v): want >= 50 within the 5 s deadline", st.Undelivered, time.Since(start), err)
 	}
 }
+
+// syncSink is a memSink that counts Sync calls (a test sink).
+type syncSink struct {
+	*memSink
+	syncs chan struct{}
+}
+
+func (s *syncSink) Sync(ctx context.Context) error {
+	select {
+	case s.syncs <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func TestSyncerSyncedWhileIdle(t *testing.T) {
+	ss := &syncSink{memSink: newMemSink(), syncs: make(chan struct{}, 1)}
+	s := start(t, groupOrder, 0, SinkConfig{Name: "syncer", Sink: ss})
+	select {
+	case <-ss.syncs:
+	case <-time.After(10 * SyncEvery):
+		t.Fatalf("Sync not called within %v of an idle pipeline", 10*SyncEvery)
+	}
+	if err := s.shutdown(t); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
