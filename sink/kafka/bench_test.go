@@ -1,0 +1,52 @@
+package kafka_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/cnstream/cnstream/schema"
+	"github.com/cnstream/cnstream/sink/kafka"
+	"github.com/cnstream/cnstream/sink/sinktest"
+	"github.com/cnstream/cnstream/testenv/brokers"
+)
+
+// BenchmarkWriteBatch writes batches of 1024 enriched events (every one
+// with a Process) to a real broker: msgpack, zstd, acks from all in-sync
+// replicas, 4 partitions.
+func BenchmarkWriteBatch(b *testing.B) {
+	const n = 1024
+	topic := uniqueTopic(b)
+	createTopic(b, topic, partitions)
+	s, err := kafka.New(kafka.Config{
+		Brokers: strings.Split(brokers.Kafka(b), ","), Topic: topic,
+		Encoding: "msgpack", Compression: "zstd", RequiredAcks: "all",
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	g := sinktest.NewGenerator(42)
+	batch := make([]schema.Event, 0, n)
+	for len(batch) < n {
+		if e := g.Next(); e.Process != nil {
+			batch = append(batch, e)
+		}
+	}
+	// Warm up: metadata, connections, buffers.
+	if err := s.WriteBatch(b.Context(), batch); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if err := s.WriteBatch(b.Context(), batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "events/s")
+	st := s.Stats()
+	b.ReportMetric(float64(st.Bytes)/float64(st.Messages), "B/event")
+	if err := s.Close(b.Context()); err != nil {
+		b.Fatal(err)
+	}
+}

@@ -1,0 +1,340 @@
+package kafka
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/sasl"
+	"github.com/segmentio/kafka-go/sasl/plain"
+	"github.com/segmentio/kafka-go/sasl/scram"
+
+	"github.com/cnstream/cnstream/sink"
+)
+
+// Config configures a Sink. Only Brokers is required: the zero value of
+// every other field is its default.
+//
+// Config's String and GoString leave the SASL password out, so a Config
+// can be logged.
+type Config struct {
+	// Brokers is the bootstrap list, "host:port" each. Required.
+	Brokers []string
+
+	// Topic is the template of the topic of an event: text with the
+	// placeholders {kind} (the event kind, "exec"), {host} (the host
+	// name), {machine_id} and {boot_id}. A character a topic name cannot
+	// hold (anything but ASCII letters, digits, '.', '_' and '-') that a
+	// placeholder expands to becomes '_'. Topics are created by the broker
+	// on first use when it allows auto-creation
+	// (auto.create.topics.enable, on by default), with its default
+	// partition count; otherwise create them beforehand. Default
+	// "cnstream-events".
+	Topic string
+
+	// Key is the template of the message key, with the placeholders of
+	// Topic (expanded as they are, not replaced). The key picks the
+	// partition (hash of the key), and order is kept per partition: the
+	// default keeps each host's events in order. Default "{host}".
+	Key string
+
+	// RequiredAcks is when the broker acknowledges a write: "all" (every
+	// in-sync replica has it), "one" (the leader has it) or "none" (no
+	// acknowledgement: WriteBatch returns once the request is sent, and
+	// loss goes unseen). Default "all".
+	RequiredAcks string
+
+	// Compression of the record batches: "none", "gzip", "snappy", "lz4"
+	// or "zstd". Default "zstd".
+	Compression string
+
+	// Encoding of the message values: "msgpack" (schema.AppendMsgpack,
+	// content-type application/msgpack) or "json" (schema.AppendJSON,
+	// application/json). Default "msgpack".
+	Encoding string
+
+	// BatchTimeout is how long kafka-go waits for a partition's batch to
+	// fill before sending it: a WriteBatch of a few events waits about this
+	// long. Default 5 ms.
+	BatchTimeout time.Duration
+
+	// WriteTimeout bounds a WriteBatch, from the call until every message
+	// is acknowledged, kafka-go's own retries of a failed request included;
+	// it is also the timeout of each request. A WriteBatch that runs out
+	// of it returns a retriable error matching ErrWriteTimeout. Default 10
+	// seconds.
+	WriteTimeout time.Duration
+
+	// MetadataTTL is how long topic metadata (partitions, leaders) is
+	// cached. kafka-go refreshes it only when it expires, also after a
+	// NOT_LEADER error, so it bounds how long writes fail after a leader
+	// moves. Default 500 ms.
+	MetadataTTL time.Duration
+
+	// TLS configures TLS to the brokers. Default: plain TCP.
+	TLS TLSConfig
+
+	// SASL configures SASL authentication. Default: none.
+	SASL SASLConfig
+}
+
+// TLSConfig configures TLS to the brokers.
+type TLSConfig struct {
+	// Enable turns TLS on. The other fields need it. Default false.
+	Enable bool
+	// CAFile is a PEM file of the certificate authorities that sign the
+	// brokers' certificates. Default: the system's roots.
+	CAFile string
+	// CertFile and KeyFile are the PEM client certificate and its key, for
+	// brokers that ask for one; both or neither. Default: none.
+	CertFile string
+	KeyFile  string
+	// ServerName is the name the brokers' certificates must hold. Default:
+	// the host of each broker address.
+	ServerName string
+	// InsecureSkipVerify accepts any broker certificate: for tests only.
+	// Default false.
+	InsecureSkipVerify bool
+}
+
+// SASLConfig configures SASL authentication.
+type SASLConfig struct {
+	// Mechanism is "PLAIN", "SCRAM-SHA-256" or "SCRAM-SHA-512". Default:
+	// no SASL. PLAIN sends the password as it is: use it with TLS.
+	Mechanism string
+	// Username and Password are the credentials; required with a
+	// Mechanism. The password never appears in errors or String output.
+	Username string
+	Password string
+}
+
+// String describes c without its password.
+func (c SASLConfig) String() string {
+	pw := ""
+	if c.Password != "" {
+		pw = "[redacted]"
+	}
+	return fmt.Sprintf("{Mechanism:%s Username:%s Password:%s}", c.Mechanism, c.Username, pw)
+}
+
+// GoString is String, so that %#v does not show the password either.
+func (c SASLConfig) GoString() string { return "kafka.SASLConfig" + c.String() }
+
+// String describes c without the SASL password.
+func (c Config) String() string {
+	return fmt.Sprintf("{Brokers:%v Topic:%s Key:%s RequiredAcks:%s Compression:%s Encoding:%s "+
+		"BatchTimeout:%v WriteTimeout:%v MetadataTTL:%v TLS:%+v SASL:%s}",
+		c.Brokers, c.Topic, c.Key, c.RequiredAcks, c.Compression, c.Encoding,
+		c.BatchTimeout, c.WriteTimeout, c.MetadataTTL, c.TLS, c.SASL)
+}
+
+// GoString is String, so that %#v does not show the password either.
+func (c Config) GoString() string { return "kafka.Config" + c.String() }
+
+const (
+	defaultTopic        = "cnstream-events"
+	defaultKey          = "{host}"
+	defaultBatchTimeout = 5 * time.Millisecond
+	defaultWriteTimeout = 10 * time.Second
+	defaultMetadataTTL  = 500 * time.Millisecond
+	maxTopicLen         = 249 // Kafka's limit
+)
+
+// resolved is a Config with defaults applied, in kafka-go's terms.
+type resolved struct {
+	cfg         Config
+	topic, key  template
+	acks        kafkago.RequiredAcks
+	compression kafkago.Compression
+	json        bool
+	tls         *tls.Config
+	sasl        sasl.Mechanism
+}
+
+// resolve applies defaults and checks c; its errors name the field and are
+// permanent.
+func (c Config) resolve() (*resolved, error) {
+	bad := func(field, format string, args ...any) (*resolved, error) {
+		return nil, sink.Permanent(fmt.Errorf("kafka: Config.%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	r := &resolved{}
+	if len(c.Brokers) == 0 {
+		return bad("Brokers", "empty: at least one host:port is required")
+	}
+	for i, b := range c.Brokers {
+		if b == "" || strings.ContainsAny(b, " ,") {
+			return bad("Brokers", "element %d: %q is not a host:port", i, b)
+		}
+	}
+	c.Brokers = append([]string(nil), c.Brokers...)
+
+	if c.Topic == "" {
+		c.Topic = defaultTopic
+	}
+	t, err := parseTemplate(c.Topic, true)
+	if err != nil {
+		return bad("Topic", "%v", err)
+	}
+	r.topic = t
+	if c.Key == "" {
+		c.Key = defaultKey
+	}
+	if r.key, err = parseTemplate(c.Key, false); err != nil {
+		return bad("Key", "%v", err)
+	}
+
+	switch strings.ToLower(c.RequiredAcks) {
+	case "", "all":
+		c.RequiredAcks, r.acks = "all", kafkago.RequireAll
+	case "one":
+		c.RequiredAcks, r.acks = "one", kafkago.RequireOne
+	case "none":
+		c.RequiredAcks, r.acks = "none", kafkago.RequireNone
+	default:
+		return bad("RequiredAcks", "unknown value %q (want \"all\", \"one\" or \"none\")", c.RequiredAcks)
+	}
+
+	switch strings.ToLower(c.Compression) {
+	case "", "zstd":
+		c.Compression, r.compression = "zstd", kafkago.Zstd
+	case "none":
+		c.Compression, r.compression = "none", 0
+	case "gzip":
+		c.Compression, r.compression = "gzip", kafkago.Gzip
+	case "snappy":
+		c.Compression, r.compression = "snappy", kafkago.Snappy
+	case "lz4":
+		c.Compression, r.compression = "lz4", kafkago.Lz4
+	default:
+		return bad("Compression", "unknown codec %q (want \"none\", \"gzip\", \"snappy\", \"lz4\" or \"zstd\")", c.Compression)
+	}
+
+	switch strings.ToLower(c.Encoding) {
+	case "", "msgpack":
+		c.Encoding = "msgpack"
+	case "json":
+		c.Encoding, r.json = "json", true
+	default:
+		return bad("Encoding", "unknown encoding %q (want \"msgpack\" or \"json\")", c.Encoding)
+	}
+
+	for _, d := range []struct {
+		field string
+		v     *time.Duration
+		def   time.Duration
+	}{
+		{"BatchTimeout", &c.BatchTimeout, defaultBatchTimeout},
+		{"WriteTimeout", &c.WriteTimeout, defaultWriteTimeout},
+		{"MetadataTTL", &c.MetadataTTL, defaultMetadataTTL},
+	} {
+		switch {
+		case *d.v == 0:
+			*d.v = d.def
+		case *d.v < 0:
+			return bad(d.field, "negative (%v)", *d.v)
+		}
+	}
+	if c.BatchTimeout >= c.WriteTimeout {
+		return bad("BatchTimeout", "%v is not shorter than WriteTimeout (%v)", c.BatchTimeout, c.WriteTimeout)
+	}
+
+	if r.tls, err = c.TLS.build(); err != nil {
+		return nil, err
+	}
+	if r.sasl, err = c.SASL.build(); err != nil {
+		return nil, err
+	}
+	r.cfg = c
+	return r, nil
+}
+
+func (c TLSConfig) build() (*tls.Config, error) {
+	bad := func(field, format string, args ...any) (*tls.Config, error) {
+		return nil, sink.Permanent(fmt.Errorf("kafka: Config.TLS.%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	if !c.Enable {
+		for _, f := range []struct {
+			name string
+			set  bool
+		}{{"CAFile", c.CAFile != ""}, {"CertFile", c.CertFile != ""}, {"KeyFile", c.KeyFile != ""},
+			{"ServerName", c.ServerName != ""}, {"InsecureSkipVerify", c.InsecureSkipVerify}} {
+			if f.set {
+				return bad(f.name, "set while TLS.Enable is false")
+			}
+		}
+		return nil, nil
+	}
+	tc := &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		ServerName:         c.ServerName,
+		InsecureSkipVerify: c.InsecureSkipVerify, //nolint:gosec // documented as for tests
+	}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return bad("CAFile", "%v", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return bad("CAFile", "%s holds no PEM certificate", c.CAFile)
+		}
+		tc.RootCAs = pool
+	}
+	switch {
+	case c.CertFile != "" && c.KeyFile == "":
+		return bad("KeyFile", "empty while TLS.CertFile is set")
+	case c.CertFile == "" && c.KeyFile != "":
+		return bad("CertFile", "empty while TLS.KeyFile is set")
+	case c.CertFile != "":
+		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			return bad("CertFile", "loading %s with key %s: %v", c.CertFile, c.KeyFile, err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+func (c SASLConfig) build() (sasl.Mechanism, error) {
+	bad := func(field, format string, args ...any) (sasl.Mechanism, error) {
+		return nil, sink.Permanent(fmt.Errorf("kafka: Config.SASL.%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	mech := strings.ToUpper(c.Mechanism)
+	if mech == "" {
+		if c.Username != "" {
+			return bad("Mechanism", "empty while SASL.Username is set")
+		}
+		if c.Password != "" {
+			return bad("Mechanism", "empty while SASL.Password is set")
+		}
+		return nil, nil
+	}
+	if c.Username == "" {
+		return bad("Username", "empty: SASL %s needs one", mech)
+	}
+	if c.Password == "" {
+		return bad("Password", "empty: SASL %s needs one", mech)
+	}
+	switch mech {
+	case "PLAIN":
+		return plain.Mechanism{Username: c.Username, Password: c.Password}, nil
+	case "SCRAM-SHA-256", "SCRAM-SHA-512":
+		algo := scram.SHA256
+		if mech == "SCRAM-SHA-512" {
+			algo = scram.SHA512
+		}
+		m, err := scram.Mechanism(algo, c.Username, c.Password)
+		if err != nil {
+			// The error is about the username or password (SASLprep): do
+			// not repeat either.
+			return bad("Username", "SASL %s rejects the username or the password (not valid SASLprep)", mech)
+		}
+		return m, nil
+	default:
+		return bad("Mechanism", "unknown mechanism %q (want \"PLAIN\", \"SCRAM-SHA-256\" or \"SCRAM-SHA-512\")", c.Mechanism)
+	}
+}

@@ -1,0 +1,80 @@
+// Package kafka is the sink that writes events to Apache Kafka with
+// github.com/segmentio/kafka-go: one message per event, the event encoded
+// with schema.AppendMsgpack (default) or schema.AppendJSON as the value.
+//
+// # Messages
+//
+// The topic and the key come from templates (Config.Topic, default
+// "cnstream-events"; Config.Key, default "{host}") with the placeholders
+// {kind}, {host}, {machine_id} and {boot_id}. Every message has the headers
+// content-type ("application/msgpack" or "application/json"),
+// cnstream-schema-version ("1", the event's version) and cnstream-event-id
+// (schema.Event.ID). The brokers create a topic on its first use when they
+// allow auto-creation (auto.create.topics.enable, Kafka's default), with
+// their default partition count: create the topics beforehand to choose it.
+// The first write to a topic that does not exist yet fails with a retriable
+// UNKNOWN_TOPIC_OR_PARTITION while the broker creates it; the pipeline's
+// retry then succeeds (a batch for several new topics asks for all of them
+// at once).
+//
+// # Ordering
+//
+// The partition of a message is the hash of its key (kafka-go's Hash
+// balancer, FNV-1a: not the murmur2 of the Java client, so a Java producer
+// with the same keys picks other partitions), and
+// Kafka keeps order within a partition: with the default key every host's
+// events stay in the order of the WriteBatch calls, which is the ordering
+// unit the pipeline asks of this sink. kafka-go writes each partition's
+// batches one after the other. Adding partitions to a topic moves keys to
+// other partitions: order across the change is not kept.
+//
+// # Delivery
+//
+// WriteBatch makes one kafka-go WriteMessages call for the batch and returns
+// once the brokers acknowledged every message: with Config.RequiredAcks
+// "all" (the default) once every in-sync replica has it; "one" once the
+// leader has it; "none" once it is sent, so that loss goes unseen. A
+// partition's messages wait up to Config.BatchTimeout (5 ms) for more before
+// they are sent; all of a WriteBatch is bounded by Config.WriteTimeout.
+//
+// Delivery is at least once. kafka-go has no idempotent producer: it retries
+// a failed request by itself within WriteBatch, and the pipeline retries a
+// failed WriteBatch whole, so a message the broker applied before failing
+// (a timeout, NOT_ENOUGH_REPLICAS_AFTER_APPEND) is written again, and a
+// batch that failed in part is written again in full. Consumers dedupe on
+// the cnstream-event-id header, which stays the same across retries.
+//
+// # Errors
+//
+// New checks the Config; its errors name the field ("kafka: Config.Topic:
+// ...") and are permanent (sink.IsPermanent). WriteBatch returns:
+//
+//   - ctx's error (wrapped) when ctx ends; messages already handed to
+//     kafka-go may still be written.
+//   - an error matching ErrWriteTimeout when Config.WriteTimeout runs out:
+//     retriable.
+//   - a permanent error when the brokers refuse the batch for good: a
+//     message too large (MESSAGE_TOO_LARGE, or over kafka-go's 1 MiB
+//     request limit), an invalid topic name, failed authentication or
+//     authorization, a broker certificate that does not verify, and every
+//     Kafka error code that kafka-go does not call temporary. When messages
+//     failed with different errors (kafka.WriteErrors), the batch is
+//     permanent only if every failure is. The Kafka error stays reachable:
+//     errors.Is(err, kafkago.MessageSizeTooLarge) works, kafkago being
+//     github.com/segmentio/kafka-go.
+//   - a retriable error otherwise: temporary Kafka errors (NOT_LEADER,
+//     UNKNOWN_TOPIC_OR_PARTITION, NOT_ENOUGH_REPLICAS...), unreachable
+//     brokers, connection failures.
+//   - sink.ErrClosed after Close.
+//
+// Errors never hold the SASL password, nor does Config's String.
+//
+// # Concurrency
+//
+// WriteBatch and Close may be called from any goroutine; they take turns
+// (Close waits for a WriteBatch in progress, or gives up when its ctx ends).
+// Stats may be called at any time. The Sink starts no goroutine of its own;
+// kafka-go's Writer runs a goroutine per partition written to and its
+// connection pools, until Close. The events passed to WriteBatch are only
+// read and not kept after it returns.
+package kafka

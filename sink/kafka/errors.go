@@ -1,0 +1,91 @@
+package kafka
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"strings"
+
+	kafkago "github.com/segmentio/kafka-go"
+)
+
+// ErrWriteTimeout: a WriteBatch ran out of Config.WriteTimeout before every
+// message was acknowledged. It is retriable; some messages may have been
+// written.
+var ErrWriteTimeout = errors.New("no acknowledgement within WriteTimeout")
+
+// errWriteTimeout is the cause of WriteBatch's own deadline.
+var errWriteTimeout = errors.New("kafka: WriteTimeout")
+
+// permanent reports whether retrying the write that failed with err cannot
+// help: a message larger than the broker or kafka-go accept, an invalid
+// topic name, failed authentication or authorization, a broker certificate
+// that does not verify, and every other Kafka error code kafka-go does not
+// call temporary (but UNKNOWN_SERVER_ERROR). Network errors and timeouts are
+// retriable. kafka.WriteErrors is permanent when all of its errors are.
+func permanent(err error) bool {
+	var werrs kafkago.WriteErrors
+	if errors.As(err, &werrs) {
+		n := 0
+		for _, e := range werrs {
+			if e == nil {
+				continue
+			}
+			n++
+			if !permanent(e) {
+				return false
+			}
+		}
+		return n > 0
+	}
+	var tooLarge kafkago.MessageTooLargeError
+	if errors.As(err, &tooLarge) {
+		return true
+	}
+	var kerr kafkago.Error
+	if errors.As(err, &kerr) {
+		return !kerr.Temporary() && kerr != kafkago.Unknown
+	}
+	var (
+		unknownCA  x509.UnknownAuthorityError
+		invalid    x509.CertificateInvalidError
+		hostname   x509.HostnameError
+		verifyErr  *tls.CertificateVerificationError
+		recordHdrE tls.RecordHeaderError // TLS spoken to a plain listener
+	)
+	return errors.As(err, &unknownCA) || errors.As(err, &invalid) || errors.As(err, &hostname) ||
+		errors.As(err, &verifyErr) || errors.As(err, &recordHdrE)
+}
+
+// describe shortens kafka.WriteErrors, whose message lists one error per
+// message, to its distinct errors; the result wraps err and those errors.
+func describe(err error) error {
+	var werrs kafkago.WriteErrors
+	if !errors.As(err, &werrs) {
+		return err
+	}
+	seen := map[string]bool{}
+	wrapped := []error{err}
+	var msgs []string
+	for _, e := range werrs {
+		if e == nil || seen[e.Error()] {
+			continue
+		}
+		seen[e.Error()] = true
+		wrapped = append(wrapped, e)
+		msgs = append(msgs, e.Error())
+	}
+	return &writeErrors{
+		msg:  fmt.Sprintf("%d of %d messages failed: %s", werrs.Count(), len(werrs), strings.Join(msgs, "; ")),
+		errs: wrapped,
+	}
+}
+
+type writeErrors struct {
+	msg  string
+	errs []error
+}
+
+func (e *writeErrors) Error() string   { return e.msg }
+func (e *writeErrors) Unwrap() []error { return e.errs }
