@@ -1,0 +1,327 @@
+package natssink
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/cnstream/cnstream/sink"
+)
+
+// Encoding is how an event is written in a message's payload.
+type Encoding string
+
+const (
+	// Msgpack is schema.AppendMsgpack; Content-Type "application/msgpack".
+	Msgpack Encoding = "msgpack"
+	// JSON is schema.AppendJSON; Content-Type "application/json".
+	JSON Encoding = "json"
+)
+
+// Config configures a Sink. Only URL is required: the zero value of every
+// other field selects its default (core NATS, subjects
+// "cnstream.{host}.{kind}", MessagePack, reconnecting forever every second,
+// 10 s to acknowledge a batch).
+type Config struct {
+	// URL is the server to connect to, "nats://host:port", or a
+	// comma-separated list of servers of one cluster. Credentials in a URL
+	// ("nats://user:pass@host") work but never appear in errors. Required.
+	URL string
+
+	// Subject is the template of every message's subject. Placeholders:
+	// {host} (the host name, with '.', whitespace, '*' and '>' replaced by
+	// '_', since '.' separates tokens), {kind} (schema.Kind's name: fork,
+	// exec, ...), {boot_id}. A missing host or boot id renders as
+	// "unknown". Default "cnstream.{host}.{kind}".
+	Subject string
+
+	// JetStream publishes to JetStream: every message is acknowledged by the
+	// stream that stores it and deduplicated on its Nats-Msg-Id (the event
+	// id). Default false: core NATS, acknowledged only as received by the
+	// server (see the package documentation).
+	JetStream bool
+
+	// Stream, with JetStream, is the name of a stream New creates when it
+	// does not exist (file storage, a 2-minute duplicate window, subjects
+	// from the wildcard form of Subject: "cnstream.{host}.{kind}" gives
+	// "cnstream.>"). An existing stream is used as it is. Default "": New
+	// creates nothing, the operator owns the streams. Invalid without
+	// JetStream.
+	Stream string
+
+	// MaxPending, with JetStream, bounds the publishes awaiting their ack
+	// (jetstream.WithPublishAsyncMaxPending): a larger batch is published
+	// in windows of MaxPending. Default 4096.
+	MaxPending int
+
+	// Encoding is Msgpack or JSON. Default Msgpack.
+	Encoding Encoding
+
+	// CredsFile is a credentials file (JWT and NKey seed,
+	// nats.UserCredentials). Default: none.
+	CredsFile string
+
+	// NKeyFile is a file holding an NKey seed (nats.NkeyOptionFromSeed).
+	// Default: none. Not with CredsFile.
+	NKeyFile string
+
+	// Token is an authentication token. Default: none. Not with User.
+	Token string
+
+	// User and Password authenticate with a user name and password.
+	// Default: none. Password needs User.
+	User     string
+	Password string
+
+	// TLS configures TLS. Default: TLS only when the URL says so
+	// ("tls://") or the server requires it, verified against the system's
+	// roots.
+	TLS TLS
+
+	// ReconnectWait is the pause between reconnect attempts to a server.
+	// Default 1 second.
+	ReconnectWait time.Duration
+
+	// MaxReconnects is how many reconnect attempts are made before the
+	// connection is closed for good (WriteBatch then fails with a
+	// permanent error). Default 0 and any negative value: reconnect
+	// forever.
+	MaxReconnects int
+
+	// Timeout bounds the wait for a batch's acknowledgement (the flush's
+	// PONG under core NATS, every PubAck under JetStream), and New's
+	// connection and stream set-up. Default 10 seconds.
+	Timeout time.Duration
+}
+
+// TLS configures the connection's TLS. The zero value uses the system's
+// roots and no client certificate.
+type TLS struct {
+	// CAFile is a PEM file of the roots that verify the server. Default:
+	// the system's roots.
+	CAFile string
+	// CertFile and KeyFile are a PEM client certificate and its key, for
+	// servers that verify clients. Default: none. Both or neither.
+	CertFile string
+	KeyFile  string
+	// InsecureSkipVerify accepts any server certificate. For tests only.
+	InsecureSkipVerify bool
+}
+
+func (t TLS) enabled() bool {
+	return t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.InsecureSkipVerify
+}
+
+const (
+	defaultSubject       = "cnstream.{host}.{kind}"
+	defaultMaxPending    = 4096
+	defaultReconnectWait = time.Second
+	defaultTimeout       = 10 * time.Second
+	// duplicateWindow of the streams New creates.
+	duplicateWindow = 2 * time.Minute
+)
+
+// resolved is a Config with defaults applied, and what New derives from it.
+type resolved struct {
+	Config
+	urls      []string // the servers, as given
+	subject   *template
+	tlsConfig *tls.Config // nil: nats.go's default
+}
+
+// resolve returns c with defaults applied, or a permanent error naming the
+// first bad field. Errors never hold a secret (Password, Token, a URL's
+// user information).
+func (c Config) resolve() (*resolved, error) {
+	bad := func(field, format string, args ...any) (*resolved, error) {
+		return nil, sink.Permanent(fmt.Errorf("nats: Config.%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	r := &resolved{Config: c}
+	if strings.TrimSpace(c.URL) == "" {
+		return bad("URL", "required (nats://host:port)")
+	}
+	for i, u := range strings.Split(c.URL, ",") {
+		u = strings.TrimSpace(u)
+		if u == "" {
+			return bad("URL", "server %d of the list is empty", i+1)
+		}
+		if !strings.Contains(u, "://") {
+			u = "nats://" + u
+		}
+		p, err := url.Parse(u)
+		if err != nil || p.Host == "" {
+			return bad("URL", "server %d (%s) is not a URL like nats://host:port", i+1, redactURL(u))
+		}
+		switch p.Scheme {
+		case "nats", "tls", "ws", "wss":
+		default:
+			return bad("URL", "server %d (%s): unknown scheme %q (want nats, tls, ws or wss)", i+1, redactURL(u), p.Scheme)
+		}
+		r.urls = append(r.urls, u)
+	}
+
+	if c.Subject == "" {
+		r.Subject = defaultSubject
+	}
+	t, err := parseTemplate(r.Subject)
+	if err != nil {
+		return bad("Subject", "%v", err)
+	}
+	r.subject = t
+
+	if c.Stream != "" {
+		if !c.JetStream {
+			return bad("Stream", "set without JetStream (a stream stores JetStream publishes only)")
+		}
+		if strings.ContainsAny(c.Stream, " \t\r\n.*>/\\") {
+			return bad("Stream", "%q is not a stream name (no whitespace, '.', '*', '>', '/' or '\\')", c.Stream)
+		}
+	}
+	switch {
+	case c.MaxPending == 0:
+		r.MaxPending = defaultMaxPending
+	case c.MaxPending < 0:
+		return bad("MaxPending", "%d is negative", c.MaxPending)
+	}
+	switch c.Encoding {
+	case "":
+		r.Encoding = Msgpack
+	case Msgpack, JSON:
+	default:
+		return bad("Encoding", "unknown encoding %q (want %q or %q)", c.Encoding, Msgpack, JSON)
+	}
+
+	if c.CredsFile != "" && c.NKeyFile != "" {
+		return bad("NKeyFile", "set with CredsFile: choose one")
+	}
+	if c.Token != "" && c.User != "" {
+		return bad("Token", "set with User: choose one")
+	}
+	if c.Password != "" && c.User == "" {
+		return bad("Password", "set without User")
+	}
+	for _, f := range []struct{ field, path string }{
+		{"CredsFile", c.CredsFile}, {"NKeyFile", c.NKeyFile},
+		{"TLS.CAFile", c.TLS.CAFile}, {"TLS.CertFile", c.TLS.CertFile}, {"TLS.KeyFile", c.TLS.KeyFile},
+	} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			return bad(f.field, "%v", err)
+		}
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		return bad("TLS.KeyFile", "TLS.CertFile and TLS.KeyFile go together")
+	}
+	if c.TLS.enabled() {
+		tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: c.TLS.InsecureSkipVerify} //nolint:gosec // the operator's choice, documented
+		if c.TLS.CAFile != "" {
+			pem, err := os.ReadFile(c.TLS.CAFile)
+			if err != nil {
+				return bad("TLS.CAFile", "%v", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return bad("TLS.CAFile", "%s holds no PEM certificate", c.TLS.CAFile)
+			}
+			tc.RootCAs = pool
+		}
+		if c.TLS.CertFile != "" {
+			cert, err := tls.LoadX509KeyPair(c.TLS.CertFile, c.TLS.KeyFile)
+			if err != nil {
+				// The message names the files, never the key's bytes.
+				return bad("TLS.CertFile", "%v", err)
+			}
+			tc.Certificates = []tls.Certificate{cert}
+		}
+		r.tlsConfig = tc
+	}
+
+	switch {
+	case c.ReconnectWait == 0:
+		r.ReconnectWait = defaultReconnectWait
+	case c.ReconnectWait < 0:
+		return bad("ReconnectWait", "%v is negative", c.ReconnectWait)
+	}
+	if c.MaxReconnects <= 0 {
+		r.MaxReconnects = -1
+	}
+	switch {
+	case c.Timeout == 0:
+		r.Timeout = defaultTimeout
+	case c.Timeout < 0:
+		return bad("Timeout", "%v is negative", c.Timeout)
+	}
+	return r, nil
+}
+
+// secrets returns the strings an error must not show.
+func (c Config) secrets() []string {
+	var s []string
+	for _, v := range []string{c.Password, c.Token} {
+		if v != "" {
+			s = append(s, v)
+		}
+	}
+	for _, u := range strings.Split(c.URL, ",") {
+		u = strings.TrimSpace(u)
+		if !strings.Contains(u, "://") {
+			u = "nats://" + u
+		}
+		if p, err := url.Parse(u); err == nil && p.User != nil {
+			if pw, ok := p.User.Password(); ok && pw != "" {
+				s = append(s, pw)
+			} else if n := p.User.Username(); n != "" {
+				s = append(s, n) // a token in the user position
+			}
+		}
+	}
+	return s
+}
+
+// redactURL returns u without its user information.
+func redactURL(u string) string {
+	scheme, rest, ok := strings.Cut(u, "://")
+	if !ok {
+		return u
+	}
+	if i := strings.LastIndex(rest, "@"); i >= 0 {
+		rest = "REDACTED@" + rest[i+1:]
+	}
+	return scheme + "://" + rest
+}
+
+// redactedError hides secrets in the message of the error it wraps, which
+// stays reachable with errors.Is and errors.As.
+type redactedError struct {
+	err     error
+	secrets []string
+}
+
+func (e *redactedError) Error() string {
+	msg := e.err.Error()
+	for _, s := range e.secrets {
+		msg = strings.ReplaceAll(msg, s, "REDACTED")
+	}
+	return msg
+}
+
+func (e *redactedError) Unwrap() error { return e.err }
+
+func redact(err error, secrets []string) error {
+	if err == nil || len(secrets) == 0 {
+		return err
+	}
+	msg := err.Error()
+	for _, s := range secrets {
+		if strings.Contains(msg, s) {
+			return &redactedError{err: err, secrets: secrets}
+		}
+	}
+	return err
+}

@@ -1,0 +1,82 @@
+// Package natssink is the sink that publishes events to NATS: one message
+// per event, on core NATS or JetStream, with nats.go
+// (github.com/nats-io/nats.go and its jetstream package). It lives in
+// sink/nats and is named natssink so as not to shadow nats.go's package.
+//
+// # Messages
+//
+// Each event is one message whose payload is schema.AppendMsgpack (the
+// default) or schema.AppendJSON (Config.Encoding), on the subject that
+// Config.Subject renders for it (default "cnstream.{host}.{kind}": the host
+// name with '.', whitespace and wildcards replaced by '_', then the kind's
+// name). Headers: Nats-Msg-Id is the event id (schema.Event.ID), the same
+// across the pipeline's retries; Content-Type is "application/msgpack" or
+// "application/json"; Cnstream-Schema-Version is the event's schema version.
+//
+// # Ordering
+//
+// A Sink has one connection and publishes a batch's messages in the order
+// of the batch, and batches in the order of the WriteBatch calls; the
+// server keeps a connection's publish order, so consumers of a subject see
+// its events in order (the sink contract's ordering key for NATS is the
+// subject). A JetStream stream stores them in that order too. After a
+// failed batch, the pipeline's retry republishes the whole batch: under
+// JetStream the messages stored the first time are dropped as duplicates,
+// so the stream holds each event once, in its first publish's place.
+//
+// # Delivery semantics
+//
+// Core NATS (the default) has no acknowledgement beyond the server's
+// receipt: WriteBatch publishes the batch, then flushes (a PING answered by
+// a PONG after the server has read and routed every message before it) and
+// returns nil then. Delivery is at most once beyond that point: a
+// subscriber that is not connected, or too slow, does not get the messages,
+// and the server keeps nothing. A test subscriber must subscribe before the
+// sink publishes.
+//
+// JetStream (Config.JetStream) publishes every message asynchronously
+// (PublishMsgAsync, at most Config.MaxPending awaiting their ack: a larger
+// batch goes in windows) and returns nil once every message has its PubAck:
+// the stream has stored it (and replicated it, per the stream's settings).
+// The stream deduplicates on Nats-Msg-Id within its duplicate window
+// (StreamConfig.Duplicates, 2 minutes by default and for the streams
+// Config.Stream creates): a retried batch is stored once; its already stored
+// messages are acknowledged as duplicates, which count as acknowledged and
+// in Stats.Duplicates. Past the window, a retry stores a second copy, and
+// consumers dedupe on the event id as the sink contract says.
+//
+// # Errors
+//
+// WriteBatch returns ctx's error when ctx ends, an error wrapping
+// ErrAckTimeout when acknowledgements take longer than Config.Timeout, and
+// sink.ErrClosed after Close. Some messages of a failed batch may have
+// been stored. Errors are retriable (the pipeline retries the batch)
+// except these, marked sink.Permanent:
+//
+//   - invalid configuration, from New, naming the field (Config.URL, ...);
+//   - an authorization violation when New connects;
+//   - under JetStream, no stream storing the subject (no responders): a
+//     configuration error, the operator must create the stream or set
+//     Config.Stream;
+//   - a message larger than the server's or the stream's maximum, and a bad
+//     subject;
+//   - a connection closed for good after Config.MaxReconnects attempts.
+//
+// A server that cannot be reached, a disconnection (pending acks fail with
+// nats.ErrDisconnected), a full stream (MaxMsgs or MaxBytes with the
+// discard-new policy: the server's *jetstream.APIError is wrapped) and
+// timeouts are retriable. While reconnecting, nats.go buffers core
+// publishes; the flush or the acks then wait, up to Config.Timeout.
+// Passwords, tokens and a URL's user information never appear in errors.
+//
+// # Concurrency
+//
+// WriteBatch and Close may be called from any goroutine; they take turns,
+// and give up waiting for the other when their ctx ends. Stats may be called
+// at any time. The Sink starts no goroutine of its own and does not retry:
+// the only goroutines are nats.go's (the connection's reader and flusher,
+// JetStream's ack subscription and reconnect watcher), which Close stops by
+// closing the connection. The events passed to WriteBatch are only read and
+// not kept after it returns (a failed JetStream batch's encoded messages
+// stay with nats.go until their acks arrive or time out).
+package natssink

@@ -1,0 +1,442 @@
+package natssink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cnstream/cnstream/schema"
+	"github.com/cnstream/cnstream/sink"
+)
+
+// Header names set on every message.
+const (
+	// HeaderMsgID is the event id: JetStream drops a message whose id it
+	// stored within the stream's duplicate window.
+	HeaderMsgID = jetstream.MsgIDHeader // "Nats-Msg-Id"
+	// HeaderContentType is "application/msgpack" or "application/json".
+	HeaderContentType = "Content-Type"
+	// HeaderSchemaVersion is the event's schema version ("1").
+	HeaderSchemaVersion = "Cnstream-Schema-Version"
+)
+
+// ErrAckTimeout is wrapped by WriteBatch's error when the batch was not
+// acknowledged within Config.Timeout. It is retriable.
+var ErrAckTimeout = errors.New("nats: batch not acknowledged within Config.Timeout")
+
+// Stats is a snapshot of a Sink's counters since New.
+type Stats struct {
+	Published  uint64 // messages handed to the connection
+	Acked      uint64 // messages acknowledged (JetStream: PubAcks, duplicates included; core NATS: covered by a flush)
+	Duplicates uint64 // JetStream PubAcks that reported a duplicate: stored before, not stored again
+	Errors     uint64 // WriteBatch calls that failed (context errors included)
+	Reconnects uint64 // reconnections of the connection
+}
+
+// Sink publishes events to NATS, one message per event. See the package
+// documentation.
+type Sink struct {
+	cfg     *resolved
+	nc      *nats.Conn
+	js      jetstream.JetStream // nil under core NATS
+	secrets []string
+
+	// turn is held by WriteBatch and Close: they take turns, and give up
+	// waiting when their ctx ends.
+	turn   chan struct{}
+	closed bool // under turn
+
+	// Under turn.
+	subjects map[subjectKey]string
+	buf      []byte
+	ends     []int // of each event's encoding in buf
+	msgs     []nats.Msg
+	futures  []jetstream.PubAckFuture
+	// inflight: futures of the last batch may still be pending (it
+	// failed or was cancelled); nats.go keeps their messages for its
+	// no-responders retries, so buf and msgs are not reused.
+	inflight    bool
+	contentType []string
+	version     []string
+
+	st struct {
+		published, acked, duplicates, errors atomic.Uint64
+	}
+}
+
+var _ sink.Sink = (*Sink)(nil)
+
+// New validates cfg and connects. Invalid configuration is a permanent
+// error naming the field; a server that cannot be reached is a retriable
+// error, an authorization violation a permanent one. With JetStream and
+// Config.Stream, New creates the stream if it does not exist. The only
+// goroutines are nats.go's own (the connection's reader and flusher, and
+// JetStream's ack handling), which Close stops.
+func New(cfg Config) (*Sink, error) {
+	r, err := cfg.resolve()
+	if err != nil {
+		return nil, redact(err, cfg.secrets())
+	}
+	s := &Sink{
+		cfg:      r,
+		secrets:  cfg.secrets(),
+		turn:     make(chan struct{}, 1),
+		subjects: make(map[subjectKey]string),
+		version:  []string{strconv.Itoa(schema.EventVersion)},
+	}
+	s.contentType = []string{"application/" + string(r.Encoding)}
+
+	opts := []nats.Option{
+		nats.Name("cnstream"),
+		nats.ReconnectWait(r.ReconnectWait),
+		nats.MaxReconnects(r.MaxReconnects),
+		nats.Timeout(r.Timeout),
+	}
+	switch {
+	case r.CredsFile != "":
+		opts = append(opts, nats.UserCredentials(r.CredsFile))
+	case r.NKeyFile != "":
+		o, err := nats.NkeyOptionFromSeed(r.NKeyFile)
+		if err != nil {
+			return nil, sink.Permanent(fmt.Errorf("nats: Config.NKeyFile: %w", s.redact(err)))
+		}
+		opts = append(opts, o)
+	}
+	switch {
+	case r.Token != "":
+		opts = append(opts, nats.Token(r.Token))
+	case r.User != "":
+		opts = append(opts, nats.UserInfo(r.User, r.Password))
+	}
+	if r.tlsConfig != nil {
+		opts = append(opts, nats.Secure(r.tlsConfig))
+	}
+	nc, err := nats.Connect(strings.Join(r.urls, ","), opts...)
+	if err != nil {
+		err = fmt.Errorf("nats: connecting to %s: %w", s.serversForErrors(), err)
+		if errors.Is(err, nats.ErrAuthorization) {
+			err = sink.Permanent(err)
+		}
+		return nil, s.redact(err)
+	}
+	s.nc = nc
+	if !r.JetStream {
+		return s, nil
+	}
+	js, err := jetstream.New(nc,
+		jetstream.WithPublishAsyncMaxPending(r.MaxPending),
+		// Futures a failed or cancelled batch leaves behind are dropped
+		// after this, freeing their place under MaxPending.
+		jetstream.WithPublishAsyncTimeout(r.Timeout),
+		jetstream.WithDefaultTimeout(r.Timeout))
+	if err != nil {
+		nc.Close()
+		return nil, s.redact(fmt.Errorf("nats: jetstream: %w", err))
+	}
+	s.js = js
+	if r.Stream != "" {
+		if err := s.ensureStream(); err != nil {
+			nc.Close()
+			return nil, s.redact(err)
+		}
+	}
+	return s, nil
+}
+
+// ensureStream creates Config.Stream if it does not exist.
+func (s *Sink) ensureStream() error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeout)
+	defer cancel()
+	_, err := s.js.Stream(ctx, s.cfg.Stream)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("nats: looking up stream %s (Config.Stream): %w", s.cfg.Stream, err)
+	}
+	subject := s.cfg.subject.wildcard()
+	_, err = s.js.CreateStream(ctx, jetstream.StreamConfig{
+		Name:       s.cfg.Stream,
+		Subjects:   []string{subject},
+		Storage:    jetstream.FileStorage,
+		Duplicates: duplicateWindow,
+	})
+	if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		var api *jetstream.APIError
+		if errors.As(err, &api) && api.Code == 400 {
+			// Overlapping subjects, a bad name: configuration.
+			err = sink.Permanent(err)
+		}
+		return fmt.Errorf("nats: creating stream %s for %s (Config.Stream): %w", s.cfg.Stream, subject, err)
+	}
+	return nil
+}
+
+func (s *Sink) serversForErrors() string {
+	out := make([]string, len(s.cfg.urls))
+	for i, u := range s.cfg.urls {
+		out[i] = redactURL(u)
+	}
+	return strings.Join(out, ",")
+}
+
+func (s *Sink) redact(err error) error { return redact(err, s.secrets) }
+
+// lock takes the sink's turn, or returns ctx's error.
+func (s *Sink) lock(ctx context.Context) error {
+	select {
+	case s.turn <- struct{}{}:
+		return nil
+	default:
+	}
+	select {
+	case s.turn <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Sink) unlock() { <-s.turn }
+
+// WriteBatch publishes one message per event, in order, and returns once
+// all are acknowledged: under core NATS when a flush (PING/PONG) after them
+// returned, so the server has received them; under JetStream when every
+// message has its PubAck (a duplicate counts as acknowledged: the stream
+// stored it before). It returns ctx's error when ctx ends first, an error
+// wrapping ErrAckTimeout after Config.Timeout, and sink.ErrClosed after
+// Close. Errors are retriable unless sink.IsPermanent: see the package
+// documentation. The events are only read.
+func (s *Sink) WriteBatch(ctx context.Context, events []schema.Event) error {
+	if err := s.lock(ctx); err != nil {
+		s.st.errors.Add(1)
+		return err
+	}
+	defer s.unlock()
+	if s.closed {
+		return sink.ErrClosed
+	}
+	if len(events) == 0 {
+		return nil
+	}
+	err := ctx.Err()
+	if err == nil {
+		s.encode(events)
+		if s.js == nil {
+			err = s.writeCore(ctx)
+		} else {
+			err = s.writeJetStream(ctx)
+		}
+	}
+	if err != nil {
+		s.st.errors.Add(1)
+		return s.redact(err)
+	}
+	return nil
+}
+
+// encode fills s.msgs with the batch's messages.
+func (s *Sink) encode(events []schema.Event) {
+	if s.inflight {
+		s.buf, s.msgs, s.futures, s.inflight = nil, nil, nil, false
+	}
+	buf := s.buf[:0]
+	ends := s.ends[:0]
+	for i := range events {
+		e := &events[i]
+		if s.cfg.Encoding == JSON {
+			buf = schema.AppendJSON(buf, e)
+		} else {
+			buf = schema.AppendMsgpack(buf, e)
+		}
+		ends = append(ends, len(buf))
+	}
+	s.buf, s.ends = buf, ends
+	if cap(s.msgs) < len(events) {
+		s.msgs = append(s.msgs[:cap(s.msgs)], make([]nats.Msg, len(events)-cap(s.msgs))...)
+	}
+	s.msgs = s.msgs[:len(events)]
+	start := 0
+	for i := range events {
+		e := &events[i]
+		m := &s.msgs[i]
+		m.Subject = s.subjectOf(e)
+		m.Data = buf[start:ends[i]:ends[i]]
+		start = ends[i]
+		id := e.ID
+		if id == "" {
+			id = e.EventID()
+		}
+		if m.Header == nil {
+			m.Header = nats.Header{HeaderMsgID: {id}, HeaderContentType: s.contentType, HeaderSchemaVersion: nil}
+		} else {
+			m.Header[HeaderMsgID][0] = id
+		}
+		if e.Version == schema.EventVersion || e.Version == 0 {
+			m.Header[HeaderSchemaVersion] = s.version
+		} else {
+			m.Header[HeaderSchemaVersion] = []string{strconv.Itoa(e.Version)}
+		}
+	}
+}
+
+// ackContext bounds the wait for acknowledgements by Config.Timeout.
+func (s *Sink) ackContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeoutCause(ctx, s.cfg.Timeout, ErrAckTimeout)
+}
+
+// waitErr is the error of a wait on actx (made by ackContext from ctx)
+// that ended: ctx's own error, or the timeout.
+func (s *Sink) waitErr(ctx, actx context.Context, what string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return fmt.Errorf("nats: %s: %w (%v)", what, context.Cause(actx), s.cfg.Timeout)
+}
+
+func (s *Sink) writeCore(ctx context.Context) error {
+	for i := range s.msgs {
+		if i%256 == 255 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		if err := s.nc.PublishMsg(&s.msgs[i]); err != nil {
+			return s.classify(err, s.msgs[i].Subject)
+		}
+		s.st.published.Add(1)
+	}
+	actx, cancel := s.ackContext(ctx)
+	defer cancel()
+	if err := s.nc.FlushWithContext(actx); err != nil {
+		if actx.Err() != nil {
+			return s.waitErr(ctx, actx, fmt.Sprintf("flushing %d messages", len(s.msgs)))
+		}
+		return s.classify(fmt.Errorf("flushing %d messages: %w", len(s.msgs), err), "")
+	}
+	s.st.acked.Add(uint64(len(s.msgs)))
+	return nil
+}
+
+func (s *Sink) writeJetStream(ctx context.Context) error {
+	actx, cancel := s.ackContext(ctx)
+	defer cancel()
+	futures := s.futures[:0]
+	waited := 0
+	wait := func() error {
+		f := futures[waited]
+		select {
+		case ack := <-f.Ok():
+			s.st.acked.Add(1)
+			if ack.Duplicate {
+				s.st.duplicates.Add(1)
+			}
+		case err := <-f.Err():
+			return s.classify(err, s.msgs[waited].Subject)
+		case <-actx.Done():
+			return s.waitErr(ctx, actx, fmt.Sprintf("%d of %d messages not acknowledged", len(s.msgs)-waited, len(s.msgs)))
+		}
+		waited++
+		return nil
+	}
+	var err error
+	for i := range s.msgs {
+		if i-waited >= s.cfg.MaxPending {
+			if err = wait(); err != nil {
+				break
+			}
+		} else if i%256 == 255 && ctx.Err() != nil {
+			err = ctx.Err()
+			break
+		}
+		var f jetstream.PubAckFuture
+		f, err = s.js.PublishMsgAsync(&s.msgs[i])
+		if err != nil {
+			err = s.classify(err, s.msgs[i].Subject)
+			break
+		}
+		s.st.published.Add(1)
+		futures = append(futures, f)
+	}
+	for err == nil && waited < len(futures) {
+		err = wait()
+	}
+	if err != nil {
+		// Futures still pending keep their messages: do not reuse them.
+		s.inflight = waited < len(futures)
+		s.futures = nil
+		return err
+	}
+	clear(futures)
+	s.futures = futures[:0]
+	return nil
+}
+
+// classify wraps a publish error, marking the ones retrying cannot fix as
+// permanent.
+func (s *Sink) classify(err error, subject string) error {
+	what := "nats: publish"
+	if subject != "" {
+		what = fmt.Sprintf("nats: publish to %s", subject)
+	}
+	var api *jetstream.APIError
+	switch {
+	case errors.Is(err, jetstream.ErrNoStreamResponse), errors.Is(err, nats.ErrNoResponders):
+		return sink.Permanent(fmt.Errorf("%s: no JetStream stream stores this subject (create one, or set Config.Stream): %w", what, err))
+	case errors.Is(err, nats.ErrMaxPayload), errors.Is(err, nats.ErrBadSubject):
+		return sink.Permanent(fmt.Errorf("%s: %w", what, err))
+	case errors.As(err, &api) && api.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum:
+		return sink.Permanent(fmt.Errorf("%s: %w", what, err))
+	case s.nc.IsClosed():
+		return sink.Permanent(fmt.Errorf("%s: the connection is closed for good (Config.MaxReconnects reached): %w", what, err))
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// Close flushes the connection and closes it; it gives up waiting for a
+// WriteBatch in progress, or for the flush, when ctx ends (the connection
+// is closed anyway once it has the turn). Events WriteBatch acknowledged are
+// already with the server: Close loses none of them. A second Close returns
+// nil.
+func (s *Sink) Close(ctx context.Context) error {
+	if err := s.lock(ctx); err != nil {
+		return err
+	}
+	defer s.unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	var err error
+	if !s.nc.IsClosed() {
+		fctx, cancel := ctx, context.CancelFunc(func() {})
+		if _, ok := ctx.Deadline(); !ok {
+			fctx, cancel = context.WithTimeout(ctx, s.cfg.Timeout)
+		}
+		if ferr := s.nc.FlushWithContext(fctx); ferr != nil && !errors.Is(ferr, nats.ErrConnectionReconnecting) {
+			err = s.redact(fmt.Errorf("nats: flushing on close: %w", ferr))
+		}
+		cancel()
+	}
+	s.nc.Close()
+	s.buf, s.msgs, s.futures = nil, nil, nil
+	return err
+}
+
+// Stats returns the counters. It is safe to call at any time, from any
+// goroutine.
+func (s *Sink) Stats() Stats {
+	return Stats{
+		Published:  s.st.published.Load(),
+		Acked:      s.st.acked.Load(),
+		Duplicates: s.st.duplicates.Load(),
+		Errors:     s.st.errors.Load(),
+		Reconnects: s.nc.Stats().Reconnects,
+	}
+}
