@@ -15,6 +15,8 @@ import (
 
 	"github.com/cnstream/cnstream/pipeline"
 	"github.com/cnstream/cnstream/schema"
+	kafkasink "github.com/cnstream/cnstream/sink/kafka"
+	natssink "github.com/cnstream/cnstream/sink/nats"
 	"github.com/cnstream/cnstream/transform"
 )
 
@@ -71,12 +73,64 @@ type PipelineConfig struct {
 
 // SinkConfig is one output.
 type SinkConfig struct {
-	Name  string      `yaml:"name"`
-	Type  string      `yaml:"type"` // file, stdout
-	Queue QueueConfig `yaml:"queue"`
-	Batch BatchConfig `yaml:"batch"`
-	Retry RetryConfig `yaml:"retry"`
-	File  *FileConfig `yaml:"file"`
+	Name  string       `yaml:"name"`
+	Type  string       `yaml:"type"` // file, stdout
+	Queue QueueConfig  `yaml:"queue"`
+	Batch BatchConfig  `yaml:"batch"`
+	Retry RetryConfig  `yaml:"retry"`
+	File  *FileConfig  `yaml:"file"`
+	Kafka *KafkaConfig `yaml:"kafka"`
+	NATS  *NATSConfig  `yaml:"nats"`
+}
+
+// KafkaConfig is the kafka sink's section (sink/kafka.Config).
+type KafkaConfig struct {
+	Brokers      []string `yaml:"brokers"`       // required
+	Topic        string   `yaml:"topic"`         // default cnstream-events; {kind}, {host}, {machine_id}, {boot_id}
+	Key          string   `yaml:"key"`           // default {host}: per-host order
+	RequiredAcks string   `yaml:"required_acks"` // all (default), one, none
+	Compression  string   `yaml:"compression"`   // zstd (default), lz4, snappy, gzip, none
+	Encoding     string   `yaml:"encoding"`      // msgpack (default) or json
+	BatchTimeout Duration `yaml:"batch_timeout"` // default 5ms
+	WriteTimeout Duration `yaml:"write_timeout"` // default 10s
+	MetadataTTL  Duration `yaml:"metadata_ttl"`  // default 500ms
+	TLS          struct {
+		Enable             bool   `yaml:"enable"`
+		CAFile             string `yaml:"ca_file"`
+		CertFile           string `yaml:"cert_file"`
+		KeyFile            string `yaml:"key_file"`
+		ServerName         string `yaml:"server_name"`
+		InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+	} `yaml:"tls"`
+	SASL struct {
+		Mechanism string `yaml:"mechanism"` // PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
+		Username  string `yaml:"username"`
+		Password  string `yaml:"password"` // use ${VAR}: never written in a file you commit
+	} `yaml:"sasl"`
+}
+
+// NATSConfig is the nats sink's section (sink/nats.Config).
+type NATSConfig struct {
+	URL           string   `yaml:"url"`            // required
+	Subject       string   `yaml:"subject"`        // default cnstream.{host}.{kind}
+	JetStream     bool     `yaml:"jetstream"`      // default false (core NATS)
+	Stream        string   `yaml:"stream"`         // JetStream: create this stream if missing
+	MaxPending    int      `yaml:"max_pending"`    // JetStream: default 4096
+	Encoding      string   `yaml:"encoding"`       // msgpack (default) or json
+	CredsFile     string   `yaml:"creds_file"`     //
+	NKeyFile      string   `yaml:"nkey_file"`      //
+	Token         string   `yaml:"token"`          //
+	User          string   `yaml:"user"`           //
+	Password      string   `yaml:"password"`       //
+	ReconnectWait Duration `yaml:"reconnect_wait"` // default 1s
+	MaxReconnects int      `yaml:"max_reconnects"` // default forever
+	Timeout       Duration `yaml:"timeout"`        // default 10s
+	TLS           struct {
+		CAFile             string `yaml:"ca_file"`
+		CertFile           string `yaml:"cert_file"`
+		KeyFile            string `yaml:"key_file"`
+		InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+	} `yaml:"tls"`
 }
 
 // QueueConfig bounds a sink's queue.
@@ -329,7 +383,7 @@ func (c *Config) validate() error {
 		return fieldErr("pipeline.drain_timeout", "must not be negative")
 	}
 	if len(c.Sinks) == 0 {
-		return fieldErr("sinks", "no sink: configure at least one (types: file, stdout)")
+		return fieldErr("sinks", "no sink: configure at least one (types: file, kafka, nats, stdout)")
 	}
 	names := map[string]bool{}
 	for i, s := range c.Sinks {
@@ -347,13 +401,29 @@ func (c *Config) validate() error {
 				return err
 			}
 		case "stdout":
-			if s.File != nil {
-				return fieldErr(at+".file", "only for sinks of type file")
+		case "kafka":
+			if s.Kafka == nil || len(s.Kafka.Brokers) == 0 {
+				return fieldErr(at+".kafka.brokers", "required: the bootstrap brokers, host:port")
+			}
+			if err := checkSinkConfig(s); err != nil {
+				return fieldErr(at+".kafka", "%v", err)
+			}
+		case "nats":
+			if s.NATS == nil || s.NATS.URL == "" {
+				return fieldErr(at+".nats.url", "required: the server URL, nats://host:port")
+			}
+			if err := checkSinkConfig(s); err != nil {
+				return fieldErr(at+".nats", "%v", err)
 			}
 		case "":
-			return fieldErr(at+".type", "required: file or stdout")
+			return fieldErr(at+".type", "required: file, kafka, nats or stdout")
 		default:
-			return fieldErr(at+".type", "%q: unknown sink type (file, stdout)", s.Type)
+			return fieldErr(at+".type", "%q: unknown sink type (file, kafka, nats, stdout)", s.Type)
+		}
+		for sec, set := range map[string]bool{"file": s.File != nil, "kafka": s.Kafka != nil, "nats": s.NATS != nil} {
+			if set && sec != s.Type {
+				return fieldErr(at+"."+sec, "only for sinks of type %s (this sink is %s)", sec, s.Type)
+			}
 		}
 		if s.Queue.Policy != "" {
 			if _, ok := pipeline.ParsePolicy(s.Queue.Policy); !ok {
@@ -431,4 +501,34 @@ func kernelMask(names []string) (schema.What, error) {
 		mask |= w
 	}
 	return mask, nil
+}
+
+// checkSinkConfig validates a kafka or nats section as the sink would,
+// without connecting.
+func checkSinkConfig(s SinkConfig) error {
+	switch s.Type {
+	case "kafka":
+		return s.Kafka.sinkConfig().Validate()
+	case "nats":
+		return s.NATS.sinkConfig().Validate()
+	}
+	return nil
+}
+
+func (k *KafkaConfig) sinkConfig() kafkasink.Config {
+	c := kafkasink.Config{Brokers: k.Brokers, Topic: k.Topic, Key: k.Key, RequiredAcks: k.RequiredAcks,
+		Compression: k.Compression, Encoding: k.Encoding, BatchTimeout: time.Duration(k.BatchTimeout),
+		WriteTimeout: time.Duration(k.WriteTimeout), MetadataTTL: time.Duration(k.MetadataTTL)}
+	c.TLS = kafkasink.TLSConfig{Enable: k.TLS.Enable, CAFile: k.TLS.CAFile, CertFile: k.TLS.CertFile, KeyFile: k.TLS.KeyFile,
+		ServerName: k.TLS.ServerName, InsecureSkipVerify: k.TLS.InsecureSkipVerify}
+	c.SASL = kafkasink.SASLConfig{Mechanism: k.SASL.Mechanism, Username: k.SASL.Username, Password: k.SASL.Password}
+	return c
+}
+
+func (n *NATSConfig) sinkConfig() natssink.Config {
+	return natssink.Config{URL: n.URL, Subject: n.Subject, JetStream: n.JetStream, Stream: n.Stream, MaxPending: n.MaxPending,
+		Encoding: natssink.Encoding(n.Encoding), CredsFile: n.CredsFile, NKeyFile: n.NKeyFile, Token: n.Token, User: n.User,
+		Password: n.Password, ReconnectWait: time.Duration(n.ReconnectWait), MaxReconnects: n.MaxReconnects,
+		Timeout: time.Duration(n.Timeout),
+		TLS:     natssink.TLS{CAFile: n.TLS.CAFile, CertFile: n.TLS.CertFile, KeyFile: n.TLS.KeyFile, InsecureSkipVerify: n.TLS.InsecureSkipVerify}}
 }

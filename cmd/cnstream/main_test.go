@@ -22,6 +22,7 @@ import (
 	"github.com/cnstream/cnstream/schema"
 	"github.com/cnstream/cnstream/sink/file"
 	"github.com/cnstream/cnstream/source"
+	"github.com/cnstream/cnstream/testenv/brokers"
 	"github.com/cnstream/cnstream/transform"
 )
 
@@ -602,5 +603,59 @@ func TestRunDefaultConfig(t *testing.T) {
 			t.Errorf("event %s written twice", e.ID)
 		}
 		seen[e.ID] = true
+	}
+}
+
+// TestRunToKafka: `cnstream run` with a kafka sink delivers a child's exec
+// event into a real Apache Kafka broker, read back with kcat as an
+// independent client, with the event id in its header.
+func TestRunToKafka(t *testing.T) {
+	addr := brokers.Kafka(t)
+	topic := fmt.Sprintf("cnstream-run-test-%d", rand.Uint32())
+	cfg := filepath.Join(t.TempDir(), "kafka.yaml")
+	yaml := fmt.Sprintf("transform:\n  filter:\n    kinds: [exec]\nsinks:\n  - name: kafka\n    type: kafka\n    kafka:\n      brokers: [%q]\n      topic: %s\n      encoding: json\n", addr, topic)
+	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runCmd := exec.Command(cnstreamBin, "run", "--config", cfg)
+	var stderr bytes.Buffer
+	runCmd.Stderr = &stderr
+	if err := runCmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer runCmd.Process.Kill()
+
+	deadline := time.Now().Add(60 * time.Second)
+	var line string
+	for line == "" {
+		if time.Now().After(deadline) {
+			t.Fatalf("no exec event of a child in topic %s within 60 s; stderr: %s", topic, stderr.String())
+		}
+		child := exec.Command("/bin/sh", "-c", "exit 0", "cnstream-kafka-test")
+		if err := child.Run(); err != nil {
+			t.Fatal(err)
+		}
+		want := fmt.Sprintf(`"exec":{"pid":%d,`, child.Process.Pid)
+		// kcat prints each message as "<event-id header>\t<value>".
+		out, _ := exec.Command("kcat", "-C", "-b", addr, "-t", topic, "-e", "-q", "-f", "%h\t%s\n").Output()
+		for _, l := range strings.Split(string(out), "\n") {
+			if strings.Contains(l, want) {
+				line = l
+			}
+		}
+	}
+	headers, value, _ := strings.Cut(line, "\t")
+	var e schema.Event
+	if err := json.Unmarshal([]byte(value), &e); err != nil {
+		t.Fatalf("value %q: %v", value, err)
+	}
+	if !strings.Contains(headers, "cnstream-event-id="+e.ID) || !strings.Contains(headers, "cnstream-schema-version=1") {
+		t.Errorf("headers %q: want the event id %s and schema version 1", headers, e.ID)
+	}
+	if err := runCmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if err := runCmd.Wait(); err != nil {
+		t.Fatalf("run after SIGINT: %v; stderr: %s", err, stderr.String())
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"github.com/cnstream/cnstream/pipeline"
 	"github.com/cnstream/cnstream/sink"
 	"github.com/cnstream/cnstream/sink/file"
+	kafkasink "github.com/cnstream/cnstream/sink/kafka"
+	natssink "github.com/cnstream/cnstream/sink/nats"
 	"github.com/cnstream/cnstream/sink/stdout"
 	"github.com/cnstream/cnstream/source"
 	"github.com/cnstream/cnstream/transform"
@@ -181,6 +183,10 @@ func buildSinks(c *Config, stdoutW io.Writer) ([]pipeline.SinkConfig, error) {
 			s, err = file.New(fc)
 		case "stdout":
 			s, err = stdout.New(stdout.Config{Writer: stdoutW})
+		case "kafka":
+			s, err = kafkasink.New(sc.Kafka.sinkConfig())
+		case "nats":
+			s, err = natssink.New(sc.NATS.sinkConfig())
 		}
 		if err != nil {
 			for _, o := range out {

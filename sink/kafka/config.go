@@ -338,3 +338,10 @@ func (c SASLConfig) build() (sasl.Mechanism, error) {
 		return bad("Mechanism", "unknown mechanism %q (want \"PLAIN\", \"SCRAM-SHA-256\" or \"SCRAM-SHA-512\")", c.Mechanism)
 	}
 }
+
+// Validate checks c as New does, without connecting: cnstream validate uses
+// it. Errors name the field and are permanent.
+func (c Config) Validate() error {
+	_, err := c.resolve()
+	return err
+}

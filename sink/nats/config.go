@@ -325,3 +325,12 @@ func redact(err error, secrets []string) error {
 	}
 	return err
 }
+
+// Validate checks c as New does, without connecting: cnstream validate uses
+// it. Errors name the field, are permanent and hold no secret.
+func (c Config) Validate() error {
+	if _, err := c.resolve(); err != nil {
+		return redact(err, c.secrets())
+	}
+	return nil
+}
