@@ -168,8 +168,11 @@ func TestTailProcessEvents(t *testing.T) {
 			kind == "exit" && num(m, "exit", "pid") == pid:
 			seen[kind] = m
 		case kind == "exec" && num(m, "exec", "pid") == pid:
-			// The second exec, into the waiting shell, is the one to check.
-			if proc, _ := m["process"].(map[string]any); strings.Contains(fmt.Sprint(proc["cmdline"]), "cnstream-tail-test") {
+			// The second exec, into the waiting shell, is the one to check:
+			// its last argument is the marker (the first exec's is the
+			// cgroup directory).
+			proc, _ := m["process"].(map[string]any)
+			if args, _ := proc["cmdline"].([]any); len(args) > 0 && args[len(args)-1] == "cnstream-tail-test" {
 				seen[kind] = m
 			}
 		}
