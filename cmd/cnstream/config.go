@@ -2,11 +2,13 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	_ "embed"
 	"errors"
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,6 +19,7 @@ import (
 	"github.com/cnstream/cnstream/schema"
 	kafkasink "github.com/cnstream/cnstream/sink/kafka"
 	natssink "github.com/cnstream/cnstream/sink/nats"
+	"github.com/cnstream/cnstream/source"
 	"github.com/cnstream/cnstream/transform"
 )
 
@@ -38,10 +41,14 @@ type Config struct {
 
 // SourceConfig: the connector socket and the subscription.
 type SourceConfig struct {
-	ReadBuffer   Size     `yaml:"read_buffer"`   // default 64MiB; -1 keeps the kernel default
-	NoENOBUFS    bool     `yaml:"no_enobufs"`    // default false
-	Batch        int      `yaml:"batch"`         // datagrams per recvmmsg, default 64
-	KernelFilter []string `yaml:"kernel_filter"` // kinds the kernel sends; default all (keeps ACKs and exact gaps)
+	ProcessEvents   *bool    `yaml:"process_events"`   // subscribe to the proc connector (group 1); default true
+	Groups          []uint32 `yaml:"groups"`           // other connector multicast groups to join (1..26); default none
+	UserspaceGroups []uint32 `yaml:"userspace_groups"` // groups whose userspace senders may use kernel-owned ids; default none
+	DatagramSize    Size     `yaml:"datagram_size"`    // receive buffer per datagram; default 512, 16420 with groups
+	ReadBuffer      Size     `yaml:"read_buffer"`      // default 64MiB; -1 keeps the kernel default
+	NoENOBUFS       bool     `yaml:"no_enobufs"`       // default false
+	Batch           int      `yaml:"batch"`            // datagrams per recvmmsg, default 64
+	KernelFilter    []string `yaml:"kernel_filter"`    // kinds the kernel sends; default all (keeps ACKs and exact gaps)
 }
 
 // TransformConfig: enrichment and filters.
@@ -85,16 +92,16 @@ type SinkConfig struct {
 
 // KafkaConfig is the kafka sink's section (sink/kafka.Config).
 type KafkaConfig struct {
-	Brokers      []string `yaml:"brokers"`       // required
-	Topic        string   `yaml:"topic"`         // default cnstream-events; {kind}, {host}, {machine_id}, {boot_id}
-	Key          string   `yaml:"key"`           // default {host}: per-host order
-	RequiredAcks string   `yaml:"required_acks"` // all (default), one, none
-	Compression  string   `yaml:"compression"`   // zstd (default), lz4, snappy, gzip, none
-	Encoding     string   `yaml:"encoding"`      // msgpack (default) or json
-	BatchTimeout Duration `yaml:"batch_timeout"` // default 5ms
-	WriteTimeout Duration `yaml:"write_timeout"` // default 10s
-	MetadataTTL  Duration `yaml:"metadata_ttl"`  // default 500ms
-	TLS          struct {
+	Brokers         []string `yaml:"brokers"`           // required
+	Topic           string   `yaml:"topic"`             // default cnstream-events; {kind}, {host}, {machine_id}, {boot_id}
+	Key             string   `yaml:"key"`               // default {host}: per-host order
+	RequiredAcks    string   `yaml:"required_acks"`     // all (default), one, none
+	Compression     string   `yaml:"compression"`       // zstd (default), lz4, snappy, gzip, none
+	Encoding        string   `yaml:"encoding"`          // msgpack (default) or json
+	MaxRequestBytes Size     `yaml:"max_request_bytes"` // default 1000000: uncompressed bytes per produce request
+	WriteTimeout    Duration `yaml:"write_timeout"`     // default 10s
+	MetadataTTL     Duration `yaml:"metadata_ttl"`      // default 500ms
+	TLS             struct {
 		Enable             bool   `yaml:"enable"`
 		CAFile             string `yaml:"ca_file"`
 		CertFile           string `yaml:"cert_file"`
@@ -142,8 +149,8 @@ type QueueConfig struct {
 
 // BatchConfig shapes a sink's writes.
 type BatchConfig struct {
-	Events int      `yaml:"events"` // default 512
-	Bytes  Size     `yaml:"bytes"`  // default 1MiB
+	Events int      `yaml:"events"` // default 512; kafka 8192, nats 4096
+	Bytes  Size     `yaml:"bytes"`  // default 1MiB; kafka 8MiB, nats 4MiB
 	Linger Duration `yaml:"linger"` // default 5ms
 }
 
@@ -356,6 +363,37 @@ func lineOf(root *yaml.Node, path string) int {
 	return line
 }
 
+// batchDefaults returns the batch bounds of s, with the defaults of its
+// type: a Kafka or NATS write costs a round trip to the broker whatever its
+// size, so they take larger batches (a busy queue fills them; an idle one
+// still sends after linger).
+func (s SinkConfig) batchDefaults() (events int, bytes int64) {
+	events, bytes = s.Batch.Events, int64(s.Batch.Bytes)
+	switch s.Type {
+	case "kafka":
+		events, bytes = cmp.Or(events, 8192), cmp.Or(bytes, 8<<20)
+	case "nats":
+		events, bytes = cmp.Or(events, 4096), cmp.Or(bytes, 4<<20)
+	}
+	return events, bytes
+}
+
+// processEvents reports whether the source subscribes to process events.
+func (s SourceConfig) processEvents() bool { return s.ProcessEvents == nil || *s.ProcessEvents }
+
+// datagramSize is the receive buffer per datagram: 512 bytes holds any
+// process event (76 bytes); another connector's datagram may be as large as
+// the connector allows.
+func (s SourceConfig) datagramSize() int {
+	switch {
+	case s.DatagramSize != 0:
+		return int(s.DatagramSize)
+	case len(s.Groups) > 0:
+		return source.DefaultDatagramBytes
+	}
+	return 512
+}
+
 func fieldErr(field, format string, args ...any) error {
 	return &ConfigError{Field: field, Msg: fmt.Sprintf(format, args...)}
 }
@@ -369,6 +407,28 @@ func (c *Config) validate() error {
 	}
 	if _, err := kernelMask(c.Source.KernelFilter); err != nil {
 		return fieldErr("source.kernel_filter", "%v", err)
+	}
+	for i, g := range c.Source.Groups {
+		if g < 1 || g > schema.MaxGroup {
+			return fieldErr(fmt.Sprintf("source.groups[%d]", i), "%d: connector groups are 1..%d", g, schema.MaxGroup)
+		}
+	}
+	for i, g := range c.Source.UserspaceGroups {
+		if g < 1 || g > schema.MaxGroup {
+			return fieldErr(fmt.Sprintf("source.userspace_groups[%d]", i), "%d: connector groups are 1..%d", g, schema.MaxGroup)
+		}
+		if !slices.Contains(c.Source.Groups, g) && !(g == schema.ProcID.Idx && c.Source.processEvents()) {
+			return fieldErr(fmt.Sprintf("source.userspace_groups[%d]", i), "%d is not a group the source hears (source.groups, or 1 with process_events)", g)
+		}
+	}
+	if !c.Source.processEvents() && len(c.Source.Groups) == 0 {
+		return fieldErr("source.process_events", "false with no source.groups: the source would hear nothing")
+	}
+	if !c.Source.processEvents() && len(c.Source.KernelFilter) > 0 {
+		return fieldErr("source.kernel_filter", "set while source.process_events is false")
+	}
+	if d := c.Source.DatagramSize; d != 0 && (d < 64 || d > 1<<20) {
+		return fieldErr("source.datagram_size", "%d: want 64..1MiB bytes (0: 512, or 16420 with groups)", d)
 	}
 	if a := c.Transform.Ancestors; a != nil && *a < 0 {
 		return fieldErr("transform.ancestors", "%d: must not be negative", *a)
@@ -433,8 +493,8 @@ func (c *Config) validate() error {
 		if s.Queue.Events < 0 || s.Queue.Bytes < 0 || s.Batch.Events < 0 || s.Batch.Bytes < 0 {
 			return fieldErr(at+".queue", "limits must not be negative")
 		}
-		if s.Batch.Events > 0 && s.Queue.Events > 0 && s.Batch.Events > s.Queue.Events {
-			return fieldErr(at+".batch.events", "%d is larger than queue.events %d", s.Batch.Events, s.Queue.Events)
+		if be, _ := s.batchDefaults(); be > 0 && s.Queue.Events > 0 && be > s.Queue.Events {
+			return fieldErr(at+".batch.events", "%d is larger than queue.events %d", be, s.Queue.Events)
 		}
 	}
 	return nil
@@ -517,7 +577,7 @@ func checkSinkConfig(s SinkConfig) error {
 
 func (k *KafkaConfig) sinkConfig() kafkasink.Config {
 	c := kafkasink.Config{Brokers: k.Brokers, Topic: k.Topic, Key: k.Key, RequiredAcks: k.RequiredAcks,
-		Compression: k.Compression, Encoding: k.Encoding, BatchTimeout: time.Duration(k.BatchTimeout),
+		Compression: k.Compression, Encoding: k.Encoding, MaxRequestBytes: int(k.MaxRequestBytes),
 		WriteTimeout: time.Duration(k.WriteTimeout), MetadataTTL: time.Duration(k.MetadataTTL)}
 	c.TLS = kafkasink.TLSConfig{Enable: k.TLS.Enable, CAFile: k.TLS.CAFile, CertFile: k.TLS.CertFile, KeyFile: k.TLS.KeyFile,
 		ServerName: k.TLS.ServerName, InsecureSkipVerify: k.TLS.InsecureSkipVerify}

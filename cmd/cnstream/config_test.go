@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/cnstream/cnstream/source"
 	"os"
 	"path/filepath"
 	"strings"
@@ -46,6 +47,12 @@ func TestConfigErrors(t *testing.T) {
 		{"bad duration", "pipeline:\n  drain_timeout: soon\nsinks: [{name: a, type: stdout}]\n", "c.yaml:2: \"soon\" is not a duration"},
 		{"bad kind", "transform:\n  filter:\n    kinds: [fork, spawn]\nsinks: [{name: a, type: stdout}]\n", "transform.filter.kinds: \"spawn\": unknown kind"},
 		{"bad kernel filter", "source:\n  kernel_filter: [spawn]\nsinks: [{name: a, type: stdout}]\n", "c.yaml:2: source.kernel_filter"},
+		{"bad group", "source:\n  groups: [20, 27]\nsinks: [{name: a, type: stdout}]\n", "c.yaml:2: source.groups[1]: 27: connector groups are 1..26"},
+		{"userspace group not heard", "source:\n  groups: [20]\n  userspace_groups: [21]\nsinks: [{name: a, type: stdout}]\n", "c.yaml:3: source.userspace_groups[0]: 21 is not a group the source hears"},
+		{"hears nothing", "source:\n  process_events: false\nsinks: [{name: a, type: stdout}]\n", "c.yaml:2: source.process_events: false with no source.groups"},
+		{"kernel filter without proc", "source:\n  process_events: false\n  groups: [20]\n  kernel_filter: [exec]\nsinks: [{name: a, type: stdout}]\n", "source.kernel_filter: set while source.process_events is false"},
+		{"datagram size", "source:\n  datagram_size: 10\nsinks: [{name: a, type: stdout}]\n", "c.yaml:2: source.datagram_size: 10"},
+		{"batch over queue by type default", "sinks:\n  - name: k\n    type: kafka\n    queue:\n      events: 1000\n    kafka:\n      brokers: [127.0.0.1:9092]\n", "sinks[0].batch.events: 8192 is larger than queue.events 1000"},
 		{"file format", "sinks:\n  - name: a\n    type: file\n    file:\n      format: csv\n", "c.yaml:5: sinks[0].file.format: \"csv\": want jsonl or msgpack"},
 		{"unset env", "sinks:\n  - name: ${CNSTREAM_TEST_UNSET}\n    type: stdout\n", "c.yaml:2: ${CNSTREAM_TEST_UNSET} is not set"},
 		{"required env", "sinks:\n  - name: ${CNSTREAM_TEST_UNSET:?set the sink name}\n    type: stdout\n", "c.yaml:2: ${CNSTREAM_TEST_UNSET}: set the sink name"},
@@ -65,6 +72,31 @@ func TestConfigErrors(t *testing.T) {
 				t.Errorf("error %T is not a *ConfigError", err)
 			}
 		})
+	}
+}
+
+func TestSourceAndBatchDefaults(t *testing.T) {
+	c, err := LoadConfig("c.yaml", []byte("source:\n  process_events: false\n  groups: [20]\n  userspace_groups: [20]\nsinks:\n  - {name: k, type: kafka, kafka: {brokers: [127.0.0.1:9092]}}\n  - {name: n, type: nats, nats: {url: nats://127.0.0.1:4222}}\n  - {name: f, type: file, batch: {events: 100}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Source.processEvents() || c.Source.datagramSize() != source.DefaultDatagramBytes {
+		t.Errorf("source %+v: want no process events and datagrams of %d bytes", c.Source, source.DefaultDatagramBytes)
+	}
+	for i, want := range []struct {
+		events int
+		bytes  int64
+	}{{8192, 8 << 20}, {4096, 4 << 20}, {100, 0}} {
+		if e, b := c.Sinks[i].batchDefaults(); e != want.events || b != want.bytes {
+			t.Errorf("sink %s: batch %d events, %d bytes; want %d, %d", c.Sinks[i].Name, e, b, want.events, want.bytes)
+		}
+	}
+	d, err := LoadConfig("d.yaml", []byte("sinks: [{name: a, type: stdout}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !d.Source.processEvents() || d.Source.datagramSize() != 512 {
+		t.Errorf("default source %+v: want process events in 512-byte datagrams", d.Source)
 	}
 }
 

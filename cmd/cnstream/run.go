@@ -98,7 +98,8 @@ func runPipeline(ctx context.Context, c *Config, stdout, stderr io.Writer) error
 		}
 	}
 	mask, _ := kernelMask(c.Source.KernelFilter) // validated
-	conn, err := source.Dial(source.Config{ReadBuffer: int(c.Source.ReadBuffer), NoENOBUFS: c.Source.NoENOBUFS})
+	conn, err := source.Dial(source.Config{Groups: c.Source.Groups, UserspaceGroups: c.Source.UserspaceGroups,
+		ReadBuffer: int(c.Source.ReadBuffer), NoENOBUFS: c.Source.NoENOBUFS})
 	if err != nil {
 		closeAll()
 		return err
@@ -106,13 +107,20 @@ func runPipeline(ctx context.Context, c *Config, stdout, stderr io.Writer) error
 	if st := conn.Stats(); c.Source.ReadBuffer >= 0 && !st.ReadBufferForced {
 		fmt.Fprintf(stderr, "cnstream run: warning: receive buffer limited to %d bytes (SO_RCVBUFFORCE needs CAP_NET_ADMIN): bursts may overflow it; every drop is reported\n", st.ReadBuffer)
 	}
-	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	err = conn.Subscribe(sctx, source.SubscribeConfig{Events: mask})
-	cancel()
-	if err != nil {
-		conn.Close()
-		closeAll()
-		return err
+	var heard []string
+	if c.Source.processEvents() {
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err = conn.Subscribe(sctx, source.SubscribeConfig{Events: mask})
+		cancel()
+		if err != nil {
+			conn.Close()
+			closeAll()
+			return err
+		}
+		heard = append(heard, "process events")
+	}
+	for _, g := range c.Source.Groups {
+		heard = append(heard, fmt.Sprintf("group %d", g))
 	}
 	tr, err := buildTransform(c)
 	if err != nil {
@@ -121,7 +129,7 @@ func runPipeline(ctx context.Context, c *Config, stdout, stderr io.Writer) error
 		return err
 	}
 	p, err := pipeline.New(pipeline.Config{Source: conn, Transform: tr, Sinks: sinks,
-		BatchLen: c.Source.Batch, DrainTimeout: time.Duration(c.Pipeline.DrainTimeout)})
+		BatchLen: c.Source.Batch, DgramBytes: c.Source.datagramSize(), DrainTimeout: time.Duration(c.Pipeline.DrainTimeout)})
 	if err != nil {
 		conn.Close()
 		closeAll()
@@ -131,7 +139,7 @@ func runPipeline(ctx context.Context, c *Config, stdout, stderr io.Writer) error
 	for _, s := range sinks {
 		names = append(names, s.Name)
 	}
-	fmt.Fprintf(stderr, "cnstream run: subscribed to process events; sinks: %s\n", strings.Join(names, ", "))
+	fmt.Fprintf(stderr, "cnstream run: listening to %s; sinks: %s\n", strings.Join(heard, ", "), strings.Join(names, ", "))
 	runErr := p.Run(ctx)
 	st := p.Stats()
 	fmt.Fprintf(stderr, "cnstream run: %d events (%d records of loss: %d gaps, %d missing, %d kernel drops, %d malformed, %d forged), %d filtered\n",
@@ -195,9 +203,10 @@ func buildSinks(c *Config, stdoutW io.Writer) ([]pipeline.SinkConfig, error) {
 			return nil, fmt.Errorf("sink %q: %w", sc.Name, err)
 		}
 		policy, _ := pipeline.ParsePolicy(or(sc.Queue.Policy, "block"))
+		batchEvents, batchBytes := sc.batchDefaults()
 		out = append(out, pipeline.SinkConfig{Name: sc.Name, Sink: s,
 			QueueEvents: sc.Queue.Events, QueueBytes: int64(sc.Queue.Bytes), Policy: policy,
-			BatchEvents: sc.Batch.Events, BatchBytes: int64(sc.Batch.Bytes), Linger: time.Duration(sc.Batch.Linger),
+			BatchEvents: batchEvents, BatchBytes: batchBytes, Linger: time.Duration(sc.Batch.Linger),
 			Retry: pipeline.RetryConfig{Initial: time.Duration(sc.Retry.Initial), Max: time.Duration(sc.Retry.Max), MaxElapsed: time.Duration(sc.Retry.MaxElapsed)}})
 	}
 	return out, nil

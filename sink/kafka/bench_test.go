@@ -1,6 +1,7 @@
 package kafka_test
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 
@@ -10,11 +11,16 @@ import (
 	"github.com/cnstream/cnstream/testenv/brokers"
 )
 
-// BenchmarkWriteBatch writes batches of 1024 enriched events (every one
-// with a Process) to a real broker: msgpack, zstd, acks from all in-sync
-// replicas, 4 partitions.
+// BenchmarkWriteBatch writes batches of enriched events (every one with a
+// Process) to a real broker: msgpack, zstd, acks from all in-sync replicas,
+// 4 partitions, keys spread over the generator's 3 hosts.
 func BenchmarkWriteBatch(b *testing.B) {
-	const n = 1024
+	for _, n := range []int{1024, 4096, 16384} {
+		b.Run(strconv.Itoa(n), func(b *testing.B) { benchmarkWriteBatch(b, n) })
+	}
+}
+
+func benchmarkWriteBatch(b *testing.B, n int) {
 	topic := uniqueTopic(b)
 	createTopic(b, topic, partitions)
 	s, err := kafka.New(kafka.Config{

@@ -57,10 +57,14 @@ type Config struct {
 	// application/json). Default "msgpack".
 	Encoding string
 
-	// BatchTimeout is how long kafka-go waits for a partition's batch to
-	// fill before sending it: a WriteBatch of a few events waits about this
-	// long. Default 5 ms.
-	BatchTimeout time.Duration
+	// MaxRequestBytes bounds the uncompressed size of one produce request
+	// (the messages of one partition, keys, values and headers): a
+	// partition's share of a WriteBatch that is larger goes in several
+	// requests, one after the other. A single message larger than this is
+	// refused with a permanent error. Keep it at most the brokers'
+	// message.max.bytes (1 MiB by default) when Compression is "none".
+	// Default 1,000,000.
+	MaxRequestBytes int
 
 	// WriteTimeout bounds a WriteBatch, from the call until every message
 	// is acknowledged, kafka-go's own retries of a failed request included;
@@ -127,9 +131,9 @@ func (c SASLConfig) GoString() string { return "kafka.SASLConfig" + c.String() }
 // String describes c without the SASL password.
 func (c Config) String() string {
 	return fmt.Sprintf("{Brokers:%v Topic:%s Key:%s RequiredAcks:%s Compression:%s Encoding:%s "+
-		"BatchTimeout:%v WriteTimeout:%v MetadataTTL:%v TLS:%+v SASL:%s}",
+		"MaxRequestBytes:%d WriteTimeout:%v MetadataTTL:%v TLS:%+v SASL:%s}",
 		c.Brokers, c.Topic, c.Key, c.RequiredAcks, c.Compression, c.Encoding,
-		c.BatchTimeout, c.WriteTimeout, c.MetadataTTL, c.TLS, c.SASL)
+		c.MaxRequestBytes, c.WriteTimeout, c.MetadataTTL, c.TLS, c.SASL)
 }
 
 // GoString is String, so that %#v does not show the password either.
@@ -138,7 +142,7 @@ func (c Config) GoString() string { return "kafka.Config" + c.String() }
 const (
 	defaultTopic        = "cnstream-events"
 	defaultKey          = "{host}"
-	defaultBatchTimeout = 5 * time.Millisecond
+	defaultMaxRequest   = 1_000_000
 	defaultWriteTimeout = 10 * time.Second
 	defaultMetadataTTL  = 500 * time.Millisecond
 	maxTopicLen         = 249 // Kafka's limit
@@ -227,7 +231,6 @@ func (c Config) resolve() (*resolved, error) {
 		v     *time.Duration
 		def   time.Duration
 	}{
-		{"BatchTimeout", &c.BatchTimeout, defaultBatchTimeout},
 		{"WriteTimeout", &c.WriteTimeout, defaultWriteTimeout},
 		{"MetadataTTL", &c.MetadataTTL, defaultMetadataTTL},
 	} {
@@ -238,8 +241,11 @@ func (c Config) resolve() (*resolved, error) {
 			return bad(d.field, "negative (%v)", *d.v)
 		}
 	}
-	if c.BatchTimeout >= c.WriteTimeout {
-		return bad("BatchTimeout", "%v is not shorter than WriteTimeout (%v)", c.BatchTimeout, c.WriteTimeout)
+	switch {
+	case c.MaxRequestBytes == 0:
+		c.MaxRequestBytes = defaultMaxRequest
+	case c.MaxRequestBytes < 1024 || c.MaxRequestBytes > 64<<20:
+		return bad("MaxRequestBytes", "%d: want 1024..67108864 bytes (0: 1000000)", c.MaxRequestBytes)
 	}
 
 	if r.tls, err = c.TLS.build(); err != nil {

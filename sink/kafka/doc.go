@@ -30,18 +30,28 @@
 //
 // # Delivery
 //
-// WriteBatch makes one kafka-go WriteMessages call for the batch and returns
-// once the brokers acknowledged every message: with Config.RequiredAcks
-// "all" (the default) once every in-sync replica has it; "one" once the
-// leader has it; "none" once it is sent, so that loss goes unseen. A
-// partition's messages wait up to Config.BatchTimeout (5 ms) for more before
-// they are sent; all of a WriteBatch is bounded by Config.WriteTimeout.
+// WriteBatch groups the batch by topic partition and sends each
+// partition's messages at once, in produce requests of up to
+// Config.MaxRequestBytes (uncompressed) sent one after the other, the
+// partitions in parallel (kafka-go's Client.Produce; its Writer would hold
+// every partition's messages for a BatchTimeout first). It returns once the
+// brokers acknowledged every message: with Config.RequiredAcks "all" (the
+// default) once every in-sync replica has it; "one" once the leader has
+// it; "none" once it is sent, so that loss goes unseen. All of a WriteBatch
+// is bounded by Config.WriteTimeout. A request that fails with a temporary
+// error (NOT_LEADER_OR_FOLLOWER after a leader moved, NOT_ENOUGH_REPLICAS,
+// a broken or refused connection) is sent again within WriteBatch, up to 5
+// times with delays from 25 ms doubling, which outlast the default
+// MetadataTTL so that a moved leader is found; the partitions already
+// written are not written again. The pipeline sizes the batches: the
+// larger they are (up to thousands of events), the fewer requests per
+// event.
 //
-// Delivery is at least once. kafka-go has no idempotent producer: it retries
-// a failed request by itself within WriteBatch, and the pipeline retries a
-// failed WriteBatch whole, so a message the broker applied before failing
-// (a timeout, NOT_ENOUGH_REPLICAS_AFTER_APPEND) is written again, and a
-// batch that failed in part is written again in full. Consumers dedupe on
+// Delivery is at least once. kafka-go has no idempotent producer: a
+// message the broker applied before the request failed (a timeout, a
+// connection that broke before the answer, NOT_ENOUGH_REPLICAS_AFTER_APPEND)
+// is written again by the retry within WriteBatch or by the pipeline, which
+// retries a failed WriteBatch whole, partitions already written included. Consumers dedupe on
 // the cnstream-event-id header, which stays the same across retries.
 //
 // # Errors
@@ -54,8 +64,8 @@
 //   - an error matching ErrWriteTimeout when Config.WriteTimeout runs out:
 //     retriable.
 //   - a permanent error when the brokers refuse the batch for good: a
-//     message too large (MESSAGE_TOO_LARGE, or over kafka-go's 1 MiB
-//     request limit), an invalid topic name, failed authentication or
+//     message too large (MESSAGE_TOO_LARGE, or over
+//     Config.MaxRequestBytes), an invalid topic name, failed authentication or
 //     authorization, a broker certificate that does not verify, and every
 //     Kafka error code that kafka-go does not call temporary. When messages
 //     failed with different errors (kafka.WriteErrors), the batch is
@@ -73,8 +83,9 @@
 //
 // WriteBatch and Close may be called from any goroutine; they take turns
 // (Close waits for a WriteBatch in progress, or gives up when its ctx ends).
-// Stats may be called at any time. The Sink starts no goroutine of its own;
-// kafka-go's Writer runs a goroutine per partition written to and its
-// connection pools, until Close. The events passed to WriteBatch are only
-// read and not kept after it returns.
+// Stats may be called at any time. The Sink starts no goroutine that
+// outlives a call: WriteBatch writes the partitions of a batch from one
+// goroutine each and waits for all of them; kafka-go's Transport keeps its
+// connections (and their goroutines) until Close. The events passed to
+// WriteBatch are only read and not kept after it returns.
 package kafka

@@ -5,7 +5,10 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strings"
+	"syscall"
 
 	kafkago "github.com/segmentio/kafka-go"
 )
@@ -89,3 +92,22 @@ type writeErrors struct {
 
 func (e *writeErrors) Error() string   { return e.msg }
 func (e *writeErrors) Unwrap() []error { return e.errs }
+
+// temporary reports whether a produce request that failed with err is
+// worth sending again at once: a Kafka error kafka-go calls temporary
+// (NOT_LEADER_OR_FOLLOWER, NOT_ENOUGH_REPLICAS, LEADER_NOT_AVAILABLE...),
+// or a connection that broke or was refused. Timeouts are not: the
+// request's own deadline is WriteBatch's.
+func temporary(err error) bool {
+	var kerr kafkago.Error
+	if errors.As(err, &kerr) {
+		return kerr.Temporary()
+	}
+	var nerr net.Error
+	if errors.As(err, &nerr) && nerr.Timeout() {
+		return false
+	}
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed)
+}

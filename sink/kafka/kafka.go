@@ -1,10 +1,12 @@
 package kafka
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"slices"
 	"strconv"
 	"sync"
@@ -31,17 +33,14 @@ const (
 	ContentTypeJSON    = "application/json"
 )
 
-// kafka-go's per-partition batch size: the messages of one partition in one
-// WriteBatch go in requests of up to this many. kafka-go allocates room for
-// this many messages per partition batch.
-const batchSize = 1000
-
 // Sink writes events to Kafka topics with kafka-go. It implements sink.Sink;
 // see the package documentation.
 type Sink struct {
-	r  *resolved
-	w  *kafkago.Writer
-	tr *kafkago.Transport
+	r      *resolved
+	tr     *kafkago.Transport
+	client *kafkago.Client
+	addr   net.Addr
+	bal    kafkago.Hash
 
 	// lock is a mutex that a ctx can give up waiting for: WriteBatch and
 	// Close hold it.
@@ -56,14 +55,17 @@ type Sink struct {
 	topics map[string]string // expanded topic templates, to reuse the strings
 	known  map[string]bool   // topics written to
 	fresh  []string          // topics of the batch not in known
+	nparts map[string]int    // partition counts of the batch's topics
+	parts  []*partBatch      // the batch's (topic, partition) groups
+	byPart map[topicPartition]*partBatch
+	ids    []int // 0, 1, 2...: the partition list the balancer wants
 
 	contentType []byte
 
 	st struct {
 		messages, bytes, batches, errors atomic.Uint64
+		requests, retries, requestErrors atomic.Uint64
 	}
-	kmu sync.Mutex // guards kst
-	kst kafkaStats
 }
 
 type msgOffsets struct {
@@ -71,9 +73,20 @@ type msgOffsets struct {
 	topic             string
 }
 
-// kafkaStats accumulates kafka-go's WriterStats, which reset on every read.
-type kafkaStats struct {
-	requests, retries, requestErrors uint64
+type topicPartition struct {
+	topic     string
+	partition int
+}
+
+// partBatch is the messages of one WriteBatch for one topic partition,
+// written in produce requests of up to MaxRequestBytes, one after the other.
+type partBatch struct {
+	tp    topicPartition
+	idx   []int32 // into Sink.msgs, in order
+	size  []int32 // estimated request bytes of each message
+	err   error   // of the first request that failed; the messages from there on are not written
+	errAt int     // index into idx of the first message not written
+	rr    records
 }
 
 // Stats is a snapshot of a Sink's counters since New.
@@ -83,9 +96,8 @@ type Stats struct {
 	Batches  uint64 // non-empty WriteBatch calls acknowledged
 	Errors   uint64 // failed WriteBatch calls (cancelled ones included)
 
-	// From kafka-go's WriterStats.
 	Requests      uint64 // produce requests sent, retries included
-	Retries       uint64 // produce requests retried by kafka-go within a WriteBatch
+	Retries       uint64 // produce requests sent again within a WriteBatch after a temporary error
 	RequestErrors uint64 // produce requests that failed
 }
 
@@ -109,23 +121,15 @@ func New(cfg Config) (*Sink, error) {
 		TLS:         r.tls,
 		SASL:        r.sasl,
 	}
-	w := &kafkago.Writer{
-		Addr:                   kafkago.TCP(c.Brokers...),
-		Balancer:               &kafkago.Hash{},
-		BatchSize:              batchSize,
-		BatchTimeout:           c.BatchTimeout,
-		ReadTimeout:            c.WriteTimeout,
-		WriteTimeout:           c.WriteTimeout,
-		RequiredAcks:           r.acks,
-		Compression:            r.compression,
-		Transport:              tr,
-		AllowAutoTopicCreation: true,
-	}
+	addr := kafkago.TCP(c.Brokers...)
 	s := &Sink{
-		r: r, w: w, tr: tr,
+		r: r, tr: tr, addr: addr,
+		client:      &kafkago.Client{Addr: addr, Transport: tr, Timeout: c.WriteTimeout},
 		lock:        make(chan struct{}, 1),
 		topics:      make(map[string]string),
 		known:       make(map[string]bool),
+		nparts:      make(map[string]int),
+		byPart:      make(map[topicPartition]*partBatch),
 		contentType: []byte(ContentTypeMsgpack),
 	}
 	if r.json {
@@ -144,21 +148,14 @@ func (s *Sink) Config() Config { return s.r.cfg }
 // Stats returns the counters. It is safe to call at any time, from any
 // goroutine.
 func (s *Sink) Stats() Stats {
-	ks := s.w.Stats() // resets kafka-go's counters: accumulate them
-	s.kmu.Lock()
-	s.kst.requests += uint64(ks.Writes)
-	s.kst.retries += uint64(ks.Retries)
-	s.kst.requestErrors += uint64(ks.Errors)
-	k := s.kst
-	s.kmu.Unlock()
 	return Stats{
 		Messages:      s.st.messages.Load(),
 		Bytes:         s.st.bytes.Load(),
 		Batches:       s.st.batches.Load(),
 		Errors:        s.st.errors.Load(),
-		Requests:      k.requests,
-		Retries:       k.retries,
-		RequestErrors: k.requestErrors,
+		Requests:      s.st.requests.Load(),
+		Retries:       s.st.retries.Load(),
+		RequestErrors: s.st.requestErrors.Load(),
 	}
 }
 
@@ -178,10 +175,12 @@ func (s *Sink) acquire(ctx context.Context) error {
 
 func (s *Sink) release() { <-s.lock }
 
-// WriteBatch writes events as one kafka-go WriteMessages call and returns
-// once the brokers acknowledged every message (per Config.RequiredAcks), or
-// with an error; see the package documentation for which errors are
-// permanent. The events are only read.
+// WriteBatch writes events and returns once the brokers acknowledged every
+// message (per Config.RequiredAcks), or with an error; see the package
+// documentation for which errors are permanent. The messages of each topic
+// partition go in produce requests of up to Config.MaxRequestBytes, sent one
+// after the other; partitions are written in parallel. The events are only
+// read.
 func (s *Sink) WriteBatch(ctx context.Context, events []schema.Event) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -207,20 +206,16 @@ func (s *Sink) WriteBatch(ctx context.Context, events []schema.Event) error {
 	}
 
 	wctx, cancel := context.WithTimeoutCause(ctx, s.r.cfg.WriteTimeout, errWriteTimeout)
-	if len(s.fresh) > 1 {
-		// kafka-go asks for the metadata of one topic at a time and stops
-		// at the first that does not exist yet: ask for all of them at
-		// once, so that the broker creates them in one round.
-		_, _ = s.tr.RoundTrip(wctx, s.w.Addr, &metadataAPI.Request{TopicNames: s.fresh, AllowAutoTopicCreation: true})
-	}
-	err = s.w.WriteMessages(wctx, msgs...)
+	err = s.write(wctx, msgs)
 	ended := wctx.Err() != nil
 	cancel()
 	if ended {
-		// WriteMessages may have returned before kafka-go is done with the
-		// messages: they still point into buf and hdrs, which must not be
-		// reused.
-		s.buf, s.hdrs = nil, nil
+		// A request cut short by ctx may still be encoded by kafka-go's
+		// connection goroutine: its messages point into buf and hdrs, which
+		// must not be reused, nor the partition batches that read them.
+		s.buf, s.hdrs, s.msgs = nil, nil, nil
+		s.parts = nil
+		clear(s.byPart)
 	}
 	if err != nil {
 		s.st.errors.Add(1)
@@ -237,6 +232,215 @@ func (s *Sink) WriteBatch(ctx context.Context, events []schema.Event) error {
 	s.st.batches.Add(1)
 	return nil
 }
+
+// write sends msgs, grouped by topic partition, and waits for every
+// partition's requests to end. It returns nil, or kafkago.WriteErrors with
+// the error of each message not written (nil for those written).
+func (s *Sink) write(ctx context.Context, msgs []kafkago.Message) error {
+	if len(s.fresh) > 1 {
+		// Ask for the metadata of the new topics at once, so that a broker
+		// that creates topics creates them in one round.
+		_, _ = s.tr.RoundTrip(ctx, s.addr, &metadataAPI.Request{TopicNames: s.fresh, AllowAutoTopicCreation: true})
+	}
+	clear(s.nparts)
+	for i := range msgs {
+		t := msgs[i].Topic
+		if _, ok := s.nparts[t]; ok {
+			continue
+		}
+		n, err := s.partitions(ctx, t)
+		if err != nil {
+			werr := make(kafkago.WriteErrors, len(msgs))
+			for j := range werr {
+				werr[j] = err
+			}
+			return werr
+		}
+		s.nparts[t] = n
+	}
+
+	// Group by partition, in message order.
+	if len(s.byPart) >= 4096 {
+		clear(s.byPart)
+		s.parts = s.parts[:0]
+	}
+	for _, p := range s.parts {
+		p.idx, p.size, p.err, p.errAt = p.idx[:0], p.size[:0], nil, 0
+	}
+	used := s.parts[:0]
+	for i := range msgs {
+		m := &msgs[i]
+		n := s.nparts[m.Topic]
+		for len(s.ids) < n {
+			s.ids = append(s.ids, len(s.ids))
+		}
+		tp := topicPartition{m.Topic, s.bal.Balance(*m, s.ids[:n]...)}
+		p := s.byPart[tp]
+		if p == nil {
+			p = &partBatch{tp: tp}
+			s.byPart[tp] = p
+		}
+		if len(p.idx) == 0 {
+			used = append(used, p)
+		}
+		p.idx = append(p.idx, int32(i))
+		p.size = append(p.size, int32(recordSize(m)))
+	}
+	s.parts = used
+
+	var wg sync.WaitGroup
+	for _, p := range used {
+		wg.Go(func() { s.produce(ctx, msgs, p) })
+	}
+	wg.Wait()
+
+	var werr kafkago.WriteErrors
+	for _, p := range used {
+		if p.err == nil {
+			continue
+		}
+		if werr == nil {
+			werr = make(kafkago.WriteErrors, len(msgs))
+		}
+		for _, i := range p.idx[p.errAt:] {
+			werr[i] = p.err
+		}
+	}
+	if werr != nil {
+		return werr
+	}
+	return nil
+}
+
+// recordSize estimates the bytes of m in a produce request, uncompressed.
+func recordSize(m *kafkago.Message) int {
+	n := 24 + len(m.Key) + len(m.Value) // varint lengths, deltas, attributes
+	for _, h := range m.Headers {
+		n += 4 + len(h.Key) + len(h.Value)
+	}
+	return n
+}
+
+// partitions returns the partition count of topic from the transport's
+// metadata cache (refreshed every Config.MetadataTTL), asking the broker to
+// create the topic when it allows auto-creation.
+func (s *Sink) partitions(ctx context.Context, topic string) (int, error) {
+	r, err := s.tr.RoundTrip(ctx, s.addr, &metadataAPI.Request{
+		TopicNames: []string{topic}, AllowAutoTopicCreation: true,
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, t := range r.(*metadataAPI.Response).Topics {
+		if t.Name == topic {
+			if t.ErrorCode != 0 {
+				return 0, kafkago.Error(t.ErrorCode)
+			}
+			if len(t.Partitions) == 0 {
+				return 0, kafkago.LeaderNotAvailable
+			}
+			return len(t.Partitions), nil
+		}
+	}
+	return 0, kafkago.UnknownTopicOrPartition
+}
+
+// Retries of a produce request within WriteBatch, after a temporary error
+// (NOT_LEADER after a leader moved, NOT_ENOUGH_REPLICAS, a broken
+// connection): they spare the partitions already written the duplicates of
+// a whole-batch retry. The delays add up to more than the default
+// MetadataTTL, so that a moved leader is found.
+const (
+	produceAttempts = 5
+	retryDelay      = 25 * time.Millisecond // doubled after each attempt
+)
+
+// produce writes p's messages in requests of up to MaxRequestBytes, one
+// after the other, and records the first failure in p.err.
+func (s *Sink) produce(ctx context.Context, msgs []kafkago.Message, p *partBatch) {
+	max := s.r.cfg.MaxRequestBytes
+	for start := 0; start < len(p.idx); {
+		end, bytes := start, 0
+		for end < len(p.idx) && (end == start || bytes+int(p.size[end]) <= max) {
+			bytes += int(p.size[end])
+			end++
+		}
+		if end == start+1 && bytes > max {
+			p.err, p.errAt = sink.Permanent(kafkago.MessageTooLargeError{Message: msgs[p.idx[start]]}), start
+			return
+		}
+		if err := s.request(ctx, msgs, p, start, end); err != nil {
+			p.err, p.errAt = err, start
+			return
+		}
+		start = end
+	}
+}
+
+// request sends p.idx[start:end] in one produce request, retrying
+// temporary failures.
+func (s *Sink) request(ctx context.Context, msgs []kafkago.Message, p *partBatch, start, end int) error {
+	delay := retryDelay
+	for attempt := 1; ; attempt++ {
+		p.rr = records{msgs: msgs, idx: p.idx[start:end]}
+		s.st.requests.Add(1)
+		res, err := s.client.Produce(ctx, &kafkago.ProduceRequest{
+			Topic:        p.tp.topic,
+			Partition:    p.tp.partition,
+			RequiredAcks: s.r.acks,
+			Compression:  s.r.compression,
+			Records:      &p.rr,
+		})
+		if err == nil && res != nil {
+			err = res.Error
+		}
+		if err == nil {
+			return nil
+		}
+		s.st.requestErrors.Add(1)
+		if attempt >= produceAttempts || !temporary(err) || ctx.Err() != nil {
+			return err
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		delay *= 2
+		s.st.retries.Add(1)
+	}
+}
+
+// records reads messages as produce records, reusing one Record.
+type records struct {
+	msgs     []kafkago.Message
+	idx      []int32
+	i        int
+	rec      kafkago.Record
+	key, val bytesReader
+}
+
+func (r *records) ReadRecord() (*kafkago.Record, error) {
+	if r.i >= len(r.idx) {
+		return nil, io.EOF
+	}
+	m := &r.msgs[r.idx[r.i]]
+	r.i++
+	r.rec = kafkago.Record{Headers: m.Headers}
+	r.key.Reset(m.Key)
+	r.rec.Key = &r.key
+	r.val.Reset(m.Value)
+	r.rec.Value = &r.val
+	return &r.rec, nil
+}
+
+type bytesReader struct{ bytes.Reader }
+
+var _ kafkago.RecordReader = (*records)(nil)
+
+func (*bytesReader) Close() error { return nil }
 
 // encode makes the messages of events in s.msgs, their bytes in s.buf.
 func (s *Sink) encode(events []schema.Event) ([]kafkago.Message, int, error) {
@@ -316,36 +520,24 @@ func (s *Sink) encode(events []schema.Event) ([]kafkago.Message, int, error) {
 	return msgs, size, nil
 }
 
-// Close marks the sink closed and closes the kafka-go writer, which waits
-// for requests still in flight (those of a WriteBatch that returned early
-// on its ctx) and closes the connections. It gives up when ctx ends, leaving
-// the writer to finish closing in the background. A second Close returns
-// sink.ErrClosed.
+// Close marks the sink closed and closes the idle connections to the
+// brokers. WriteBatch returns only once its requests are acknowledged, so
+// there is nothing left to flush; Close waits for a WriteBatch in progress,
+// or gives up when ctx ends. A second Close returns sink.ErrClosed.
 func (s *Sink) Close(ctx context.Context) error {
 	if err := s.acquire(ctx); err != nil {
-		return err
+		return fmt.Errorf("kafka: close: %w", err)
 	}
+	defer s.release()
 	if s.closed {
-		s.release()
 		return sink.ErrClosed
 	}
 	s.closed = true
-	s.release()
-
-	done := make(chan error, 1)
-	go func() { done <- s.w.Close() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			return fmt.Errorf("kafka: close: %w", err)
-		}
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("kafka: close: %w", ctx.Err())
-	}
+	s.tr.CloseIdleConnections()
+	return nil
 }
 
-// classify turns WriteMessages' error into the sink's: ctx's error when the
+// classify turns write's error into the sink's: ctx's error when the
 // caller's ctx ended, ErrWriteTimeout when WriteTimeout ran out, else the
 // kafka-go error, marked permanent when retrying cannot help.
 func (s *Sink) classify(ctx, wctx context.Context, err error) error {
@@ -354,10 +546,6 @@ func (s *Sink) classify(ctx, wctx context.Context, err error) error {
 	}
 	if errors.Is(context.Cause(wctx), errWriteTimeout) {
 		return fmt.Errorf("kafka: write to %v: %w (%v): %v", s.r.cfg.Brokers, ErrWriteTimeout, s.r.cfg.WriteTimeout, err)
-	}
-	if errors.Is(err, io.ErrClosedPipe) {
-		// The writer is closed only by Close, which waits for WriteBatch.
-		return sink.ErrClosed
 	}
 	werr := fmt.Errorf("kafka: write to %v: %w", s.r.cfg.Brokers, describe(err))
 	if permanent(err) {

@@ -528,10 +528,10 @@ func TestConfigErrors(t *testing.T) {
 		{kafka.Config{Brokers: b, RequiredAcks: "two"}, "Config.RequiredAcks"},
 		{kafka.Config{Brokers: b, Compression: "brotli"}, "Config.Compression"},
 		{kafka.Config{Brokers: b, Encoding: "xml"}, "Config.Encoding"},
-		{kafka.Config{Brokers: b, BatchTimeout: -1}, "Config.BatchTimeout"},
+		{kafka.Config{Brokers: b, MaxRequestBytes: -1}, "Config.MaxRequestBytes"},
+		{kafka.Config{Brokers: b, MaxRequestBytes: 100}, "Config.MaxRequestBytes"},
 		{kafka.Config{Brokers: b, WriteTimeout: -1}, "Config.WriteTimeout"},
 		{kafka.Config{Brokers: b, MetadataTTL: -1}, "Config.MetadataTTL"},
-		{kafka.Config{Brokers: b, BatchTimeout: time.Second, WriteTimeout: time.Second}, "Config.BatchTimeout"},
 		{kafka.Config{Brokers: b, TLS: kafka.TLSConfig{CAFile: "/x"}}, "Config.TLS.CAFile"},
 		{kafka.Config{Brokers: b, TLS: kafka.TLSConfig{Enable: true, CAFile: "/nonexistent/ca.pem"}}, "Config.TLS.CAFile"},
 		{kafka.Config{Brokers: b, TLS: kafka.TLSConfig{Enable: true, CertFile: "/x.pem"}}, "Config.TLS.KeyFile"},
@@ -567,7 +567,7 @@ func TestDefaults(t *testing.T) {
 	got := s.Config()
 	want := kafka.Config{
 		Brokers: []string{"127.0.0.1:9092"}, Topic: "cnstream-events", Key: "{host}", RequiredAcks: "all",
-		Compression: "zstd", Encoding: "msgpack", BatchTimeout: 5 * time.Millisecond,
+		Compression: "zstd", Encoding: "msgpack", MaxRequestBytes: 1_000_000,
 		WriteTimeout: 10 * time.Second, MetadataTTL: 500 * time.Millisecond,
 	}
 	if got.String() != want.String() {
