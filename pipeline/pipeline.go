@@ -67,6 +67,11 @@ type SinkConfig struct {
 	Retry RetryConfig
 }
 
+// readQueueBudget bounds the memory of the batches between the reader and
+// the transform when Config.ReadQueue is not set: 256 batches of 64
+// process-event datagrams (8 MiB), or 32 of the connector's largest.
+const readQueueBudget = 32 << 20
+
 // Config configures a Pipeline.
 type Config struct {
 	Source    Source                 // required
@@ -75,7 +80,7 @@ type Config struct {
 
 	BatchLen   int // datagrams per recvmmsg, default 64
 	DgramBytes int // buffer per datagram, default 512 (process events are 76 bytes)
-	ReadQueue  int // batches between reader and transform, default 256
+	ReadQueue  int // batches between reader and transform, default as many as fit in 32 MiB, at most 256
 
 	// DrainTimeout bounds the shutdown: flushing queues and closing sinks.
 	// What is not delivered by then is counted and reported. Default 10 s.
@@ -159,7 +164,7 @@ func New(cfg Config) (*Pipeline, error) {
 	}
 	p.cfg.BatchLen = or(cfg.BatchLen, 64)
 	p.cfg.DgramBytes = or(cfg.DgramBytes, 512)
-	p.cfg.ReadQueue = max(2, or(cfg.ReadQueue, 256))
+	p.cfg.ReadQueue = max(2, or(cfg.ReadQueue, min(256, readQueueBudget/(p.cfg.BatchLen*p.cfg.DgramBytes))))
 	p.cfg.DrainTimeout = or(cfg.DrainTimeout, 10*time.Second)
 	return p, nil
 }
