@@ -13,18 +13,26 @@ import (
 
 // BenchmarkWriteBatch writes batches of enriched events (every one with a
 // Process) to a real broker: msgpack, zstd, acks from all in-sync replicas,
-// 4 partitions, keys spread over the generator's 3 hosts.
+// 4 partitions; keys spread over the generator's 3 hosts (up to 3
+// partitions written in parallel), or one key (one partition, as one host
+// with the default key writes).
 func BenchmarkWriteBatch(b *testing.B) {
-	for _, n := range []int{1024, 4096, 16384} {
-		b.Run(strconv.Itoa(n), func(b *testing.B) { benchmarkWriteBatch(b, n) })
+	for _, key := range []string{"{host}", "one-host"} {
+		for _, n := range []int{1024, 4096, 16384} {
+			name := "keys=3/" + strconv.Itoa(n)
+			if key == "one-host" {
+				name = "keys=1/" + strconv.Itoa(n)
+			}
+			b.Run(name, func(b *testing.B) { benchmarkWriteBatch(b, n, key) })
+		}
 	}
 }
 
-func benchmarkWriteBatch(b *testing.B, n int) {
+func benchmarkWriteBatch(b *testing.B, n int, key string) {
 	topic := uniqueTopic(b)
 	createTopic(b, topic, partitions)
 	s, err := kafka.New(kafka.Config{
-		Brokers: strings.Split(brokers.Kafka(b), ","), Topic: topic,
+		Brokers: strings.Split(brokers.Kafka(b), ","), Topic: topic, Key: key,
 		Encoding: "msgpack", Compression: "zstd", RequiredAcks: "all",
 	})
 	if err != nil {
