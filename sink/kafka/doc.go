@@ -40,9 +40,9 @@
 // it; "none" once it is sent, so that loss goes unseen. All of a WriteBatch
 // is bounded by Config.WriteTimeout. A request that fails with a temporary
 // error (NOT_LEADER_OR_FOLLOWER after a leader moved, NOT_ENOUGH_REPLICAS,
-// a broken or refused connection) is sent again within WriteBatch, up to 5
-// times with delays from 25 ms doubling, which outlast the default
-// MetadataTTL so that a moved leader is found; the partitions already
+// a broken or refused connection) is sent again within WriteBatch, up to 10
+// times with delays from 25 ms doubling up to 1 s (or until WriteTimeout),
+// which outlast the default MetadataTTL so that a moved leader is found; the partitions already
 // written are not written again. The pipeline sizes the batches: the
 // larger they are (up to thousands of events), the fewer requests per
 // event.
@@ -67,7 +67,8 @@
 //     message too large (MESSAGE_TOO_LARGE, or over
 //     Config.MaxRequestBytes), an invalid topic name, failed authentication or
 //     authorization, a broker certificate that does not verify, and every
-//     Kafka error code that kafka-go does not call temporary. When messages
+//     Kafka error code that kafka-go does not call temporary, but
+//     BROKER_NOT_AVAILABLE, REPLICA_NOT_AVAILABLE and UNKNOWN_SERVER_ERROR. When messages
 //     failed with different errors (kafka.WriteErrors), the batch is
 //     permanent only if every failure is. The Kafka error stays reachable:
 //     errors.Is(err, kafkago.MessageSizeTooLarge) works, kafkago being

@@ -24,8 +24,8 @@ var errWriteTimeout = errors.New("kafka: WriteTimeout")
 // permanent reports whether retrying the write that failed with err cannot
 // help: a message larger than the broker or kafka-go accept, an invalid
 // topic name, failed authentication or authorization, a broker certificate
-// that does not verify, and every other Kafka error code kafka-go does not
-// call temporary (but UNKNOWN_SERVER_ERROR). Network errors and timeouts are
+// that does not verify, and every other Kafka error code but the retriable
+// ones (retriableCode). Network errors and timeouts are
 // retriable. kafka.WriteErrors is permanent when all of its errors are.
 func permanent(err error) bool {
 	var werrs kafkago.WriteErrors
@@ -48,7 +48,7 @@ func permanent(err error) bool {
 	}
 	var kerr kafkago.Error
 	if errors.As(err, &kerr) {
-		return !kerr.Temporary() && kerr != kafkago.Unknown
+		return !retriableCode(kerr)
 	}
 	var (
 		unknownCA  x509.UnknownAuthorityError
@@ -101,7 +101,7 @@ func (e *writeErrors) Unwrap() []error { return e.errs }
 func temporary(err error) bool {
 	var kerr kafkago.Error
 	if errors.As(err, &kerr) {
-		return kerr.Temporary()
+		return retriableCode(kerr) && kerr != kafkago.Unknown
 	}
 	var nerr net.Error
 	if errors.As(err, &nerr) && nerr.Timeout() {
@@ -110,4 +110,13 @@ func temporary(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
 		errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed)
+}
+
+// retriableCode reports whether a Kafka error code can go away by itself:
+// those kafka-go calls temporary, plus BROKER_NOT_AVAILABLE and
+// REPLICA_NOT_AVAILABLE (retriable in the Kafka protocol, not in kafka-go's
+// list), plus UNKNOWN_SERVER_ERROR (what a broker answers to a fault of its
+// own).
+func retriableCode(e kafkago.Error) bool {
+	return e.Temporary() || e == kafkago.BrokerNotAvailable || e == kafkago.ReplicaNotAvailable || e == kafkago.Unknown
 }

@@ -214,6 +214,8 @@ func TestFakeBrokerRetriableErrors(t *testing.T) {
 		{"NotLeaderForPartition/twice", kerr.NotLeaderForPartition, kafkago.NotLeaderForPartition, false},
 		{"NotEnoughReplicas/twice", kerr.NotEnoughReplicas, kafkago.NotEnoughReplicas, false},
 		{"LeaderNotAvailable/twice", kerr.LeaderNotAvailable, kafkago.LeaderNotAvailable, false},
+		{"BrokerNotAvailable/twice", kerr.BrokerNotAvailable, kafkago.BrokerNotAvailable, false},
+		{"ReplicaNotAvailable/twice", kerr.ReplicaNotAvailable, kafkago.ReplicaNotAvailable, false},
 		{"NotLeaderForPartition/untilFirstReturn", kerr.NotLeaderForPartition, kafkago.NotLeaderForPartition, true},
 		{"NotEnoughReplicas/untilFirstReturn", kerr.NotEnoughReplicas, kafkago.NotEnoughReplicas, true},
 	} {

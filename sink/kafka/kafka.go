@@ -348,11 +348,14 @@ func (s *Sink) partitions(ctx context.Context, topic string) (int, error) {
 // Retries of a produce request within WriteBatch, after a temporary error
 // (NOT_LEADER after a leader moved, NOT_ENOUGH_REPLICAS, a broken
 // connection): they spare the partitions already written the duplicates of
-// a whole-batch retry. The delays add up to more than the default
-// MetadataTTL, so that a moved leader is found.
+// a whole-batch retry. The delays (25 ms doubling up to 1 s: 5.6 s in
+// all, or until WriteTimeout) outlast the default MetadataTTL, so that a
+// moved leader is found, and the leader election of a new topic's
+// partitions.
 const (
-	produceAttempts = 5
+	produceAttempts = 10
 	retryDelay      = 25 * time.Millisecond // doubled after each attempt
+	maxRetryDelay   = time.Second
 )
 
 // produce writes p's messages in requests of up to MaxRequestBytes, one
@@ -401,6 +404,11 @@ func (s *Sink) request(ctx context.Context, msgs []kafkago.Message, p *partBatch
 		if attempt >= produceAttempts || !temporary(err) || ctx.Err() != nil {
 			return err
 		}
+		if d, ok := ctx.Deadline(); ok && time.Until(d) < delay {
+			// No time left for another attempt: the error says more than
+			// the timeout would.
+			return err
+		}
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
@@ -408,7 +416,7 @@ func (s *Sink) request(ctx context.Context, msgs []kafkago.Message, p *partBatch
 			return err
 		case <-t.C:
 		}
-		delay *= 2
+		delay = min(2*delay, maxRetryDelay)
 		s.st.retries.Add(1)
 	}
 }
@@ -545,7 +553,7 @@ func (s *Sink) classify(ctx, wctx context.Context, err error) error {
 		return fmt.Errorf("kafka: write: %w", cerr)
 	}
 	if errors.Is(context.Cause(wctx), errWriteTimeout) {
-		return fmt.Errorf("kafka: write to %v: %w (%v): %v", s.r.cfg.Brokers, ErrWriteTimeout, s.r.cfg.WriteTimeout, err)
+		return fmt.Errorf("kafka: write to %v: %w (%v): %w", s.r.cfg.Brokers, ErrWriteTimeout, s.r.cfg.WriteTimeout, describe(err))
 	}
 	werr := fmt.Errorf("kafka: write to %v: %w", s.r.cfg.Brokers, describe(err))
 	if permanent(err) {
