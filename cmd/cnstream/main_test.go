@@ -20,6 +20,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	kafkago "github.com/segmentio/kafka-go"
+
 	"github.com/cnstream/cnstream/schema"
 	"github.com/cnstream/cnstream/sink/file"
 	"github.com/cnstream/cnstream/source"
@@ -611,43 +615,80 @@ func TestRunDefaultConfig(t *testing.T) {
 	}
 }
 
-// TestRunToKafka: `cnstream run` with a kafka sink delivers a child's exec
-// event into a real Apache Kafka broker, read back with kcat as an
-// independent client, with the event id in its header.
-func TestRunToKafka(t *testing.T) {
-	addr := brokers.Kafka(t)
-	topic := fmt.Sprintf("cnstream-run-test-%d", rand.Uint32())
-	cfg := filepath.Join(t.TempDir(), "kafka.yaml")
-	yaml := fmt.Sprintf("transform:\n  filter:\n    kinds: [exec]\nsinks:\n  - name: kafka\n    type: kafka\n    kafka:\n      brokers: [%q]\n      topic: %s\n      encoding: json\n", addr, topic)
+// TestRunToKafkaNATSAndFiles: one `cnstream run` with three sinks (a real
+// Apache Kafka broker, a real nats-server with JetStream, and files)
+// delivers a spawned child's exec event to each: read back from Kafka with
+// kcat (an independent client) and kafka-go's Reader, from the JetStream
+// stream with nats.go, and from the files; the same event id everywhere,
+// in the Kafka header and as the JetStream Nats-Msg-Id.
+func TestRunToKafkaNATSAndFiles(t *testing.T) {
+	kafkaAddr, natsURL := brokers.Kafka(t), brokers.NATS(t)
+	tag := fmt.Sprintf("%d", rand.Uint32())
+	topic, stream, subject := "cnstream-run-test-"+tag, "CNSTREAM_RUN_TEST_"+tag, "cnstream-run-test-"+tag
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "three.yaml")
+	yaml := fmt.Sprintf(`transform:
+  filter:
+    kinds: [exec]
+sinks:
+  - name: kafka
+    type: kafka
+    kafka: {brokers: [%q], topic: %s, encoding: json}
+  - name: nats
+    type: nats
+    nats: {url: %q, jetstream: true, stream: %s, subject: "%s.{kind}"}
+  - name: files
+    type: file
+    file: {dir: %s, sync: always}
+`, kafkaAddr, topic, natsURL, stream, subject, filepath.Join(dir, "data"))
 	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	runCmd := exec.Command(cnstreamBin, "run", "--config", cfg)
-	var stderr bytes.Buffer
-	runCmd.Stderr = &stderr
-	if err := runCmd.Start(); err != nil {
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
 		t.Fatal(err)
 	}
-	defer runCmd.Process.Kill()
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer js.DeleteStream(context.Background(), stream)
 
+	runCmd, stderr := startRun(t, cfg)
+
+	// A child per attempt until its exec event is in Kafka (kcat): the first
+	// may come before the sinks' first connection; later ones prove it.
 	deadline := time.Now().Add(60 * time.Second)
 	var line string
+	var pid int
 	for line == "" {
 		if time.Now().After(deadline) {
 			t.Fatalf("no exec event of a child in topic %s within 60 s; stderr: %s", topic, stderr.String())
 		}
-		child := exec.Command("/bin/sh", "-c", "exit 0", "cnstream-kafka-test")
-		if err := child.Run(); err != nil {
+		// The child waits on its stdin, so that its /proc entry is there
+		// to enrich the exec event.
+		child := exec.Command("/bin/sh", "-c", "read x", "cnstream-kafka-test")
+		stdin, err := child.StdinPipe()
+		if err != nil {
 			t.Fatal(err)
 		}
-		want := fmt.Sprintf(`"exec":{"pid":%d,`, child.Process.Pid)
-		// kcat prints each message as "<event-id header>\t<value>".
-		out, _ := exec.Command("kcat", "-C", "-b", addr, "-t", topic, "-e", "-q", "-f", "%h\t%s\n").Output()
-		for _, l := range strings.Split(string(out), "\n") {
-			if strings.Contains(l, want) {
-				line = l
+		if err := child.Start(); err != nil {
+			t.Fatal(err)
+		}
+		pid = child.Process.Pid
+		want := fmt.Sprintf(`"exec":{"pid":%d,`, pid)
+		for wait := time.Now().Add(3 * time.Second); line == "" && time.Now().Before(wait); {
+			// kcat prints each message as "<headers>\t<value>".
+			out, _ := exec.Command("kcat", "-C", "-b", kafkaAddr, "-t", topic, "-e", "-q", "-f", "%h\t%s\n").Output()
+			for _, l := range strings.Split(string(out), "\n") {
+				if strings.Contains(l, want) {
+					line = l
+				}
 			}
 		}
+		stdin.Close()
+		_ = child.Wait()
 	}
 	headers, value, _ := strings.Cut(line, "\t")
 	var e schema.Event
@@ -655,14 +696,109 @@ func TestRunToKafka(t *testing.T) {
 		t.Fatalf("value %q: %v", value, err)
 	}
 	if !strings.Contains(headers, "cnstream-event-id="+e.ID) || !strings.Contains(headers, "cnstream-schema-version=1") {
-		t.Errorf("headers %q: want the event id %s and schema version 1", headers, e.ID)
+		t.Errorf("kcat: headers %q: want the event id %s and schema version 1", headers, e.ID)
 	}
+	if e.Process == nil || e.Process.Source != "proc" || strings.Join(e.Process.Cmdline, " ") != "/bin/sh -c read x cnstream-kafka-test" {
+		t.Errorf("kafka event %s not enriched from /proc: %+v", e.ID, e.Process)
+	}
+
+	// kafka-go's Reader: the same event, the same id header.
+	rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	found := false
+	conn, err := kafkago.DialContext(rctx, "tcp", kafkaAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts, err := conn.ReadPartitions(topic)
+	conn.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range parts {
+		pr := kafkago.NewReader(kafkago.ReaderConfig{Brokers: []string{kafkaAddr}, Topic: topic, Partition: p.ID, MaxWait: 100 * time.Millisecond})
+		last, err := lastOffset(rctx, kafkaAddr, topic, p.ID)
+		if err != nil {
+			pr.Close()
+			t.Fatal(err)
+		}
+		for off := int64(0); off < last && !found; off++ {
+			m, err := pr.ReadMessage(rctx)
+			if err != nil {
+				pr.Close()
+				t.Fatalf("kafka-go Reader %s/%d: %v", topic, p.ID, err)
+			}
+			for _, h := range m.Headers {
+				if h.Key == "cnstream-event-id" && string(h.Value) == e.ID {
+					found = bytes.Equal(bytes.TrimSpace(m.Value), []byte(value))
+				}
+			}
+		}
+		pr.Close()
+	}
+	if !found {
+		t.Errorf("kafka-go Reader: no message with event id %s and the value kcat read", e.ID)
+	}
+
+	// JetStream: the message with Nats-Msg-Id = the event id.
+	var inStream bool
+	for !inStream {
+		if time.Now().After(deadline) {
+			t.Fatalf("event %s not in JetStream stream %s; stderr: %s", e.ID, stream, stderr.String())
+		}
+		if st, err := js.Stream(rctx, stream); err == nil {
+			if info, err := st.Info(rctx); err == nil {
+				for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+					m, err := st.GetMsg(rctx, seq)
+					if err == nil && m.Header.Get("Nats-Msg-Id") == e.ID && m.Subject == subject+".exec" {
+						inStream = true
+					}
+				}
+			}
+		}
+		if !inStream {
+			time.Sleep(20 * time.Millisecond) // polling the stream with a deadline
+		}
+	}
+
+	// Files: written with sync always, so there once run acknowledged it.
+	var inFiles bool
+	for !inFiles && time.Now().Before(deadline) {
+		events, _ := file.ReadAll(file.Config{Dir: filepath.Join(dir, "data")})
+		for i := range events {
+			if events[i].ID == e.ID && events[i].Exec != nil && int(events[i].Exec.PID) == pid {
+				inFiles = true
+			}
+		}
+		if !inFiles {
+			time.Sleep(20 * time.Millisecond) // polling the files with a deadline
+		}
+	}
+	if !inFiles {
+		t.Errorf("event %s not in the files", e.ID)
+	}
+
 	if err := runCmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
 	if err := runCmd.Wait(); err != nil {
 		t.Fatalf("run after SIGINT: %v; stderr: %s", err, stderr.String())
 	}
+	for _, name := range []string{"kafka", "nats", "files"} {
+		if !strings.Contains(stderr.String(), "sink "+name+": ") {
+			t.Errorf("stderr %q: no final report of sink %s", stderr.String(), name)
+		}
+	}
+}
+
+// lastOffset returns the offset after the last message of a partition.
+func lastOffset(ctx context.Context, addr, topic string, partition int) (int64, error) {
+	conn, err := kafkago.DialLeader(ctx, "tcp", addr, topic, partition)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	return conn.ReadLastOffset()
 }
 
 // startRun starts `cnstream run --config cfg` and waits for its "listening"
