@@ -41,7 +41,9 @@
 // is bounded by Config.WriteTimeout. A request that fails with a temporary
 // error (NOT_LEADER_OR_FOLLOWER after a leader moved, NOT_ENOUGH_REPLICAS,
 // a broken or refused connection) is sent again within WriteBatch, up to 10
-// times with delays from 25 ms doubling up to 1 s (or until WriteTimeout),
+// times with delays from 25 ms doubling up to 1 s (or until WriteTimeout;
+// 3 times for a connection error, as a broker that is down is likely to
+// stay down longer),
 // which outlast the default MetadataTTL so that a moved leader is found; the partitions already
 // written are not written again. The pipeline sizes the batches: the
 // larger they are (up to thousands of events), the fewer requests per

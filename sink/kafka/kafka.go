@@ -354,6 +354,10 @@ func (s *Sink) partitions(ctx context.Context, topic string) (int, error) {
 // partitions.
 const (
 	produceAttempts = 10
+	// A broker that refuses or drops connections is likely down for longer
+	// than a leader election: fewer attempts (75 ms of delays), and the
+	// pipeline's backoff takes over.
+	connAttempts = 3
 	retryDelay      = 25 * time.Millisecond // doubled after each attempt
 	maxRetryDelay   = time.Second
 )
@@ -401,7 +405,12 @@ func (s *Sink) request(ctx context.Context, msgs []kafkago.Message, p *partBatch
 			return nil
 		}
 		s.st.requestErrors.Add(1)
-		if attempt >= produceAttempts || !temporary(err) || ctx.Err() != nil {
+		var kerr kafkago.Error
+		limit := produceAttempts
+		if !errors.As(err, &kerr) {
+			limit = connAttempts
+		}
+		if attempt >= limit || !temporary(err) || ctx.Err() != nil {
 			return err
 		}
 		if d, ok := ctx.Deadline(); ok && time.Until(d) < delay {
