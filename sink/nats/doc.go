@@ -22,14 +22,22 @@
 // subject). A JetStream stream stores them in that order too. After a
 // failed batch, the pipeline's retry republishes the whole batch: under
 // JetStream the messages stored the first time are dropped as duplicates,
-// so the stream holds each event once, in its first publish's place.
+// so the stream holds each event once, in its first publish's place. That
+// place keeps the batch's order because nothing is published while the
+// connection is down (see Errors): what reached the server before a
+// disconnection is a prefix of the batch, and the retry stores the rest
+// after it.
 //
 // # Delivery semantics
 //
 // Core NATS (the default) has no acknowledgement beyond the server's
 // receipt: WriteBatch publishes the batch, then flushes (a PING answered by
 // a PONG after the server has read and routed every message before it) and
-// returns nil then. Delivery is at most once beyond that point: a
+// returns nil then, unless the connection was lost while the batch was
+// being published: nats.go drops what it had not yet written to the lost
+// connection, so a flush answered on the next connection does not vouch for
+// the batch, and WriteBatch fails with a retriable error wrapping
+// nats.ErrDisconnected. Delivery is at most once beyond that point: a
 // subscriber that is not connected, or too slow, does not get the messages,
 // and the server keeps nothing. A test subscriber must subscribe before the
 // sink publishes.
@@ -62,11 +70,16 @@
 //     subject;
 //   - a connection closed for good after Config.MaxReconnects attempts.
 //
-// A server that cannot be reached, a disconnection (pending acks fail with
-// nats.ErrDisconnected), a full stream (MaxMsgs or MaxBytes with the
-// discard-new policy: the server's *jetstream.APIError is wrapped) and
-// timeouts are retriable. While reconnecting, nats.go buffers core
-// publishes; the flush or the acks then wait, up to Config.Timeout.
+// A server that cannot be reached, a disconnection (the error wraps
+// nats.ErrDisconnected: JetStream's pending acks fail with it, and so does a
+// core batch during which the connection was lost), a full stream (MaxMsgs
+// or MaxBytes with the discard-new policy: the server's *jetstream.APIError
+// is wrapped) and timeouts are retriable. While the connection is
+// reconnecting, WriteBatch fails at once with a retriable error wrapping
+// nats.ErrDisconnected: nats.go's reconnect buffer is off
+// (nats.ReconnectBufSize(-1)), since it would deliver the end of a batch
+// whose middle was lost with the connection before the retry brings that
+// middle, out of order. The pipeline's retries wait for the reconnection.
 // Passwords, tokens and a URL's user information never appear in errors.
 //
 // # Concurrency

@@ -30,6 +30,12 @@ const (
 // acknowledged within Config.Timeout. It is retriable.
 var ErrAckTimeout = errors.New("nats: batch not acknowledged within Config.Timeout")
 
+// errConnLost is wrapped, with nats.ErrDisconnected, by the retriable error
+// of a core NATS batch during which the connection was lost: nats.go drops
+// what it had not yet written to the lost connection, so the flush that
+// succeeds on the next one does not vouch for the whole batch.
+var errConnLost = errors.New("the connection was lost while the batch was being published, some messages may not have reached the server")
+
 // Stats is a snapshot of a Sink's counters since New.
 type Stats struct {
 	Published  uint64 // messages handed to the connection
@@ -46,6 +52,11 @@ type Sink struct {
 	nc      *nats.Conn
 	js      jetstream.JetStream // nil under core NATS
 	secrets []string
+
+	// lost receives the connection's RECONNECTING transitions (nats.go
+	// sends them synchronously, under the connection's lock, as it stops
+	// writing to the lost connection); core NATS only, read under turn.
+	lost chan nats.Status
 
 	// turn is held by WriteBatch and Close: they take turns, and give up
 	// waiting when their ctx ends.
@@ -97,6 +108,12 @@ func New(cfg Config) (*Sink, error) {
 		nats.ReconnectWait(r.ReconnectWait),
 		nats.MaxReconnects(r.MaxReconnects),
 		nats.Timeout(r.Timeout),
+		// No publishing while reconnecting: nats.go would keep what is
+		// published then and send it on the next connection, after
+		// dropping what it had not yet written to the lost one, so the end
+		// of a batch would be delivered (and stored) before the part that
+		// only the retry brings. WriteBatch fails at once instead.
+		nats.ReconnectBufSize(-1),
 	}
 	switch {
 	case r.CredsFile != "":
@@ -127,6 +144,7 @@ func New(cfg Config) (*Sink, error) {
 	}
 	s.nc = nc
 	if !r.JetStream {
+		s.lost = nc.StatusChanged(nats.RECONNECTING)
 		return s, nil
 	}
 	js, err := jetstream.New(nc,
@@ -226,7 +244,10 @@ func (s *Sink) WriteBatch(ctx context.Context, events []schema.Event) error {
 		return nil
 	}
 	err := ctx.Err()
-	if err == nil {
+	if err == nil && s.nc.IsReconnecting() {
+		// Nothing is published while reconnecting (see New).
+		err = fmt.Errorf("nats: publish: not connected, reconnecting: %w", nats.ErrDisconnected)
+	} else if err == nil {
 		s.encode(events)
 		if s.js == nil {
 			err = s.writeCore(ctx)
@@ -297,10 +318,31 @@ func (s *Sink) waitErr(ctx, actx context.Context, what string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return fmt.Errorf("nats: %s: %w (%v)", what, context.Cause(actx), s.cfg.Timeout)
+	err := fmt.Errorf("nats: %s: %w (%v)", what, context.Cause(actx), s.cfg.Timeout)
+	if s.nc.IsClosed() {
+		return s.classify(err, "")
+	}
+	return err
+}
+
+// connLost reports whether the connection was lost since the last call.
+func (s *Sink) connLost() bool {
+	lost := false
+	for {
+		select {
+		case _, ok := <-s.lost:
+			if !ok {
+				return lost
+			}
+			lost = true
+		default:
+			return lost
+		}
+	}
 }
 
 func (s *Sink) writeCore(ctx context.Context) error {
+	s.connLost() // losses before this batch are not its concern
 	for i := range s.msgs {
 		if i%256 == 255 {
 			if err := ctx.Err(); err != nil {
@@ -318,7 +360,16 @@ func (s *Sink) writeCore(ctx context.Context) error {
 		if actx.Err() != nil {
 			return s.waitErr(ctx, actx, fmt.Sprintf("flushing %d messages", len(s.msgs)))
 		}
+		if errors.Is(err, nats.ErrConnectionClosed) && !s.nc.IsClosed() {
+			// nats.go fails the flushes pending when the connection
+			// breaks with ErrConnectionClosed; it is reconnecting.
+			err = fmt.Errorf("%w: %w", errConnLost, nats.ErrDisconnected)
+		}
 		return s.classify(fmt.Errorf("flushing %d messages: %w", len(s.msgs), err), "")
+	}
+	if s.connLost() {
+		// The PONG came on a later connection than some of the messages.
+		return fmt.Errorf("nats: publish: %d messages: %w: %w", len(s.msgs), errConnLost, nats.ErrDisconnected)
 	}
 	s.st.acked.Add(uint64(len(s.msgs)))
 	return nil
@@ -395,6 +446,9 @@ func (s *Sink) classify(err error, subject string) error {
 		return sink.Permanent(fmt.Errorf("%s: %w", what, err))
 	case s.nc.IsClosed():
 		return sink.Permanent(fmt.Errorf("%s: the connection is closed for good (Config.MaxReconnects reached): %w", what, err))
+	case errors.Is(err, nats.ErrReconnectBufExceeded):
+		// The reconnect buffer is off: this is "not connected".
+		return fmt.Errorf("%s: not connected, reconnecting: %w: %w", what, nats.ErrDisconnected, err)
 	}
 	return fmt.Errorf("%s: %w", what, err)
 }
