@@ -43,6 +43,14 @@ type Stats struct {
 	Duplicates uint64 // JetStream PubAcks that reported a duplicate: stored before, not stored again
 	Errors     uint64 // WriteBatch calls that failed (context errors included)
 	Reconnects uint64 // reconnections of the connection
+
+	// What nats.go reports outside any call (otherwise printed to stderr
+	// by its default handler): connections lost, and asynchronous errors
+	// (slow consumer, permissions violations, broken pipes), the last one
+	// with secrets redacted.
+	Disconnects    uint64
+	AsyncErrors    uint64
+	LastAsyncError string
 }
 
 // Sink publishes events to NATS, one message per event. See the package
@@ -78,6 +86,8 @@ type Sink struct {
 
 	st struct {
 		published, acked, duplicates, errors atomic.Uint64
+		disconnects, asyncErrors             atomic.Uint64
+		lastAsync                            atomic.Pointer[string]
 	}
 }
 
@@ -114,6 +124,15 @@ func New(cfg Config) (*Sink, error) {
 		// of a batch would be delivered (and stored) before the part that
 		// only the retry brings. WriteBatch fails at once instead.
 		nats.ReconnectBufSize(-1),
+		// Count and keep what nats.go would print to stderr.
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			s.st.asyncErrors.Add(1)
+			s.noteAsync(err)
+		}),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			s.st.disconnects.Add(1)
+			s.noteAsync(err)
+		}),
 	}
 	switch {
 	case r.CredsFile != "":
@@ -486,11 +505,26 @@ func (s *Sink) Close(ctx context.Context) error {
 // Stats returns the counters. It is safe to call at any time, from any
 // goroutine.
 func (s *Sink) Stats() Stats {
-	return Stats{
-		Published:  s.st.published.Load(),
-		Acked:      s.st.acked.Load(),
-		Duplicates: s.st.duplicates.Load(),
-		Errors:     s.st.errors.Load(),
-		Reconnects: s.nc.Stats().Reconnects,
+	st := Stats{
+		Published:   s.st.published.Load(),
+		Acked:       s.st.acked.Load(),
+		Duplicates:  s.st.duplicates.Load(),
+		Errors:      s.st.errors.Load(),
+		Reconnects:  s.nc.Stats().Reconnects,
+		Disconnects: s.st.disconnects.Load(),
+		AsyncErrors: s.st.asyncErrors.Load(),
 	}
+	if p := s.st.lastAsync.Load(); p != nil {
+		st.LastAsyncError = *p
+	}
+	return st
+}
+
+// noteAsync keeps err, redacted, as the last asynchronous error.
+func (s *Sink) noteAsync(err error) {
+	if err == nil {
+		return
+	}
+	msg := s.redact(err).Error()
+	s.st.lastAsync.Store(&msg)
 }
