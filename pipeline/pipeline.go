@@ -9,6 +9,10 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/cnstream/cnstream/schema"
 	"github.com/cnstream/cnstream/sink"
@@ -54,6 +58,7 @@ func or[T comparable](v, def T) T {
 // SinkConfig is one output: a sink behind its own bounded queue.
 type SinkConfig struct {
 	Name string    // for stats and dropped records; required
+	Type string    // the backend ("kafka", "file"...): the sink.type attribute of its metrics
 	Sink sink.Sink // required
 
 	QueueEvents int   // queue bound in events, default 65536
@@ -85,6 +90,17 @@ type Config struct {
 	// DrainTimeout bounds the shutdown: flushing queues and closing sinks.
 	// What is not delivered by then is counted and reported. Default 10 s.
 	DrainTimeout time.Duration
+
+	// Meter receives the pipeline's metrics (names in metrics.go): the
+	// counters of the source (when it implements SourceStats), the
+	// transform, Enrich and every sink, read at each collection, and the
+	// write-duration and event-latency histograms. Default: none.
+	Meter metric.Meter
+	// Enrich is the enricher whose counters become metrics. Default: none.
+	Enrich EnrichStats
+	// Tracer receives a span per sink batch write (retries included).
+	// Default: none.
+	Tracer trace.Tracer
 }
 
 // Syncer is a sink that can make what it acknowledged durable on demand
@@ -121,10 +137,15 @@ type Stats struct {
 type Pipeline struct {
 	cfg     Config
 	workers []*worker
+	inst    instruments
 }
 
 type worker struct {
 	cfg           SinkConfig
+	inst          *instruments // nil without a Meter
+	attrs         metric.MeasurementOption
+	recOpts       []metric.RecordOption // attrs, as Record takes them
+	tracer        trace.Tracer
 	q             *queue
 	tr            *transform.Transformer
 	failedPending uint64 // events given up on, not yet stated by a record (worker goroutine only)
@@ -166,6 +187,14 @@ func New(cfg Config) (*Pipeline, error) {
 	p.cfg.DgramBytes = or(cfg.DgramBytes, 512)
 	p.cfg.ReadQueue = max(2, or(cfg.ReadQueue, min(256, readQueueBudget/(p.cfg.BatchLen*p.cfg.DgramBytes))))
 	p.cfg.DrainTimeout = or(cfg.DrainTimeout, 10*time.Second)
+	for _, w := range p.workers {
+		w.tracer = cfg.Tracer
+	}
+	if cfg.Meter != nil {
+		if err := p.registerMetrics(); err != nil {
+			return nil, fmt.Errorf("pipeline: metrics: %w", err)
+		}
+	}
 	return p, nil
 }
 
@@ -361,20 +390,46 @@ func (w *worker) run(ctx context.Context) {
 }
 
 func (w *worker) write(ctx context.Context, batch []schema.Event) {
+	var span trace.Span
+	if w.tracer != nil {
+		ctx, span = w.tracer.Start(ctx, "cnstream.sink.write", trace.WithAttributes(
+			AttrSinkName.String(w.cfg.Name), AttrSinkType.String(w.cfg.Type),
+			attribute.Int("cnstream.batch.events", len(batch))))
+	}
+	retries := 0
 	op := func() error {
+		start := time.Now()
 		err := w.cfg.Sink.WriteBatch(ctx, batch)
 		if err == nil {
+			w.recordWrite(ctx, start, batch, "ok")
 			return nil
 		}
 		msg := err.Error()
 		w.stats.lastErr.Store(&msg)
 		if sink.IsPermanent(err) || ctx.Err() != nil {
+			outcome := "permanent"
+			if ctx.Err() != nil {
+				outcome = "canceled"
+			}
+			w.recordWrite(ctx, start, batch, outcome)
 			return backoff.Permanent(err)
 		}
+		w.recordWrite(ctx, start, batch, "retriable")
 		w.stats.retries.Add(1)
+		retries++
 		return err
 	}
 	err := backoff.Retry(op, w.cfg.Retry.backoff(ctx))
+	if span != nil {
+		span.SetAttributes(attribute.Int("cnstream.batch.retries", retries))
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, err.Error())
+		} else {
+			span.SetStatus(codes.Ok, "")
+		}
+		span.End()
+	}
 	if err == nil {
 		w.stats.batches.Add(1)
 		w.stats.delivered.Add(uint64(len(batch)))

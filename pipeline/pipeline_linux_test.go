@@ -27,6 +27,7 @@ const (
 	groupBlock  = 15
 	groupRetry  = 16
 	groupStop   = 17
+	groupMetric = 11
 )
 
 func TestMain(m *testing.M) {
@@ -129,6 +130,12 @@ type setup struct {
 // start runs a pipeline reading group g into sinks; the test sends with tx.
 func start(t *testing.T, g uint32, rcvbuf int, sinks ...SinkConfig) *setup {
 	t.Helper()
+	return startWith(t, g, rcvbuf, nil, sinks...)
+}
+
+// startWith is start with a change to the pipeline's Config.
+func startWith(t *testing.T, g uint32, rcvbuf int, edit func(*Config), sinks ...SinkConfig) *setup {
+	t.Helper()
 	rx, err := source.Dial(source.Config{Groups: []uint32{g}, ReadBuffer: rcvbuf})
 	if err != nil {
 		t.Fatal(err)
@@ -146,7 +153,11 @@ func start(t *testing.T, g uint32, rcvbuf int, sinks ...SinkConfig) *setup {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := New(Config{Source: rx, Transform: tr, Sinks: sinks, DrainTimeout: 5 * time.Second})
+	cfg := Config{Source: rx, Transform: tr, Sinks: sinks, DrainTimeout: 5 * time.Second}
+	if edit != nil {
+		edit(&cfg)
+	}
+	p, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
