@@ -38,6 +38,13 @@ type Sink interface {
 	Close(ctx context.Context) error
 }
 
+// Pinger is a sink that can say whether its backend is reachable now,
+// without writing: the readiness endpoint (/readyz) asks it. Ping honours
+// ctx as a deadline and returns nil when the backend answers.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
 // ErrClosed is returned by WriteBatch after Close.
 var ErrClosed = errors.New("sink: closed")
 

@@ -425,6 +425,22 @@ func (s *Sink) Sync(ctx context.Context) error {
 // and compresses the rotated files still waiting, for as long as ctx lets
 // it: compression left undone is reported to OnError and finished by the
 // next New, and costs no event, so it does not fail Close. A second Close
+// Ping checks that the directory is still there and writable.
+func (s *Sink) Ping(context.Context) error {
+	f, err := os.CreateTemp(s.cfg.Dir, ".cnstream-ping-*")
+	if err != nil {
+		return fmt.Errorf("file: ping: %w", err)
+	}
+	name := f.Name()
+	f.Close()
+	if err := os.Remove(name); err != nil {
+		return fmt.Errorf("file: ping: %w", err)
+	}
+	return nil
+}
+
+var _ sink.Pinger = (*Sink)(nil)
+
 // returns nil.
 func (s *Sink) Close(ctx context.Context) error {
 	if err := s.acquire(ctx); err != nil {

@@ -830,3 +830,25 @@ func TestReaderFiles(t *testing.T) {
 		t.Errorf("%d events, want 60", n)
 	}
 }
+
+// TestPing: a writable directory answers; once it is gone, Ping says so.
+func TestPing(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "d")
+	s, err := New(Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	if err := s.Ping(t.Context()); err != nil {
+		t.Errorf("Ping: %v", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) > 1 {
+		t.Errorf("Ping left files behind: %v", entries)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ping(t.Context()); err == nil || !strings.HasPrefix(err.Error(), "file: ping: ") {
+		t.Errorf("Ping of a removed directory = %v", err)
+	}
+}

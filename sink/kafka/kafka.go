@@ -537,6 +537,23 @@ func (s *Sink) encode(events []schema.Event) ([]kafkago.Message, int, error) {
 	return msgs, size, nil
 }
 
+// Ping asks the bootstrap brokers, one after the other, for their API
+// versions until one answers; it returns nil then, else the last error. It
+// does not use a pooled connection's earlier answer: a broker that stopped
+// fails the ping.
+func (s *Sink) Ping(ctx context.Context) error {
+	var err error
+	for _, b := range s.r.cfg.Brokers {
+		_, err = s.client.ApiVersions(ctx, &kafkago.ApiVersionsRequest{Addr: kafkago.TCP(b)})
+		if err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("kafka: ping %v: %w", s.r.cfg.Brokers, err)
+}
+
+var _ sink.Pinger = (*Sink)(nil)
+
 // Close marks the sink closed and closes the idle connections to the
 // brokers. WriteBatch returns only once its requests are acknowledged, so
 // there is nothing left to flush; Close waits for a WriteBatch in progress,

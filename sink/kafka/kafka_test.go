@@ -661,3 +661,25 @@ func TestStats(t *testing.T) {
 		t.Errorf("Stats = %+v, want 300 messages, 3 batches, %d bytes, no error, at least 3 requests", st, bytes)
 	}
 }
+
+// TestPing: the real broker answers; a closed port does not, within ctx.
+func TestPing(t *testing.T) {
+	s, err := kafka.New(kafka.Config{Brokers: strings.Split(brokers.Kafka(t), ",")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	if err := s.Ping(t.Context()); err != nil {
+		t.Errorf("Ping the test broker: %v", err)
+	}
+	down, err := kafka.New(kafka.Config{Brokers: []string{unreachable(t)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer down.Close(context.Background())
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	if err := down.Ping(ctx); err == nil || !strings.HasPrefix(err.Error(), "kafka: ping ") {
+		t.Errorf("Ping a closed port = %v, want a kafka: ping error", err)
+	}
+}

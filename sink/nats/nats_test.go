@@ -340,3 +340,23 @@ func TestCloseWaitsForTurn(t *testing.T) {
 	}
 	<-s.turn
 }
+
+// TestPing: a connected sink answers, core and JetStream; a closed one
+// says its connection is closed.
+func TestPing(t *testing.T) {
+	url := brokers.NATS(t)
+	core := mustNew(t, Config{URL: url})
+	if err := core.Ping(t.Context()); err != nil {
+		t.Errorf("core Ping: %v", err)
+	}
+	js, _, _ := newJetStream(t, url, Config{})
+	if err := js.Ping(t.Context()); err != nil {
+		t.Errorf("JetStream Ping: %v", err)
+	}
+	if err := core.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := core.Ping(t.Context()); err == nil || !strings.Contains(err.Error(), "CLOSED") {
+		t.Errorf("Ping after Close = %v, want the connection's CLOSED status", err)
+	}
+}

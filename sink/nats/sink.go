@@ -476,6 +476,31 @@ func (s *Sink) classify(err error, subject string) error {
 // WriteBatch in progress, or for the flush, when ctx ends (the connection
 // is closed anyway once it has the turn). Events WriteBatch acknowledged are
 // already with the server: Close loses none of them. A second Close returns
+// Ping reports whether the connection is up (nats.go's status CONNECTED),
+// and with JetStream whether the server answers for the account.
+func (s *Sink) Ping(ctx context.Context) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.cfg.Timeout)
+		defer cancel()
+	}
+	if st := s.nc.Status(); st != nats.CONNECTED {
+		return fmt.Errorf("nats: ping %s: connection %s", s.serversForErrors(), st)
+	}
+	if s.js != nil {
+		if _, err := s.js.AccountInfo(ctx); err != nil {
+			return s.redact(fmt.Errorf("nats: ping %s: jetstream: %w", s.serversForErrors(), err))
+		}
+		return nil
+	}
+	if err := s.nc.FlushWithContext(ctx); err != nil {
+		return s.redact(fmt.Errorf("nats: ping %s: %w", s.serversForErrors(), err))
+	}
+	return nil
+}
+
+var _ sink.Pinger = (*Sink)(nil)
+
 // nil.
 func (s *Sink) Close(ctx context.Context) error {
 	if err := s.lock(ctx); err != nil {
