@@ -357,9 +357,9 @@ const (
 	// A broker that refuses or drops connections is likely down for longer
 	// than a leader election: fewer attempts (75 ms of delays), and the
 	// pipeline's backoff takes over.
-	connAttempts = 3
-	retryDelay      = 25 * time.Millisecond // doubled after each attempt
-	maxRetryDelay   = time.Second
+	connAttempts  = 3
+	retryDelay    = 25 * time.Millisecond // doubled after each attempt
+	maxRetryDelay = time.Second
 )
 
 // produce writes p's messages in requests of up to MaxRequestBytes, one
