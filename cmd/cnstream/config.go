@@ -37,6 +37,8 @@ type Config struct {
 	Transform TransformConfig `yaml:"transform"`
 	Pipeline  PipelineConfig  `yaml:"pipeline"`
 	Sinks     []SinkConfig    `yaml:"sinks"`
+	Telemetry TelemetryConfig `yaml:"telemetry"`
+	Log       LogConfig       `yaml:"log"`
 }
 
 // SourceConfig: the connector socket and the subscription.
@@ -429,6 +431,12 @@ func (c *Config) validate() error {
 	}
 	if d := c.Source.DatagramSize; d != 0 && (d < 64 || d > 1<<20) {
 		return fieldErr("source.datagram_size", "%d: want 64..1MiB bytes (0: 512, or 16420 with groups)", d)
+	}
+	if err := c.Telemetry.validate(); err != nil {
+		return err
+	}
+	if err := c.Log.validate(); err != nil {
+		return err
 	}
 	if a := c.Transform.Ancestors; a != nil && *a < 0 {
 		return fieldErr("transform.ancestors", "%d: must not be negative", *a)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cnstream/cnstream/pipeline"
+	"github.com/cnstream/cnstream/schema"
 	"github.com/cnstream/cnstream/sink"
 	"github.com/cnstream/cnstream/sink/file"
 	kafkasink "github.com/cnstream/cnstream/sink/kafka"
@@ -16,6 +17,7 @@ import (
 	"github.com/cnstream/cnstream/sink/stdout"
 	"github.com/cnstream/cnstream/source"
 	"github.com/cnstream/cnstream/transform"
+	"github.com/cnstream/cnstream/transform/enrich"
 )
 
 const runSynopsis = `run [--config FILE]
@@ -86,6 +88,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 
 // runPipeline builds the stages of c and runs them until ctx ends.
 func runPipeline(ctx context.Context, c *Config, stdout, stderr io.Writer) error {
+	log := c.Log.newLogger(stderr)
 	sinks, err := buildSinks(c, stdout)
 	if err != nil {
 		return err
@@ -97,6 +100,23 @@ func runPipeline(ctx context.Context, c *Config, stdout, stderr io.Writer) error
 			_ = s.Sink.Close(cctx)
 		}
 	}
+	host, err := readHost()
+	if err != nil {
+		closeAll()
+		return err
+	}
+	tel, err := startTelemetry(ctx, c, host.Hostname, log)
+	if err != nil {
+		closeAll()
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tel.shutdown(sctx); err != nil {
+			log.Warn("telemetry shutdown", "err", err)
+		}
+	}()
 	mask, _ := kernelMask(c.Source.KernelFilter) // validated
 	conn, err := source.Dial(source.Config{Groups: c.Source.Groups, UserspaceGroups: c.Source.UserspaceGroups,
 		ReadBuffer: int(c.Source.ReadBuffer), NoENOBUFS: c.Source.NoENOBUFS})
@@ -105,7 +125,7 @@ func runPipeline(ctx context.Context, c *Config, stdout, stderr io.Writer) error
 		return err
 	}
 	if st := conn.Stats(); c.Source.ReadBuffer >= 0 && !st.ReadBufferForced {
-		fmt.Fprintf(stderr, "cnstream run: warning: receive buffer limited to %d bytes (SO_RCVBUFFORCE needs CAP_NET_ADMIN): bursts may overflow it; every drop is reported\n", st.ReadBuffer)
+		log.Warn("receive buffer limited (SO_RCVBUFFORCE needs CAP_NET_ADMIN): bursts may overflow it; every drop is reported", "bytes", st.ReadBuffer)
 	}
 	var heard []string
 	if c.Source.processEvents() {
@@ -122,25 +142,35 @@ func runPipeline(ctx context.Context, c *Config, stdout, stderr io.Writer) error
 	for _, g := range c.Source.Groups {
 		heard = append(heard, fmt.Sprintf("group %d", g))
 	}
-	tr, err := buildTransform(c)
+	tr, table, err := buildTransform(c, host)
 	if err != nil {
 		conn.Close()
 		closeAll()
 		return err
 	}
-	p, err := pipeline.New(pipeline.Config{Source: conn, Transform: tr, Sinks: sinks,
-		BatchLen: c.Source.Batch, DgramBytes: c.Source.datagramSize(), DrainTimeout: time.Duration(c.Pipeline.DrainTimeout)})
+	pcfg := pipeline.Config{Source: conn, Transform: tr, Sinks: sinks,
+		BatchLen: c.Source.Batch, DgramBytes: c.Source.datagramSize(), DrainTimeout: time.Duration(c.Pipeline.DrainTimeout),
+		Meter: tel.Meter(), Tracer: tel.Tracer()}
+	if table != nil {
+		pcfg.Enrich = table
+	}
+	p, err := pipeline.New(pcfg)
 	if err != nil {
 		conn.Close()
 		closeAll()
 		return err
 	}
 	var names []string
+	var named []namedSink
 	for _, s := range sinks {
 		names = append(names, s.Name)
+		named = append(named, namedSink{s.Name, s.Sink})
 	}
+	tel.setReady(readinessOf(conn, c.Source.processEvents(), named))
 	fmt.Fprintf(stderr, "cnstream run: listening to %s; sinks: %s\n", strings.Join(heard, ", "), strings.Join(names, ", "))
+	log.Info("running", "sources", strings.Join(heard, ", "), "sinks", strings.Join(names, ", "), "telemetry", tel.Addr())
 	runErr := p.Run(ctx)
+	tel.setDone()
 	st := p.Stats()
 	fmt.Fprintf(stderr, "cnstream run: %d events (%d records of loss: %d gaps, %d missing, %d kernel drops, %d malformed, %d forged), %d filtered\n",
 		st.Transform.Events, st.Transform.Records, st.Transform.Gaps, st.Transform.Missing, st.Transform.Drops, st.Transform.Malformed, st.Transform.Forged, st.Transform.Filtered)
@@ -151,28 +181,27 @@ func runPipeline(ctx context.Context, c *Config, stdout, stderr io.Writer) error
 	return runErr
 }
 
-func buildTransform(c *Config) (*transform.Transformer, error) {
-	host, err := readHost()
-	if err != nil {
-		return nil, err
-	}
+func buildTransform(c *Config, host schema.Host) (*transform.Transformer, *enrich.Table, error) {
 	filter, _ := c.Transform.Filter.filter() // validated
 	cfg := transform.Config{Host: host, Filter: filter}
+	var err error
 	if cfg.Clock, err = newClock(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	var table *enrich.Table
 	if c.Transform.Enrich == nil || *c.Transform.Enrich {
 		ancestors := 4
 		if c.Transform.Ancestors != nil {
 			ancestors = *c.Transform.Ancestors
 		}
-		table, err := newEnricher(&tailOptions{ancestors: ancestors, maxProcs: c.Transform.MaxProcesses})
+		table, err = newEnricher(&tailOptions{ancestors: ancestors, maxProcs: c.Transform.MaxProcesses})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		cfg.Enricher = table
 	}
-	return transform.New(cfg)
+	tr, err := transform.New(cfg)
+	return tr, table, err
 }
 
 func buildSinks(c *Config, stdoutW io.Writer) ([]pipeline.SinkConfig, error) {
@@ -204,7 +233,7 @@ func buildSinks(c *Config, stdoutW io.Writer) ([]pipeline.SinkConfig, error) {
 		}
 		policy, _ := pipeline.ParsePolicy(or(sc.Queue.Policy, "block"))
 		batchEvents, batchBytes := sc.batchDefaults()
-		out = append(out, pipeline.SinkConfig{Name: sc.Name, Sink: s,
+		out = append(out, pipeline.SinkConfig{Name: sc.Name, Type: sc.Type, Sink: s,
 			QueueEvents: sc.Queue.Events, QueueBytes: int64(sc.Queue.Bytes), Policy: policy,
 			BatchEvents: batchEvents, BatchBytes: batchBytes, Linger: time.Duration(sc.Batch.Linger),
 			Retry: pipeline.RetryConfig{Initial: time.Duration(sc.Retry.Initial), Max: time.Duration(sc.Retry.Max), MaxElapsed: time.Duration(sc.Retry.MaxElapsed)}})
