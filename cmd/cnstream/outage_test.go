@@ -8,8 +8,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -48,6 +50,7 @@ func TestRunKafkaBrokerOutage(t *testing.T) {
 		outage  = 10 * time.Second // the fault under test
 	)
 	k := startPrivateKafka(t)
+	telemetryAddr := freeAddr(t)
 	topic := fmt.Sprintf("cnstream-outage-test-%d", rand.Uint32())
 	cfg := filepath.Join(t.TempDir(), "outage.yaml")
 	yaml := fmt.Sprintf(`source:
@@ -66,7 +69,9 @@ sinks:
       brokers: [%q]
       topic: %s
       encoding: json
-`, groupOutage, k.addr, topic)
+telemetry:
+  listen: %s
+`, groupOutage, k.addr, topic, telemetryAddr)
 	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -104,13 +109,18 @@ sinks:
 		time.Sleep(100 * time.Millisecond) // polling the topic with a deadline
 	}
 
+	// /readyz: ready while the broker answers, 503 naming the sink while it
+	// is down, ready again once it is back.
+	waitReady(t, telemetryAddr, true, "", 10*time.Second)
 	tStop := time.Now()
 	k.stop(t, true)
 	if out, err := exec.Command(k.script("status"), "--dir", k.dir).CombinedOutput(); err == nil {
 		t.Fatalf("status after stop --keep says the broker runs: %s", out)
 	}
-	time.Sleep(outage) // the outage itself: the fault being injected
+	waitReady(t, telemetryAddr, false, `"name":"sink kafka","ok":false,"error":"kafka: ping`, outage)
+	time.Sleep(time.Until(tStop.Add(outage))) // the outage itself: the fault being injected
 	k.restart(t)
+	waitReady(t, telemetryAddr, true, "", 30*time.Second)
 	down := time.Since(tStop)
 	t.Logf("broker stopped %.1f s after send started with %d messages in the topic; down %.1f s (restart included)",
 		tStop.Sub(t0).Seconds(), atStop, down.Seconds())
@@ -480,4 +490,44 @@ func freePortPair(t *testing.T) int {
 	}
 	t.Fatal("no two consecutive free ports on 127.0.0.1")
 	return 0
+}
+
+// freeAddr returns a 127.0.0.1 address with a port free now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// waitReady polls http://addr/readyz until its status is 200 (ready) or 503
+// (not ready) and, for 503, the body contains want; it fails the test after
+// d.
+func waitReady(t *testing.T, addr string, ready bool, want string, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	var last string
+	for {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			last = fmt.Sprintf("%d %s", resp.StatusCode, body)
+			if ready && resp.StatusCode == http.StatusOK {
+				return
+			}
+			if !ready && resp.StatusCode == http.StatusServiceUnavailable && strings.Contains(string(body), want) {
+				return
+			}
+		} else {
+			last = err.Error()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz not %v within %v; last answer: %s", map[bool]string{true: "ready", false: "503 with " + want}[ready], d, last)
+		}
+		time.Sleep(100 * time.Millisecond) // polling the endpoint with a deadline
+	}
 }
