@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -101,6 +102,9 @@ type Config struct {
 	// Tracer receives a span per sink batch write (retries included).
 	// Default: none.
 	Tracer trace.Tracer
+	// Logger receives the sinks' failures (each failed attempt at Warn,
+	// a batch given up at Error) and recoveries (Info). Default: none.
+	Logger *slog.Logger
 }
 
 // Syncer is a sink that can make what it acknowledged durable on demand
@@ -146,6 +150,8 @@ type worker struct {
 	attrs         metric.MeasurementOption
 	recOpts       []metric.RecordOption // attrs, as Record takes them
 	tracer        trace.Tracer
+	log           *slog.Logger
+	failing       bool // the last write attempt failed (worker goroutine only)
 	q             *queue
 	tr            *transform.Transformer
 	failedPending uint64 // events given up on, not yet stated by a record (worker goroutine only)
@@ -189,6 +195,11 @@ func New(cfg Config) (*Pipeline, error) {
 	p.cfg.DrainTimeout = or(cfg.DrainTimeout, 10*time.Second)
 	for _, w := range p.workers {
 		w.tracer = cfg.Tracer
+		w.log = cfg.Logger
+		if w.log == nil {
+			w.log = slog.New(slog.DiscardHandler)
+		}
+		w.log = w.log.With("sink", w.cfg.Name)
 	}
 	if cfg.Meter != nil {
 		if err := p.registerMetrics(); err != nil {
@@ -417,6 +428,8 @@ func (w *worker) write(ctx context.Context, batch []schema.Event) {
 		w.recordWrite(ctx, start, batch, "retriable")
 		w.stats.retries.Add(1)
 		retries++
+		w.failing = true
+		w.log.Warn("sink write failed; retrying", "events", len(batch), "attempt", retries, "err", err)
 		return err
 	}
 	err := backoff.Retry(op, w.cfg.Retry.backoff(ctx))
@@ -433,7 +446,15 @@ func (w *worker) write(ctx context.Context, batch []schema.Event) {
 	if err == nil {
 		w.stats.batches.Add(1)
 		w.stats.delivered.Add(uint64(len(batch)))
+		if w.failing {
+			w.failing = false
+			w.log.Info("sink writes again", "events", len(batch), "retries", retries)
+		}
 		return
+	}
+	w.failing = true
+	if ctx.Err() == nil {
+		w.log.Error("sink write given up: the events become a dropped record (reason sink_failed)", "events", len(batch), "retries", retries, "permanent", sink.IsPermanent(err), "err", err)
 	}
 	if ctx.Err() != nil {
 		w.stats.undelivered.Add(uint64(len(batch)))

@@ -150,7 +150,7 @@ func runPipeline(ctx context.Context, c *Config, stdout, stderr io.Writer) error
 	}
 	pcfg := pipeline.Config{Source: conn, Transform: tr, Sinks: sinks,
 		BatchLen: c.Source.Batch, DgramBytes: c.Source.datagramSize(), DrainTimeout: time.Duration(c.Pipeline.DrainTimeout),
-		Meter: tel.Meter(), Tracer: tel.Tracer()}
+		Meter: tel.Meter(), Tracer: tel.Tracer(), Logger: log}
 	if table != nil {
 		pcfg.Enrich = table
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetrichttp"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
@@ -40,7 +41,7 @@ type TelemetryConfig struct {
 
 // OTLPConfig: OpenTelemetry metrics and traces pushed over OTLP/HTTP.
 type OTLPConfig struct {
-	Endpoint string            `yaml:"endpoint"` // http(s)://host:port of a collector; default: no OTLP
+	Endpoint string            `yaml:"endpoint"` // http(s)://host:port of a collector (paths /v1/metrics, /v1/traces are added); default: no OTLP
 	Headers  map[string]string `yaml:"headers"`  // sent with every export (tokens: use ${VAR})
 	Interval Duration          `yaml:"interval"` // metrics export interval, default 10s
 	Traces   *bool             `yaml:"traces"`   // a span per sink batch; default true with an endpoint
@@ -146,6 +147,9 @@ func (t *telemetry) Tracer() trace.Tracer {
 // provider (OTLP) and, unless it is off, the HTTP listener.
 func startTelemetry(ctx context.Context, c *Config, host string, log *slog.Logger) (*telemetry, error) {
 	t := &telemetry{log: log}
+	// OpenTelemetry's own errors (an export that failed) go to the log,
+	// not to the standard logger.
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { log.Warn("telemetry export failed", "err", err) }))
 	res := resource.NewSchemaless(attribute.String("service.name", "cnstream"), attribute.String("host.name", host))
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -156,7 +160,7 @@ func startTelemetry(ctx context.Context, c *Config, host string, log *slog.Logge
 	opts := []sdkmetric.Option{sdkmetric.WithResource(res), sdkmetric.WithReader(promExp)}
 	o := c.Telemetry.OTLP
 	if o.Endpoint != "" {
-		mexp, err := otlpmetrichttp.New(ctx, otlpmetrichttp.WithEndpointURL(o.Endpoint), otlpmetrichttp.WithHeaders(o.Headers))
+		mexp, err := otlpmetrichttp.New(ctx, otlpmetrichttp.WithEndpointURL(strings.TrimRight(o.Endpoint, "/")+"/v1/metrics"), otlpmetrichttp.WithHeaders(o.Headers))
 		if err != nil {
 			return nil, fmt.Errorf("telemetry: otlp metrics to %s: %w", o.Endpoint, err)
 		}
@@ -166,7 +170,7 @@ func startTelemetry(ctx context.Context, c *Config, host string, log *slog.Logge
 		}
 		opts = append(opts, sdkmetric.WithReader(sdkmetric.NewPeriodicReader(mexp, sdkmetric.WithInterval(interval))))
 		if o.Traces == nil || *o.Traces {
-			texp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(o.Endpoint), otlptracehttp.WithHeaders(o.Headers))
+			texp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(strings.TrimRight(o.Endpoint, "/")+"/v1/traces"), otlptracehttp.WithHeaders(o.Headers))
 			if err != nil {
 				return nil, fmt.Errorf("telemetry: otlp traces to %s: %w", o.Endpoint, err)
 			}
