@@ -28,6 +28,7 @@ Usage:
   cnstream validate FILE  check a configuration without running it
   cnstream tail [flags]   show connector events live (process events by default)
   cnstream send [flags]   send cn_msg messages to the kernel or a multicast group
+  cnstream top [flags]    watch a running "cnstream run": rates, loss, sink queues, latency
   cnstream help [command] show help
 
 Run "cnstream help <command>" for its flags.
@@ -61,6 +62,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = sendCmd(ctx, rest, stdout, stderr)
 	case "run":
 		err = runCmd(ctx, rest, stdout, stderr)
+	case "top":
+		err = topCmd(ctx, rest, stdout, stderr)
 	case "validate":
 		err = validateCmd(rest, stdout, stderr)
 	case "help", "-h", "--help":
