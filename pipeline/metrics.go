@@ -23,7 +23,7 @@ const (
 	// Source: the connector socket.
 	MetricSourceDatagrams   = "cnstream.source.datagrams"    // counter {datagram}: datagrams read
 	MetricSourceBytes       = "cnstream.source.bytes"        // counter By: their bytes
-	MetricSourceReads       = "cnstream.source.reads"        // counter {call}: recvmmsg calls that returned datagrams
+	MetricSourceReads       = "cnstream.source.reads"        // counter {call}: recvmmsg calls that returned datagrams (forged ones included)
 	MetricSourceKernelDrops = "cnstream.source.kernel_drops" // counter {datagram}: SO_MEMINFO drops (receive queue full)
 	MetricSourceENOBUFS     = "cnstream.source.enobufs"      // counter {error}: ENOBUFS met
 	MetricSourceForged      = "cnstream.source.forged"       // counter {datagram}: refused by the sender check
@@ -35,7 +35,7 @@ const (
 	// Transform: decoding, sequence tracking, filtering.
 	MetricTransformMessages   = "cnstream.transform.messages"   // counter {message}: connector messages decoded
 	MetricTransformEvents     = "cnstream.transform.events"     // counter {event}: events out, loss records included
-	MetricTransformRecords    = "cnstream.transform.records"    // counter {record}: gap, overrun, malformed, forged records made
+	MetricTransformRecords    = "cnstream.transform.records"    // counter {record}: loss records made: gap, overrun, malformed, forged, and the sinks' dropped records
 	MetricTransformFiltered   = "cnstream.transform.filtered"   // counter {event}: dropped by the filter (on purpose)
 	MetricTransformMalformed  = "cnstream.transform.malformed"  // counter {message}: did not decode
 	MetricTransformGaps       = "cnstream.transform.gaps"       // counter {gap}: sequence gaps found
@@ -56,7 +56,7 @@ const (
 	MetricSinkQueueMaxBytes  = "cnstream.sink.queue.max_bytes"  // gauge By: the queue's bound
 	MetricSinkDelivered      = "cnstream.sink.delivered"        // counter {event}: acknowledged by the backend
 	MetricSinkBatches        = "cnstream.sink.batches"          // counter {batch}: batches acknowledged
-	MetricSinkRetries        = "cnstream.sink.retries"          // counter {retry}: failed batch writes retried
+	MetricSinkRetries        = "cnstream.sink.retries"          // counter {retry}: failed batch writes retried (the last failure of a batch given up is not one)
 	MetricSinkFailed         = "cnstream.sink.failed"           // counter {event}: given up after the retry budget or a permanent error
 	MetricSinkDropped        = "cnstream.sink.dropped"          // counter {event}: dropped by the queue policy
 	MetricSinkUndelivered    = "cnstream.sink.undelivered"      // counter {event}: still queued at the shutdown deadline
@@ -110,7 +110,7 @@ func (p *Pipeline) registerMetrics() error {
 
 	srcDatagrams := counter(MetricSourceDatagrams, "{datagram}", "Datagrams read from the connector socket.")
 	srcBytes := counter(MetricSourceBytes, "By", "Bytes of the datagrams read.")
-	srcReads := counter(MetricSourceReads, "{call}", "recvmmsg calls that returned datagrams.")
+	srcReads := counter(MetricSourceReads, "{call}", "recvmmsg calls that returned datagrams, forged ones included.")
 	srcDrops := counter(MetricSourceKernelDrops, "{datagram}", "Datagrams the kernel dropped because the socket's receive queue was full (SO_MEMINFO).")
 	srcENOBUFS := counter(MetricSourceENOBUFS, "{error}", "ENOBUFS errors met (one can stand for many drops).")
 	srcForged := counter(MetricSourceForged, "{datagram}", "Datagrams refused by the sender check.")
@@ -121,7 +121,7 @@ func (p *Pipeline) registerMetrics() error {
 
 	trMessages := counter(MetricTransformMessages, "{message}", "Connector messages decoded.")
 	trEvents := counter(MetricTransformEvents, "{event}", "Events produced, loss records included.")
-	trRecords := counter(MetricTransformRecords, "{record}", "Loss records made (gap, overrun, malformed, forged).")
+	trRecords := counter(MetricTransformRecords, "{record}", "Loss records made: gap, overrun, malformed, forged, and the sinks' dropped records.")
 	trFiltered := counter(MetricTransformFiltered, "{event}", "Events dropped by the filter, on purpose.")
 	trMalformed := counter(MetricTransformMalformed, "{message}", "Datagrams or messages that did not decode.")
 	trGaps := counter(MetricTransformGaps, "{gap}", "Sequence gaps found.")

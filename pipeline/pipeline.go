@@ -426,13 +426,17 @@ func (w *worker) write(ctx context.Context, batch []schema.Event) {
 			return backoff.Permanent(err)
 		}
 		w.recordWrite(ctx, start, batch, "retriable")
-		w.stats.retries.Add(1)
-		retries++
 		w.failing = true
-		w.log.Warn("sink write failed; retrying", "events", len(batch), "attempt", retries, "err", err)
 		return err
 	}
-	err := backoff.Retry(op, w.cfg.Retry.backoff(ctx))
+	// Called only when a retry follows: the last failure of a batch given
+	// up is not a retry.
+	notify := func(err error, wait time.Duration) {
+		w.stats.retries.Add(1)
+		retries++
+		w.log.Warn("sink write failed; retrying", "events", len(batch), "retry", retries, "in", wait.Round(time.Millisecond), "err", err)
+	}
+	err := backoff.RetryNotify(op, w.cfg.Retry.backoff(ctx), notify)
 	if span != nil {
 		span.SetAttributes(attribute.Int("cnstream.batch.retries", retries))
 		if err != nil {
