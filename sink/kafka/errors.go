@@ -55,10 +55,19 @@ func permanent(err error) bool {
 		invalid    x509.CertificateInvalidError
 		hostname   x509.HostnameError
 		verifyErr  *tls.CertificateVerificationError
-		recordHdrE tls.RecordHeaderError // TLS spoken to a plain listener
+		// TLS spoken to a plain server that answers. A Kafka PLAINTEXT
+		// listener does not: it closes the connection (io.EOF, retriable).
+		recordHdrE tls.RecordHeaderError
 	)
 	return errors.As(err, &unknownCA) || errors.As(err, &invalid) || errors.As(err, &hostname) ||
-		errors.As(err, &verifyErr) || errors.As(err, &recordHdrE)
+		errors.As(err, &verifyErr) || errors.As(err, &recordHdrE) || expectsTLS(err)
+}
+
+// expectsTLS reports whether err is kafka-go's "unexpected EOF: broker
+// appears to be expecting TLS": a listener answered a request sent without
+// TLS with a TLS alert (kafka-go protocol/response.go), so it will again.
+func expectsTLS(err error) bool {
+	return errors.Is(err, io.ErrUnexpectedEOF) && strings.Contains(err.Error(), "broker appears to be expecting TLS")
 }
 
 // describe shortens kafka.WriteErrors, whose message lists one error per
@@ -104,7 +113,7 @@ func temporary(err error) bool {
 		return retriableCode(kerr) && kerr != kafkago.Unknown
 	}
 	var nerr net.Error
-	if errors.As(err, &nerr) && nerr.Timeout() {
+	if errors.As(err, &nerr) && nerr.Timeout() || expectsTLS(err) {
 		return false
 	}
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
