@@ -51,10 +51,10 @@ func permanent(err error) bool {
 		return !retriableCode(kerr)
 	}
 	var (
-		unknownCA  x509.UnknownAuthorityError
-		invalid    x509.CertificateInvalidError
-		hostname   x509.HostnameError
-		verifyErr  *tls.CertificateVerificationError
+		unknownCA x509.UnknownAuthorityError
+		invalid   x509.CertificateInvalidError
+		hostname  x509.HostnameError
+		verifyErr *tls.CertificateVerificationError
 		// TLS spoken to a plain server that answers. A Kafka PLAINTEXT
 		// listener does not: it closes the connection (io.EOF, retriable).
 		recordHdrE tls.RecordHeaderError
