@@ -12,6 +12,11 @@ import (
 )
 
 func TestExamplesValidate(t *testing.T) {
+	// kafka-secure.yaml requires ${KAFKA_PASSWORD:?}; with it set,
+	// kafka.yaml needs a mechanism and a user too.
+	t.Setenv("KAFKA_PASSWORD", "example-only")
+	t.Setenv("KAFKA_USERNAME", "cnstream")
+	t.Setenv("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
 	files, err := filepath.Glob("../../examples/*.yaml")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no examples found: %v", err)
