@@ -746,16 +746,18 @@ sinks:
 		if time.Now().After(deadline) {
 			t.Fatalf("event %s not in JetStream stream %s; stderr: %s", e.ID, stream, stderr.String())
 		}
-		if st, err := js.Stream(rctx, stream); err == nil {
-			if info, err := st.Info(rctx); err == nil {
+		jctx, jcancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if st, err := js.Stream(jctx, stream); err == nil {
+			if info, err := st.Info(jctx); err == nil {
 				for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-					m, err := st.GetMsg(rctx, seq)
+					m, err := st.GetMsg(jctx, seq)
 					if err == nil && m.Header.Get("Nats-Msg-Id") == e.ID && m.Subject == subject+".exec" {
 						inStream = true
 					}
 				}
 			}
 		}
+		jcancel()
 		if !inStream {
 			time.Sleep(20 * time.Millisecond) // polling the stream with a deadline
 		}
