@@ -68,7 +68,8 @@
 //   - a permanent error when the brokers refuse the batch for good: a
 //     message too large (MESSAGE_TOO_LARGE, or over
 //     Config.MaxRequestBytes), an invalid topic name, failed authentication or
-//     authorization, a broker certificate that does not verify, and every
+//     authorization, a broker certificate that does not verify, a listener
+//     that expects TLS while TLS is off, and every
 //     Kafka error code that kafka-go does not call temporary, but
 //     BROKER_NOT_AVAILABLE, REPLICA_NOT_AVAILABLE and UNKNOWN_SERVER_ERROR. When messages
 //     failed with different errors (kafka.WriteErrors), the batch is
