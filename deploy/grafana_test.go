@@ -215,7 +215,7 @@ telemetry:
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	var stderr strings.Builder
+	var stderr syncBuffer
 	run := exec.CommandContext(ctx, cnstreamBin, "run", "--config", cf)
 	run.Stderr = &stderr
 	run.Cancel = func() error { return run.Process.Signal(syscall.SIGTERM) }

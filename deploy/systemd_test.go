@@ -182,7 +182,7 @@ func TestSystemdPrivileges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr strings.Builder
+	var stderr syncBuffer
 	tail.Stderr = &stderr
 	if err := tail.Start(); err != nil {
 		t.Fatal(err)
@@ -247,6 +247,10 @@ func TestSystemdPrivileges(t *testing.T) {
 		t.Errorf("exec event of a root process seen by cnstream as uid 65534 with %s: exe %v, cwd %v; want %s, %s\n%v",
 			u.get("Service", "AmbientCapabilities"), got["exe"], got["cwd"], want, cwd, got)
 	}
+	go func() { // keep tail's stdout flowing until it exits
+		for range events {
+		}
+	}()
 	_ = tail.Process.Signal(syscall.SIGINT)
 	err = tail.Wait()
 	done = true
