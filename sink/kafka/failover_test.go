@@ -22,29 +22,39 @@ import (
 
 // startCluster3 starts a private 3-node Kafka cluster (testenv/kafka/start
 // --brokers 3: replication factor 3, min.insync.replicas 2) on free ports
-// and returns its bootstrap list and state dir; it is stopped when the test
-// ends, and by itself if the test binary dies (--watch-pid).
+// and returns its bootstrap list and state dir.
 func startCluster3(t *testing.T) ([]string, string) {
+	t.Helper()
+	out, dir := startPrivate(t, "kafka3", 6, "--brokers", "3")
+	return strings.Split(out, ","), dir
+}
+
+// startPrivate runs testenv/kafka/start with args on a range of ports free
+// ones in a state dir of the test's, and returns what it prints (the
+// bootstrap list) and the dir. The cluster is stopped when the test ends,
+// and by itself if the test binary dies (--watch-pid).
+func startPrivate(t *testing.T, name string, ports int, args ...string) (string, string) {
 	t.Helper()
 	if _, err := exec.LookPath("java"); err != nil {
 		if os.Getenv("CI") != "" {
-			t.Fatalf("java not found: the 3-node Kafka cluster needs it (.ci/run installs it)")
+			t.Fatalf("java not found: the test's Kafka broker needs it (.ci/run installs it)")
 		}
-		t.Skip("java not found: the 3-node Kafka cluster needs it (apt-get install openjdk-17-jre-headless)")
+		t.Skip("java not found: the test's Kafka broker needs it (apt-get install openjdk-17-jre-headless)")
 	}
 	script, err := filepath.Abs("../../testenv/kafka/start")
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := filepath.Join(t.TempDir(), "kafka3")
-	port := freePortRange(t, 6)
-	cmd := exec.Command(script, "--brokers", "3", "--dir", dir, "--watch-pid", strconv.Itoa(os.Getpid()))
+	dir := filepath.Join(t.TempDir(), name)
+	port := freePortRange(t, ports)
+	cmd := exec.Command(script, append(args, "--dir", dir, "--watch-pid", strconv.Itoa(os.Getpid()))...)
 	cmd.Env = append(os.Environ(), "CNSTREAM_KAFKA_PORT="+strconv.Itoa(port), "CNSTREAM_KAFKA_HEAP=512m")
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
+	start := time.Now()
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("testenv/kafka/start --brokers 3: %v\n%s", err, stderr.String())
+		t.Fatalf("testenv/kafka/start %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
 	}
 	t.Cleanup(func() {
 		stop := exec.Command(filepath.Join(filepath.Dir(script), "stop"), "--dir", dir)
@@ -52,7 +62,8 @@ func startCluster3(t *testing.T) ([]string, string) {
 			t.Logf("testenv/kafka/stop: %v\n%s", err, out)
 		}
 	})
-	return strings.Split(strings.TrimSpace(string(out)), ","), dir
+	t.Logf("testenv/kafka/start %s: ready in %v", strings.Join(args, " "), time.Since(start).Round(time.Millisecond))
+	return strings.TrimSpace(string(out)), dir
 }
 
 // freePortRange returns a port p such that p..p+n-1 are free on 127.0.0.1.

@@ -44,34 +44,7 @@ type secureBroker struct {
 // ends, and by itself if the test binary dies (--watch-pid).
 func startSecure(t *testing.T) secureBroker {
 	t.Helper()
-	if _, err := exec.LookPath("java"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("java not found: the Kafka broker needs it (.ci/run installs it)")
-		}
-		t.Skip("java not found: the Kafka broker with TLS and SASL needs it (apt-get install openjdk-17-jre-headless)")
-	}
-	script, err := filepath.Abs("../../testenv/kafka/start")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(t.TempDir(), "kafka-secure")
-	port := freePortRange(t, 5) // PLAINTEXT, CONTROLLER, SASL_SSL, SASL_PLAINTEXT, SSL
-	cmd := exec.Command(script, "--secure", "--dir", dir, "--watch-pid", strconv.Itoa(os.Getpid()))
-	cmd.Env = append(os.Environ(), "CNSTREAM_KAFKA_PORT="+strconv.Itoa(port), "CNSTREAM_KAFKA_HEAP=512m")
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	start := time.Now()
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("testenv/kafka/start --secure: %v\n%s", err, stderr.String())
-	}
-	t.Cleanup(func() {
-		stop := exec.Command(filepath.Join(filepath.Dir(script), "stop"), "--dir", dir)
-		if out, err := stop.CombinedOutput(); err != nil {
-			t.Logf("testenv/kafka/stop: %v\n%s", err, out)
-		}
-	})
-	t.Logf("secure broker started in %v", time.Since(start).Round(time.Millisecond))
+	out, dir := startPrivate(t, "kafka-secure", 5, "--secure") // PLAINTEXT, CONTROLLER, SASL_SSL, SASL_PLAINTEXT, SSL
 
 	env := map[string]string{}
 	f, err := os.Open(filepath.Join(dir, "secure.env"))
@@ -92,7 +65,7 @@ func startSecure(t *testing.T) secureBroker {
 		plaintext: env["KAFKA_BOOTSTRAP"], saslSSL: env["KAFKA_SASL_SSL"], saslPlaintext: env["KAFKA_SASL_PLAINTEXT"],
 		ssl: env["KAFKA_SSL"], caFile: env["KAFKA_CA_FILE"], user: env["KAFKA_USERNAME"], pass: env["KAFKA_PASSWORD"],
 	}
-	if b.plaintext != strings.TrimSpace(string(out)) || b.saslSSL == "" || b.saslPlaintext == "" || b.ssl == "" ||
+	if b.plaintext != out || b.saslSSL == "" || b.saslPlaintext == "" || b.ssl == "" ||
 		b.caFile == "" || b.user == "" || b.pass == "" {
 		t.Fatalf("secure.env incomplete: %v (stdout %q)", env, out)
 	}
