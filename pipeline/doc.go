@@ -19,10 +19,13 @@
 //
 // # Shutdown
 //
-// Cancelling Run's context stops the reader, closes the source (which sends
-// IGNORE), transforms what was read, flushes every sink queue and closes the
-// sinks, all within DrainTimeout; what is still undelivered then is counted
-// (SinkStats.Undelivered) and Run returns an error saying how much.
+// Cancelling Run's context stops the source from taking new datagrams
+// (a Quiescer, like source.Conn, sends IGNORE and leaves its groups), reads
+// what its receive queue still holds until a read finds nothing, transforms
+// it, flushes every sink queue and closes the sinks, all within
+// DrainTimeout. What is still undelivered then is counted
+// (SinkStats.Undelivered), what the receive queue still held is read and
+// counted (Stats.Unread), and Run returns an error saying how much.
 //
 // # Concurrency
 //

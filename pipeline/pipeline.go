@@ -135,6 +135,9 @@ type SinkStats struct {
 type Stats struct {
 	Transform transform.Stats
 	Sinks     []SinkStats
+	// Unread counts the datagrams the receive queue still held when the
+	// shutdown deadline passed: read and discarded, delivered to no sink.
+	Unread uint64
 }
 
 // Pipeline runs source -> transform -> sinks.
@@ -142,6 +145,7 @@ type Pipeline struct {
 	cfg     Config
 	workers []*worker
 	inst    instruments
+	unread  atomic.Uint64 // datagrams left in the receive queue at the drain deadline
 }
 
 type worker struct {
@@ -211,7 +215,7 @@ func New(cfg Config) (*Pipeline, error) {
 
 // Stats returns a snapshot; safe while Run runs.
 func (p *Pipeline) Stats() Stats {
-	s := Stats{Transform: p.cfg.Transform.Stats()}
+	s := Stats{Transform: p.cfg.Transform.Stats(), Unread: p.unread.Load()}
 	for _, w := range p.workers {
 		n, b, dropped := w.q.len()
 		ss := SinkStats{Name: w.cfg.Name, Queued: n, QueuedBytes: b,
@@ -225,6 +229,38 @@ func (p *Pipeline) Stats() Stats {
 	return s
 }
 
+// Quiescer is a Source that can stop taking new datagrams while what it
+// has queued stays readable (source.Conn: IGNORE, and leave its groups).
+// Run uses it to drain the receive queue at shutdown.
+type Quiescer interface {
+	Quiesce() error
+}
+
+// drainIdle is how long a read at shutdown waits before the receive queue
+// counts as drained.
+const drainIdle = 50 * time.Millisecond
+
+// discardBudget bounds the reading of what is left in the receive queue
+// after the drain deadline.
+const discardBudget = 5 * time.Second
+
+// discard reads what the source still holds, without transforming it, and
+// returns how many datagrams that was.
+func (p *Pipeline) discard() uint64 {
+	b := source.NewBatch(p.cfg.BatchLen, p.cfg.DgramBytes)
+	var n uint64
+	for deadline := time.Now().Add(discardBudget); time.Now().Before(deadline); {
+		ctx, cancel := context.WithTimeout(context.Background(), drainIdle)
+		k, err := p.cfg.Source.ReadBatch(ctx, b)
+		cancel()
+		n += uint64(k)
+		if err != nil {
+			break
+		}
+	}
+	return n
+}
+
 type readResult struct {
 	b   *source.Batch
 	n   int
@@ -236,16 +272,38 @@ type readResult struct {
 // flush every sink queue and close the sinks under DrainTimeout. It returns
 // the source's error, and an error counting what could not be delivered.
 func (p *Pipeline) Run(ctx context.Context) error {
-	readCtx, stopReading := context.WithCancel(ctx)
+	// Reading stops in two steps when ctx ends: a source that can
+	// (Quiescer) stops taking new datagrams, and the reader drains what
+	// its receive queue holds (normal ends, read goes on until a read finds
+	// nothing for drainIdle); or, without Quiesce, at once. The drain
+	// deadline ends reading in any case.
+	readCtx, stopReading := context.WithCancel(context.Background())
 	defer stopReading()
+	normalCtx, stopNormal := context.WithCancel(readCtx)
+	defer stopNormal()
+	var quiesceErr error
+	var quiesced atomic.Bool
+	stopQuiesce := context.AfterFunc(ctx, func() {
+		q, ok := p.cfg.Source.(Quiescer)
+		if !ok {
+			stopReading()
+			return
+		}
+		quiesceErr = q.Quiesce()
+		quiesced.Store(true)
+		stopNormal()
+	})
+	defer stopQuiesce()
 
 	free := make(chan *source.Batch, p.cfg.ReadQueue)
 	for range p.cfg.ReadQueue {
 		free <- source.NewBatch(p.cfg.BatchLen, p.cfg.DgramBytes)
 	}
 	full := make(chan readResult, p.cfg.ReadQueue)
-	go func() { // the reader: never waits for anything but a free batch
+	var cut atomic.Bool // the drain deadline ended reading before the receive queue was empty
+	go func() {         // the reader: never waits for anything but a free batch
 		defer close(full)
+		draining := false
 		for {
 			var b *source.Batch
 			select {
@@ -253,7 +311,22 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			case <-readCtx.Done():
 				return
 			}
-			n, err := p.cfg.Source.ReadBatch(readCtx, b)
+			rctx, cancel := normalCtx, context.CancelFunc(func() {})
+			if draining {
+				rctx, cancel = context.WithTimeout(readCtx, drainIdle)
+			}
+			n, err := p.cfg.Source.ReadBatch(rctx, b)
+			cancel()
+			if err != nil && readCtx.Err() == nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+				// Quiesced (normal ended), or drained (a read found
+				// nothing): the batch still carries drop counts.
+				full <- readResult{b, n, nil}
+				if draining {
+					return
+				}
+				draining = true
+				continue
+			}
 			full <- readResult{b, n, err}
 			if err != nil {
 				return
@@ -285,10 +358,14 @@ func (p *Pipeline) Run(ctx context.Context) error {
 
 	// Once ctx ends, the drain deadline starts.
 	drainTimer := time.AfterFunc(time.Hour, func() {
-		cancelDrain()
+		cut.Store(quiesced.Load())
+		stopReading()
+		// Queues first: a worker that stops on the cancelled ctx counts
+		// what is queued, and nothing is queued after that.
 		for _, w := range p.workers {
 			w.q.abort()
 		}
+		cancelDrain()
 	})
 	drainTimer.Stop()
 	armed := make(chan struct{})
@@ -321,7 +398,12 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	if d, err := p.cfg.Source.CheckDrops(); err == nil && d > 0 {
 		p.fanout(p.cfg.Transform.Drops(d, events[:0]))
 	}
-	closeErr := p.cfg.Source.Close()
+	if cut.Load() {
+		// The deadline passed before the receive queue was drained: what
+		// it still holds is read and counted, not delivered.
+		p.unread.Store(p.discard())
+	}
+	closeErr := errors.Join(quiesceErr, p.cfg.Source.Close())
 	for _, w := range p.workers {
 		w.q.close()
 	}
@@ -340,6 +422,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		if u := w.stats.undelivered.Load(); u > 0 {
 			errs = append(errs, fmt.Errorf("pipeline: sink %q: %d events undelivered at shutdown (deadline %v)", w.cfg.Name, u, p.cfg.DrainTimeout))
 		}
+	}
+	if u := p.unread.Load(); u > 0 {
+		errs = append(errs, fmt.Errorf("pipeline: %d datagrams still in the socket's receive queue at the shutdown deadline (%v): read and discarded, not delivered", u, p.cfg.DrainTimeout))
 	}
 	return errors.Join(append([]error{readErr, closeErr}, errs...)...)
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -97,13 +98,13 @@ func (s *memSink) waitFor(t *testing.T, d time.Duration, cond func([]schema.Even
 
 // waitUntil blocks until cond holds on the sink's events or d passes.
 func (s *memSink) waitUntil(d time.Duration, cond func([]schema.Event) bool) bool {
-	timer := time.AfterFunc(d, func() { s.mu.Lock(); s.cond.Broadcast(); s.mu.Unlock() })
+	expired := false // under s.mu: set by the timer, so no wakeup is missed
+	timer := time.AfterFunc(d, func() { s.mu.Lock(); expired = true; s.cond.Broadcast(); s.mu.Unlock() })
 	defer timer.Stop()
-	deadline := time.Now().Add(d)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for !cond(s.events) {
-		if time.Now().After(deadline) {
+		if expired {
 			return false
 		}
 		s.cond.Wait()
@@ -284,7 +285,10 @@ func TestBlockMovesLossToKernel(t *testing.T) {
 	m := newMemSink()
 	m.gate = make(chan struct{})
 	const n = 3000
-	s := start(t, groupBlock, 64<<10, SinkConfig{Name: "slow", Sink: m, QueueEvents: 50, BatchEvents: 10, Linger: -1})
+	// Two read batches between the reader and the transform: the reader
+	// stalls soon after the queue is full, and the socket overflows.
+	s := startWith(t, groupBlock, 64<<10, func(c *Config) { c.ReadQueue = 2 },
+		SinkConfig{Name: "slow", Sink: m, QueueEvents: 50, BatchEvents: 10, Linger: -1})
 	s.send(t, groupBlock, n)
 	close(m.gate)
 	// A marker after the burst reveals every drop before it as a gap; the
@@ -403,6 +407,67 @@ func TestShutdownDeadline(t *testing.T) {
 	st := s.p.Stats().Sinks[0]
 	if st.Undelivered < 50 || time.Since(start) > 15*time.Second {
 		t.Errorf("undelivered %d after %v (err %v): want >= 50 within the 5 s deadline", st.Undelivered, time.Since(start), err)
+	}
+}
+
+// backlog sends n datagrams to a pipeline whose only sink is stalled
+// behind a small blocking queue, and waits until the transform is stuck
+// and the rest waits in the socket's receive queue.
+func backlog(t *testing.T, n int, drain time.Duration) (*setup, *memSink) {
+	t.Helper()
+	m := newMemSink()
+	m.gate = make(chan struct{})
+	s := startWith(t, groupStop, 0, func(c *Config) { c.DrainTimeout, c.ReadQueue = drain, 2 },
+		SinkConfig{Name: "stalled", Sink: m, QueueEvents: 100, BatchEvents: 10, Linger: -1})
+	s.send(t, groupStop, n)
+	deadline := time.Now().Add(10 * time.Second)
+	for s.rx.Stats().QueuedBytes == 0 || s.p.Stats().Sinks[0].Queued < 100 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no backlog in the socket: %+v", s.rx.Stats())
+		}
+		time.Sleep(10 * time.Millisecond) // polling counters with a deadline
+	}
+	return s, m
+}
+
+// TestShutdownDrainsSocket: at shutdown the source stops taking datagrams
+// (IGNORE, groups left) and what its receive queue holds is still read,
+// transformed and delivered: nothing the kernel queued is left behind.
+func TestShutdownDrainsSocket(t *testing.T) {
+	const n = 3000
+	s, m := backlog(t, n, 20*time.Second)
+	queued := s.rx.Stats().QueuedBytes
+	s.stop()
+	close(m.gate) // the sink answers again while Run drains
+	if err := s.shutdown(t); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	raw, _ := s.ours(m.snapshot())
+	st := s.p.Stats()
+	if len(raw) != n || st.Unread != 0 || st.Sinks[0].Undelivered != 0 {
+		t.Errorf("%d of %d delivered (%d bytes were queued in the socket at shutdown), unread %d, undelivered %d", len(raw), n, queued, st.Unread, st.Sinks[0].Undelivered)
+	}
+	for i, e := range raw {
+		if e.Stream.Seq != uint32(i) {
+			t.Fatalf("event %d has seq %d: order lost", i, e.Stream.Seq)
+		}
+	}
+}
+
+// TestShutdownDeadlineCountsUnread: when the drain deadline passes with
+// datagrams still in the receive queue, they are read and counted
+// (Stats.Unread, and Run's error), so that every datagram sent is either
+// undelivered-counted or unread-counted: none is left out.
+func TestShutdownDeadlineCountsUnread(t *testing.T) {
+	const n = 3000
+	s, _ := backlog(t, n, 500*time.Millisecond)
+	err := s.shutdown(t)
+	st := s.p.Stats()
+	if err == nil || !strings.Contains(err.Error(), "datagrams still in the socket's receive queue") {
+		t.Errorf("Run = %v, want an error counting the unread datagrams", err)
+	}
+	if got := st.Sinks[0].Undelivered + st.Unread; st.Unread == 0 || got != n {
+		t.Errorf("undelivered %d + unread %d = %d, want all %d sent (transform: %+v; source: %+v)", st.Sinks[0].Undelivered, st.Unread, got, n, st.Transform, s.rx.Stats())
 	}
 }
 

@@ -85,10 +85,14 @@ func (q *queue) full(size int64) bool {
 
 // push adds e under the queue's policy. It returns false if e was dropped;
 // with Block it waits for room (false only when the queue was aborted).
+// After abort it takes nothing: the consumer may be gone.
 func (q *queue) push(e *schema.Event) bool {
 	size := eventSize(e)
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if q.aborted {
+		return false // the caller counts it undelivered
+	}
 	for q.full(size) {
 		switch q.policy {
 		case DropNewest:
@@ -109,6 +113,9 @@ func (q *queue) push(e *schema.Event) bool {
 			}
 			q.notFull.Wait()
 		}
+	}
+	if q.aborted {
+		return false // aborted while waiting for room: the consumer may be gone
 	}
 	q.buf[(q.head+q.n)%len(q.buf)] = *e
 	q.n++

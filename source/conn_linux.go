@@ -33,6 +33,7 @@ type Conn struct {
 	cfg    Config
 
 	userspaceMask uint32
+	joined        atomic.Uint32 // bitmask of the groups joined: bit g-1 for group g
 	closed        atomic.Bool
 	closeOnce     sync.Once
 	closeErr      error
@@ -233,7 +234,38 @@ func (c *Conn) JoinGroup(g uint32) error {
 	if err := c.nl.JoinGroup(g); err != nil {
 		return opError(fmt.Sprintf("join group %d", g), err)
 	}
+	c.setJoined(g, true)
 	return nil
+}
+
+func (c *Conn) setJoined(g uint32, on bool) {
+	for {
+		old := c.joined.Load()
+		n := old &^ (1 << (g - 1))
+		if on {
+			n = old | 1<<(g-1)
+		}
+		if c.joined.CompareAndSwap(old, n) {
+			return
+		}
+	}
+}
+
+// Quiesce stops new datagrams from arriving while what is queued stays
+// readable: it cancels the process-events subscription (IGNORE) and leaves
+// every multicast group the socket joined. ReadBatch then returns what the
+// receive queue holds, and waits once it is empty (give it a ctx deadline
+// to tell). Close after it. Drops the kernel counted before Quiesce are
+// still reported.
+func (c *Conn) Quiesce() error {
+	errs := []error{c.unsubscribe()}
+	joined := c.joined.Load()
+	for g := uint32(1); g <= schema.MaxGroup; g++ {
+		if joined&(1<<(g-1)) != 0 {
+			errs = append(errs, c.LeaveGroup(g))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // LeaveGroup leaves connector multicast group g.
@@ -241,6 +273,7 @@ func (c *Conn) LeaveGroup(g uint32) error {
 	if err := c.nl.LeaveGroup(g); err != nil {
 		return opError(fmt.Sprintf("leave group %d", g), err)
 	}
+	c.setJoined(g, false)
 	return nil
 }
 

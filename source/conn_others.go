@@ -27,6 +27,7 @@ func (c *Conn) CheckDrops() (uint64, error)                      { return 0, Err
 func (c *Conn) Subscribe(context.Context, SubscribeConfig) error { return ErrNotSupported }
 func (c *Conn) Stats() Stats                                     { return Stats{} }
 func (c *Conn) Close() error                                     { return nil }
+func (c *Conn) Quiesce() error                                   { return ErrNotSupported }
 
 // ClockOffset returns ErrNotSupported.
 func ClockOffset() (time.Duration, error) { return 0, ErrNotSupported }

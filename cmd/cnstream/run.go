@@ -174,6 +174,9 @@ func runPipeline(ctx context.Context, c *Config, stdout, stderr io.Writer) error
 	st := p.Stats()
 	fmt.Fprintf(stderr, "cnstream run: %d events (%d records of loss: %d gaps, %d missing, %d kernel drops, %d malformed, %d forged), %d filtered\n",
 		st.Transform.Events, st.Transform.Records, st.Transform.Gaps, st.Transform.Missing, st.Transform.Drops, st.Transform.Malformed, st.Transform.Forged, st.Transform.Filtered)
+	if st.Unread > 0 {
+		fmt.Fprintf(stderr, "cnstream run: %d datagrams still queued in the socket at the drain deadline: read and discarded, not delivered\n", st.Unread)
+	}
 	for _, s := range st.Sinks {
 		fmt.Fprintf(stderr, "cnstream run: sink %s: %d delivered in %d batches, %d retries, %d failed, %d dropped by policy, %d undelivered\n",
 			s.Name, s.Delivered, s.Batches, s.Retries, s.Failed, s.PolicyDropped, s.Undelivered)
