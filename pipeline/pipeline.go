@@ -283,7 +283,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	defer stopNormal()
 	var quiesceErr error
 	var quiesced atomic.Bool
+	quiesceDone := make(chan struct{})
 	stopQuiesce := context.AfterFunc(ctx, func() {
+		defer close(quiesceDone)
 		q, ok := p.cfg.Source.(Quiescer)
 		if !ok {
 			stopReading()
@@ -402,6 +404,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		// The deadline passed before the receive queue was drained: what
 		// it still holds is read and counted, not delivered.
 		p.unread.Store(p.discard())
+	}
+	if !stopQuiesce() {
+		<-quiesceDone // ctx ended: quiesceErr is set
 	}
 	closeErr := errors.Join(quiesceErr, p.cfg.Source.Close())
 	for _, w := range p.workers {
