@@ -21,11 +21,11 @@ import (
 type Sink struct {
 	cfg Config
 
-	// lock is a mutex that a ctx can give up waiting for: WriteBatch, Sync
+	// turn is a mutex that a ctx can give up waiting for: WriteBatch, Sync
 	// and Close hold it.
-	lock chan struct{}
+	turn sink.Turn
 
-	// Guarded by lock.
+	// Guarded by turn.
 	closed   bool
 	f        *os.File  // active file; nil until the first write after New or a rotation
 	path     string    // active file's path
@@ -97,7 +97,7 @@ func New(cfg Config) (*Sink, error) {
 	now := c.Now()
 	s := &Sink{
 		cfg:      c,
-		lock:     make(chan struct{}, 1),
+		turn:     sink.NewTurn(),
 		path:     filepath.Join(c.Dir, activeName(c.Prefix, c.Format)),
 		nextSeq:  st.nextSeq,
 		lastSync: now,
@@ -181,22 +181,6 @@ func (s *Sink) closeActive() {
 	}
 }
 
-func (s *Sink) acquire(ctx context.Context) error {
-	select {
-	case s.lock <- struct{}{}:
-		return nil // free: taken even if ctx has ended, so that Close closes
-	default:
-	}
-	select {
-	case s.lock <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-func (s *Sink) release() { <-s.lock }
-
 // WriteBatch appends events to the active file, rotating it as needed, and
 // returns once they are written (and fsynced under SyncAlways). On error
 // the active file is cut back to its size before the batch, so that no
@@ -207,10 +191,10 @@ func (s *Sink) release() { <-s.lock }
 // waiting for the sink, or before the write is complete, returns ctx's
 // error.
 func (s *Sink) WriteBatch(ctx context.Context, events []schema.Event) error {
-	if err := s.acquire(ctx); err != nil {
+	if err := s.turn.Acquire(ctx); err != nil {
 		return err
 	}
-	defer s.release()
+	defer s.turn.Release()
 	if s.closed {
 		return sink.ErrClosed
 	}
@@ -407,10 +391,10 @@ func (s *Sink) rollback() error {
 // whatever the policy: under SyncInterval the pipeline may call it on a
 // timer, so that an idle sink's data does not wait for the next batch.
 func (s *Sink) Sync(ctx context.Context) error {
-	if err := s.acquire(ctx); err != nil {
+	if err := s.turn.Acquire(ctx); err != nil {
 		return err
 	}
-	defer s.release()
+	defer s.turn.Release()
 	if s.closed {
 		return sink.ErrClosed
 	}
@@ -443,10 +427,10 @@ var _ sink.Pinger = (*Sink)(nil)
 
 // returns nil.
 func (s *Sink) Close(ctx context.Context) error {
-	if err := s.acquire(ctx); err != nil {
+	if err := s.turn.Acquire(ctx); err != nil {
 		return err
 	}
-	defer s.release()
+	defer s.turn.Release()
 	if s.closed {
 		return nil
 	}

@@ -42,11 +42,11 @@ type Sink struct {
 	addr   net.Addr
 	bal    kafkago.Hash
 
-	// lock is a mutex that a ctx can give up waiting for: WriteBatch and
+	// turn is a mutex that a ctx can give up waiting for: WriteBatch and
 	// Close hold it.
-	lock chan struct{}
+	turn sink.Turn
 
-	// Guarded by lock.
+	// Guarded by turn.
 	closed bool
 	buf    []byte // keys, values and event ids of a batch
 	msgs   []kafkago.Message
@@ -125,7 +125,7 @@ func New(cfg Config) (*Sink, error) {
 	s := &Sink{
 		r: r, tr: tr, addr: addr,
 		client:      &kafkago.Client{Addr: addr, Transport: tr, Timeout: c.WriteTimeout},
-		lock:        make(chan struct{}, 1),
+		turn:        sink.NewTurn(),
 		topics:      make(map[string]string),
 		known:       make(map[string]bool),
 		nparts:      make(map[string]int),
@@ -159,22 +159,6 @@ func (s *Sink) Stats() Stats {
 	}
 }
 
-func (s *Sink) acquire(ctx context.Context) error {
-	select {
-	case s.lock <- struct{}{}:
-		return nil
-	default:
-	}
-	select {
-	case s.lock <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-func (s *Sink) release() { <-s.lock }
-
 // WriteBatch writes events and returns once the brokers acknowledged every
 // message (per Config.RequiredAcks), or with an error; see the package
 // documentation for which errors are permanent. The messages of each topic
@@ -185,10 +169,10 @@ func (s *Sink) WriteBatch(ctx context.Context, events []schema.Event) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := s.acquire(ctx); err != nil {
+	if err := s.turn.Acquire(ctx); err != nil {
 		return err
 	}
-	defer s.release()
+	defer s.turn.Release()
 	if s.closed {
 		return sink.ErrClosed
 	}
@@ -559,10 +543,10 @@ var _ sink.Pinger = (*Sink)(nil)
 // there is nothing left to flush; Close waits for a WriteBatch in progress,
 // or gives up when ctx ends. A second Close returns sink.ErrClosed.
 func (s *Sink) Close(ctx context.Context) error {
-	if err := s.acquire(ctx); err != nil {
+	if err := s.turn.Acquire(ctx); err != nil {
 		return fmt.Errorf("kafka: close: %w", err)
 	}
-	defer s.release()
+	defer s.turn.Release()
 	if s.closed {
 		return sink.ErrClosed
 	}

@@ -332,13 +332,13 @@ func TestWriteAfterCloseCounts(t *testing.T) {
 func TestCloseWaitsForTurn(t *testing.T) {
 	url := brokers.NATS(t)
 	s := mustNew(t, Config{URL: url, Subject: unique("cnt") + ".{kind}"})
-	s.turn <- struct{}{} // a WriteBatch in progress
+	_ = s.turn.Acquire(context.Background()) // a WriteBatch in progress
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	if err := s.Close(ctx); !errors.Is(err, context.Canceled) {
 		t.Errorf("Close while the sink is busy, with a cancelled ctx = %v, want context.Canceled", err)
 	}
-	<-s.turn
+	s.turn.Release()
 }
 
 // TestPing: a connected sink answers, core and JetStream; a closed one

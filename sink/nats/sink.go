@@ -68,7 +68,7 @@ type Sink struct {
 
 	// turn is held by WriteBatch and Close: they take turns, and give up
 	// waiting when their ctx ends.
-	turn   chan struct{}
+	turn   sink.Turn
 	closed bool // under turn
 
 	// Under turn.
@@ -107,7 +107,7 @@ func New(cfg Config) (*Sink, error) {
 	s := &Sink{
 		cfg:      r,
 		secrets:  cfg.secrets(),
-		turn:     make(chan struct{}, 1),
+		turn:     sink.NewTurn(),
 		subjects: make(map[subjectKey]string),
 		version:  []string{strconv.Itoa(schema.EventVersion)},
 	}
@@ -225,23 +225,6 @@ func (s *Sink) serversForErrors() string {
 
 func (s *Sink) redact(err error) error { return redact(err, s.secrets) }
 
-// lock takes the sink's turn, or returns ctx's error.
-func (s *Sink) lock(ctx context.Context) error {
-	select {
-	case s.turn <- struct{}{}:
-		return nil
-	default:
-	}
-	select {
-	case s.turn <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-func (s *Sink) unlock() { <-s.turn }
-
 // WriteBatch publishes one message per event, in order, and returns once
 // all are acknowledged: under core NATS when a flush (PING/PONG) after them
 // returned, so the server has received them; under JetStream when every
@@ -251,11 +234,11 @@ func (s *Sink) unlock() { <-s.turn }
 // Close. Errors are retriable unless sink.IsPermanent: see the package
 // documentation. The events are only read.
 func (s *Sink) WriteBatch(ctx context.Context, events []schema.Event) error {
-	if err := s.lock(ctx); err != nil {
+	if err := s.turn.Acquire(ctx); err != nil {
 		s.st.errors.Add(1)
 		return err
 	}
-	defer s.unlock()
+	defer s.turn.Release()
 	if s.closed {
 		return sink.ErrClosed
 	}
@@ -503,10 +486,10 @@ var _ sink.Pinger = (*Sink)(nil)
 
 // nil.
 func (s *Sink) Close(ctx context.Context) error {
-	if err := s.lock(ctx); err != nil {
+	if err := s.turn.Acquire(ctx); err != nil {
 		return err
 	}
-	defer s.unlock()
+	defer s.turn.Release()
 	if s.closed {
 		return nil
 	}

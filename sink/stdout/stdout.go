@@ -29,8 +29,8 @@ type Sink struct {
 	w    io.Writer
 	size int
 
-	// lock is a mutex that a ctx can give up waiting for.
-	lock   chan struct{}
+	// turn is a mutex that a ctx can give up waiting for.
+	turn   sink.Turn
 	closed bool
 	buf    []byte
 
@@ -52,7 +52,7 @@ func New(cfg Config) (*Sink, error) {
 	if cfg.BufferSize < 0 {
 		return nil, sink.Permanent(fmt.Errorf("stdout: Config.BufferSize: negative (%d)", cfg.BufferSize))
 	}
-	s := &Sink{w: cfg.Writer, size: cfg.BufferSize, lock: make(chan struct{}, 1)}
+	s := &Sink{w: cfg.Writer, size: cfg.BufferSize, turn: sink.NewTurn()}
 	if s.w == nil {
 		s.w = os.Stdout
 	}
@@ -70,10 +70,10 @@ func (s *Sink) Stats() Stats {
 // WriteBatch writes events as JSON lines and returns once all of them are
 // written to the writer (and flushed, if it has a Flush method).
 func (s *Sink) WriteBatch(ctx context.Context, events []schema.Event) error {
-	if err := s.acquire(ctx); err != nil {
+	if err := s.turn.Acquire(ctx); err != nil {
 		return err
 	}
-	defer s.release()
+	defer s.turn.Release()
 	if s.closed {
 		return sink.ErrClosed
 	}
@@ -130,27 +130,11 @@ func (s *Sink) write(ctx context.Context, events []schema.Event) error {
 // WriteBatch in progress, or returns ctx's error if ctx ends first. A second
 // Close returns nil.
 func (s *Sink) Close(ctx context.Context) error {
-	if err := s.acquire(ctx); err != nil {
+	if err := s.turn.Acquire(ctx); err != nil {
 		return err
 	}
-	defer s.release()
+	defer s.turn.Release()
 	s.closed = true
 	s.buf = nil
 	return nil
 }
-
-func (s *Sink) acquire(ctx context.Context) error {
-	select {
-	case s.lock <- struct{}{}:
-		return nil // free: taken even if ctx has ended, so that Close closes
-	default:
-	}
-	select {
-	case s.lock <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-func (s *Sink) release() { <-s.lock }

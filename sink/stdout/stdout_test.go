@@ -173,13 +173,13 @@ func TestCloseWaitsOrGivesUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.lock <- struct{}{} // a WriteBatch in progress
+	_ = s.turn.Acquire(context.Background()) // a WriteBatch in progress
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	if err := s.Close(ctx); !errors.Is(err, context.Canceled) {
 		t.Errorf("Close while busy with an ended ctx = %v, want context.Canceled", err)
 	}
-	<-s.lock
+	s.turn.Release()
 	if err := s.Close(ctx); err != nil {
 		t.Errorf("Close when free, even with an ended ctx = %v, want nil", err)
 	}
