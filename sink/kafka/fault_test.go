@@ -200,6 +200,36 @@ func copiesByID(t *testing.T, events []schema.Event, recs []*kgo.Record) map[str
 // WriteBatch either succeed after the sink sent the request again within it,
 // or fail with a retriable error that keeps the Kafka error reachable; the
 // pipeline's retry then succeeds, and every event is in the topic, as it was
+// faultThenWrite makes the fake broker answer count produce requests with
+// e (every one until the first WriteBatch returns, which must then fail
+// with a retriable error, when untilFirstReturn), writes events as the
+// pipeline does, and checks that every error on the way keeps want
+// reachable (or is ErrWriteTimeout). It returns the fault, and the errors
+// of the failed WriteBatch calls.
+func faultThenWrite(t *testing.T, c *kfake.Cluster, s *kafka.Sink, events []schema.Event, e *kerr.Error, want kafkago.Error, count int, untilFirstReturn bool) (*kfake.FaultHandle, []error) {
+	t.Helper()
+	f := produceFault(c, e, count)
+	var errs []error
+	if untilFirstReturn {
+		err := s.WriteBatch(context.Background(), events)
+		f.Remove()
+		if err == nil {
+			t.Fatalf("WriteBatch succeeded while the fake broker answered every produce request with %v", e)
+		}
+		if sink.IsPermanent(err) {
+			t.Fatalf("WriteBatch: %v: permanent, want retriable", err)
+		}
+		errs = append(errs, err)
+	}
+	errs = append(errs, writeLikePipeline(t, s, events, 5)...)
+	for _, err := range errs {
+		if !errors.Is(err, want) && !errors.Is(err, kafka.ErrWriteTimeout) {
+			t.Errorf("WriteBatch: %v: want errors.Is(err, kafkago.%s) (or ErrWriteTimeout)", err, want.Title())
+		}
+	}
+	return f, errs
+}
+
 // written.
 func TestFakeBrokerRetriableErrors(t *testing.T) {
 	for _, tc := range []struct {
@@ -228,25 +258,7 @@ func TestFakeBrokerRetriableErrors(t *testing.T) {
 			if tc.untilFirstReturn {
 				count = -1
 			}
-			f := produceFault(c, tc.err, count)
-			var errs []error
-			if tc.untilFirstReturn {
-				err := s.WriteBatch(context.Background(), events)
-				f.Remove()
-				if err == nil {
-					t.Fatalf("WriteBatch succeeded while the fake broker answered every produce request with %v", tc.err)
-				}
-				if sink.IsPermanent(err) {
-					t.Fatalf("WriteBatch: %v: permanent, want retriable", err)
-				}
-				errs = append(errs, err)
-			}
-			errs = append(errs, writeLikePipeline(t, s, events, 5)...)
-			for _, err := range errs {
-				if !errors.Is(err, tc.want) && !errors.Is(err, kafka.ErrWriteTimeout) {
-					t.Errorf("WriteBatch: %v: want errors.Is(err, kafkago.%s) (or ErrWriteTimeout)", err, tc.want.Title())
-				}
-			}
+			f, errs := faultThenWrite(t, c, s, events, tc.err, tc.want, count, tc.untilFirstReturn)
 			if hits := f.Hits(); hits == 0 || !tc.untilFirstReturn && hits != count {
 				t.Errorf("the fault answered %d produce requests, want %d", hits, count)
 			}
@@ -462,25 +474,7 @@ func TestFakeBrokerAppliedThenFailed(t *testing.T) {
 			if tc.untilFirstReturn {
 				count = -1
 			}
-			f := produceFault(c, tc.err, count)
-			var errs []error
-			if tc.untilFirstReturn {
-				err := s.WriteBatch(context.Background(), events)
-				f.Remove()
-				if err == nil {
-					t.Fatalf("WriteBatch succeeded while the fake broker answered every produce request with %v", tc.err)
-				}
-				if sink.IsPermanent(err) {
-					t.Fatalf("WriteBatch: %v: permanent, want retriable", err)
-				}
-				errs = append(errs, err)
-			}
-			errs = append(errs, writeLikePipeline(t, s, events, 5)...)
-			for _, err := range errs {
-				if !errors.Is(err, tc.want) && !errors.Is(err, kafka.ErrWriteTimeout) {
-					t.Errorf("WriteBatch: %v: want errors.Is(err, kafkago.%s) (or ErrWriteTimeout)", err, tc.want.Title())
-				}
-			}
+			f, _ := faultThenWrite(t, c, s, events, tc.err, tc.want, count, tc.untilFirstReturn)
 			if f.Hits() == 0 {
 				t.Fatal("the fault answered no produce request")
 			}
