@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cnstream/cnstream/testenv/need"
 )
 
 // dashboard is what the tests read of a Grafana dashboard.
@@ -126,9 +128,7 @@ func parseScrape(r io.Reader) (scrape, error) {
 // dashboard queries against a real scrape of cnstream run: names that
 // cnstream does not export would draw empty panels without an error.
 func TestDashboardMetrics(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: cnstream run joins connector group 9 and sends to it (CAP_NET_ADMIN)")
-	}
+	need.Root(t, "cnstream run joins connector group 9 and sends to it (CAP_NET_ADMIN)")
 	d := readDashboard(t, filepath.Join(root, "deploy", "grafana", "dashboards", "cnstream.json"))
 	s := scrapeRun(t)
 

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cnstream/cnstream/testenv/need"
 )
 
 const unitFile = "systemd/cnstream.service"
@@ -60,9 +62,7 @@ func (u unit) get(section, key string) string {
 // warning at all, asks systemd-analyze security for its exposure, and
 // checks the settings cnstream depends on.
 func TestSystemdUnit(t *testing.T) {
-	if _, err := exec.LookPath("systemd-analyze"); err != nil {
-		t.Skip("needs systemd-analyze (Debian package systemd; .ci/run installs it)")
-	}
+	need.Tool(t, "systemd-analyze", "it verifies the unit file and rates its exposure")
 	u := parseUnit(t, unitFile)
 	exec0 := strings.Fields(u.get("Service", "ExecStart"))
 	if len(exec0) != 4 || exec0[0] != "/usr/local/bin/cnstream" || exec0[1] != "run" || exec0[2] != "--config" {
@@ -149,12 +149,8 @@ func TestSystemdUnit(t *testing.T) {
 // its 64 MiB receive buffer (SO_RCVBUFFORCE: CAP_NET_ADMIN) and read exe and
 // cwd of a process of root (ptrace read access: CAP_SYS_PTRACE).
 func TestSystemdPrivileges(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: it changes to another user with chosen capabilities")
-	}
-	if _, err := exec.LookPath("setpriv"); err != nil {
-		t.Skip("needs setpriv (util-linux; .ci/run installs it)")
-	}
+	need.Root(t, "it changes to another user with chosen capabilities")
+	need.Tool(t, "setpriv", "it runs cnstream as another user with the unit's capabilities")
 	u := parseUnit(t, unitFile)
 	var caps []string
 	for _, c := range strings.Fields(u.get("Service", "AmbientCapabilities")) {

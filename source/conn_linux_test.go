@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cnstream/cnstream/testenv/need"
+
 	"go.uber.org/goleak"
 
 	"github.com/cnstream/cnstream/schema"
@@ -410,9 +412,7 @@ func TestTruncatedCounted(t *testing.T) {
 // buffer; once every CPU has produced an event after the drain, the gaps of
 // the per-CPU streams add up to exactly the kernel's drop count.
 func TestProcOverflowGapsEqualDrops(t *testing.T) {
-	if _, err := exec.LookPath("taskset"); err != nil {
-		t.Fatal("taskset (util-linux) is needed to place events on each CPU")
-	}
+	need.Tool(t, "taskset", "it places events on each CPU")
 	c := dial(t, source.Config{ReadBuffer: 64 << 10})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

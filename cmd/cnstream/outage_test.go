@@ -23,6 +23,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cnstream/cnstream/testenv/need"
+
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/cnstream/cnstream/schema"
@@ -407,15 +409,8 @@ type privateKafka struct {
 
 func startPrivateKafka(t *testing.T) *privateKafka {
 	t.Helper()
-	if _, err := exec.LookPath("java"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("java not found: the test's private Kafka broker needs it (.ci/run installs it)")
-		}
-		t.Skip("java not found: the test's private Kafka broker needs it (apt-get install openjdk-17-jre-headless)")
-	}
-	if _, err := exec.LookPath("kcat"); err != nil {
-		t.Fatal("kcat not found: it reads the topic back (apt-get install kcat)")
-	}
+	need.Tool(t, "java", "the test's private Kafka broker runs on it")
+	need.Tool(t, "kcat", "it reads the topic back")
 	scripts, err := filepath.Abs("../../testenv/kafka")
 	if err != nil {
 		t.Fatal(err)

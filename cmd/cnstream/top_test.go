@@ -23,6 +23,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/cnstream/cnstream/testenv/need"
+
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -533,12 +535,7 @@ func TestTopUnreachable(t *testing.T) {
 // with the terminal restored: the shell's next commands run, and stty finds
 // canonical mode back.
 func TestTopTmux(t *testing.T) {
-	if _, err := exec.LookPath("tmux"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("tmux not found: the live view is tested in a real terminal (.ci/run installs it)")
-		}
-		t.Skip("tmux not found: the live view is tested in a real terminal (apt-get install tmux)")
-	}
+	need.Tool(t, "tmux", "the live view is tested in a real terminal")
 	url := startTopRun(t)
 	send := startSend(t, 1000000, 10000) // load for the whole test
 	for _, key := range []string{"q", "C-c"} {

@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/cnstream/cnstream/testenv/need"
+
 	"github.com/cnstream/cnstream/schema"
 	"github.com/cnstream/cnstream/sink"
 	"github.com/cnstream/cnstream/sink/sinktest"
@@ -16,9 +18,7 @@ import (
 // directory for the test: a real file system that runs out of space.
 func mountTmpfs(t *testing.T, size string) string {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("file: mounting a tmpfs to make ENOSPC needs root (CAP_SYS_ADMIN); CI runs the tests as root")
-	}
+	need.Root(t, "mounting a tmpfs to make ENOSPC needs CAP_SYS_ADMIN")
 	dir := t.TempDir()
 	if err := syscall.Mount("cnstream-test", dir, "tmpfs", 0, "size="+size+",mode=0755"); err != nil {
 		t.Fatalf("mount tmpfs on %s: %v", dir, err)

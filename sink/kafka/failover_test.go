@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cnstream/cnstream/testenv/need"
+
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/cnstream/cnstream/sink"
@@ -35,12 +37,8 @@ func startCluster3(t *testing.T) ([]string, string) {
 // and by itself if the test binary dies (--watch-pid).
 func startPrivate(t *testing.T, name string, ports int, args ...string) (string, string) {
 	t.Helper()
-	if _, err := exec.LookPath("java"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("java not found: the test's Kafka broker needs it (.ci/run installs it)")
-		}
-		t.Skip("java not found: the test's Kafka broker needs it (apt-get install openjdk-17-jre-headless)")
-	}
+	need.Tool(t, "java", "the test's Kafka broker runs on it")
+	need.Tool(t, "kcat", "testenv/kafka/start checks the brokers' readiness with it")
 	script, err := filepath.Abs("../../testenv/kafka/start")
 	if err != nil {
 		t.Fatal(err)

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cnstream/cnstream/testenv/need"
+
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/cnstream/cnstream/schema"
@@ -352,10 +354,7 @@ func TestBrokerRejects(t *testing.T) {
 // TestKcat reads what the sink wrote with kcat (librdkafka), an independent
 // client: keys, headers and values.
 func TestKcat(t *testing.T) {
-	kcat, err := exec.LookPath("kcat")
-	if err != nil {
-		t.Fatal("kcat not found: it is the independent client of this test (Debian: apt-get install kcat)")
-	}
+	kcat := need.Tool(t, "kcat", "it is the independent client of this test")
 	bootstrap := brokers.Kafka(t)
 	topic := uniqueTopic(t)
 	createTopic(t, topic, partitions)

@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cnstream/cnstream/testenv/need"
+
 	kafkago "github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/sasl/plain"
 	"github.com/segmentio/kafka-go/sasl/scram"
@@ -84,9 +86,8 @@ func TestSecure(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: starts a Kafka broker with TLS and SASL listeners")
 	}
-	if _, err := exec.LookPath("kcat"); err != nil {
-		t.Fatal("kcat not found: it is the independent client of this test (Debian: apt-get install kcat)")
-	}
+	need.Tool(t, "kcat", "it is the independent client of this test")
+	need.Tool(t, "openssl", "testenv/kafka/start --secure makes the test CA and certificates with it")
 	b := startSecure(t)
 	withCA := kafka.TLSConfig{Enable: true, CAFile: b.caFile}
 	creds := func(mech string) kafka.SASLConfig {

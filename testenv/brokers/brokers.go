@@ -33,6 +33,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cnstream/cnstream/testenv/need"
 )
 
 // Environment variables naming brokers to use instead of starting them.
@@ -52,6 +54,7 @@ type server struct {
 	portEnv string // variable giving the scripts the (first) port
 	ports   int    // consecutive free ports the scripts need from that one
 	extra   func(port int) []string
+	tools   [][2]string // what the scripts run (tool, why), checked before a start
 
 	mu   sync.Mutex
 	addr string // while started here
@@ -63,9 +66,22 @@ type server struct {
 var (
 	kafka = &server{
 		kind: "kafka", env: KafkaEnv, portEnv: "CNSTREAM_KAFKA_PORT", ports: 2,
+		tools: [][2]string{
+			{"java", "Apache Kafka runs on it"},
+			{"mvn", "testenv/kafka/fetch resolves Kafka's jars with it"},
+			{"kcat", "testenv/kafka/start checks the broker's readiness with it"},
+			{"flock", "testenv/kafka/fetch runs one download at a time with it"},
+			{"setsid", "testenv/kafka/start runs the broker in a session of its own"},
+		},
 	}
 	nats = &server{
 		kind: "nats", env: NATSEnv, portEnv: "CNSTREAM_NATS_PORT", ports: 1,
+		tools: [][2]string{
+			{"go", "testenv/nats/fetch builds nats-server with it"},
+			{"curl", "testenv/nats/start checks the server's readiness with it"},
+			{"flock", "testenv/nats/fetch runs one build at a time with it"},
+			{"setsid", "testenv/nats/start runs the server in a session of its own"},
+		},
 		// The monitoring port (/healthz) is chosen free as well.
 		extra: func(client int) []string {
 			monitor := freePorts(1)
@@ -139,6 +155,9 @@ func (s *server) get(t testing.TB) string {
 		t.Fatalf("brokers: %v", s.err)
 	}
 	if s.addr == "" {
+		for _, tool := range s.tools {
+			need.Tool(t, tool[0], tool[1])
+		}
 		if err := s.start(); err != nil {
 			s.err = err
 			t.Fatalf("brokers: %v", err)

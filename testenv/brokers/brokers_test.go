@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cnstream/cnstream/testenv/need"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	kafka "github.com/segmentio/kafka-go"
@@ -112,10 +114,7 @@ func TestKafka(t *testing.T) {
 	compare(t, "kafka-go", want, got)
 
 	// kcat, an independent client: every message of the topic, then exit (-e).
-	kcat, err := exec.LookPath("kcat")
-	if err != nil {
-		t.Fatalf("kcat not found: it is the independent client of this test (Debian: apt-get install kcat)")
-	}
+	kcat := need.Tool(t, "kcat", "it is the independent client of this test")
 	cmd := exec.CommandContext(ctx, kcat, "-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e", "-q",
 		"-f", "%k\t%s\n")
 	out, err := cmd.Output()

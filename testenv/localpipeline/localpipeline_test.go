@@ -26,6 +26,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cnstream/cnstream/testenv/need"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -124,23 +126,6 @@ func (s *seen) all(children []*child, exits bool) bool {
 		}
 	}
 	return true
-}
-
-// need fails the test in CI and skips it elsewhere when a tool is missing.
-func need(t *testing.T, what, hint string, ok bool) {
-	t.Helper()
-	if ok {
-		return
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("%s not found: testenv/local-pipeline needs it (.ci/run installs it)", what)
-	}
-	t.Skipf("%s not found: testenv/local-pipeline needs it (%s)", what, hint)
-}
-
-func lookPath(name string) bool {
-	_, err := exec.LookPath(name)
-	return err == nil
 }
 
 // freePorts returns n distinct free ports on 127.0.0.1, the first two of
@@ -300,19 +285,16 @@ func promQuery(ctx context.Context, base, query string) ([]map[string]string, []
 // spawned on the host found in Kafka and JetStream, Prometheus' scraped
 // delivered counters at least the events read back, down, nothing left.
 func TestLocalPipeline(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: cnstream run subscribes to the kernel's process events (CAP_NET_ADMIN)")
-	}
+	need.Root(t, "cnstream run subscribes to the kernel's process events (CAP_NET_ADMIN)")
 	prometheus := os.Getenv("CNSTREAM_PROMETHEUS")
 	if prometheus == "" {
 		prometheus = "/usr/bin/prometheus"
 	}
-	_, err := os.Stat(prometheus)
-	need(t, prometheus, "apt-get install prometheus", err == nil)
-	need(t, "java", "apt-get install openjdk-17-jre-headless", lookPath("java"))
-	need(t, "kcat", "apt-get install kcat", lookPath("kcat"))
-	need(t, "curl", "apt-get install curl", lookPath("curl"))
-	need(t, "go", "cnstream is built from this tree", lookPath("go"))
+	need.Tool(t, prometheus, "testenv/local-pipeline runs it to scrape cnstream")
+	need.Tool(t, "java", "testenv/local-pipeline runs Kafka on it")
+	need.Tool(t, "kcat", "the test reads the topic back with it")
+	need.Tool(t, "curl", "testenv/local-pipeline checks readiness with it")
+	need.Tool(t, "go", "cnstream is built from this tree")
 
 	bin, err := filepath.Abs("../local-pipeline")
 	if err != nil {

@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cnstream/cnstream/testenv/need"
+
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/cnstream/cnstream/schema"
@@ -31,9 +33,7 @@ import (
 
 func needRoot(t *testing.T, why string) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skipf("needs root: %s", why)
-	}
+	need.Root(t, why)
 }
 
 // cgroup2Mount returns where the cgroup v2 hierarchy is mounted
