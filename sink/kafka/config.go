@@ -22,7 +22,9 @@ import (
 // Config's String and GoString leave the SASL password out, so a Config
 // can be logged.
 type Config struct {
-	// Brokers is the bootstrap list, "host:port" each. Required.
+	// Brokers is the bootstrap list, "host:port" each; an element may also
+	// be a comma-separated list ("b1:9092,b2:9092", as an environment
+	// variable gives it). Required.
 	Brokers []string
 
 	// Topic is the template of the topic of an event: text with the
@@ -108,12 +110,16 @@ type TLSConfig struct {
 // SASLConfig configures SASL authentication.
 type SASLConfig struct {
 	// Mechanism is "PLAIN", "SCRAM-SHA-256" or "SCRAM-SHA-512". Default:
-	// no SASL. PLAIN sends the password as it is: use it with TLS.
+	// no SASL. PLAIN sends the password as it is: without TLS it is
+	// refused unless AllowPlaintext is set.
 	Mechanism string
 	// Username and Password are the credentials; required with a
 	// Mechanism. The password never appears in errors or String output.
 	Username string
 	Password string
+	// AllowPlaintext lets PLAIN send the password without TLS, readable by
+	// anyone on the path. Default false: PLAIN needs TLS.Enable.
+	AllowPlaintext bool
 }
 
 // String describes c without its password.
@@ -122,7 +128,7 @@ func (c SASLConfig) String() string {
 	if c.Password != "" {
 		pw = "[redacted]"
 	}
-	return fmt.Sprintf("{Mechanism:%s Username:%s Password:%s}", c.Mechanism, c.Username, pw)
+	return fmt.Sprintf("{Mechanism:%s Username:%s Password:%s AllowPlaintext:%t}", c.Mechanism, c.Username, pw, c.AllowPlaintext)
 }
 
 // GoString is String, so that %#v does not show the password either.
@@ -169,12 +175,17 @@ func (c Config) resolve() (*resolved, error) {
 	if len(c.Brokers) == 0 {
 		return bad("Brokers", "empty: at least one host:port is required")
 	}
-	for i, b := range c.Brokers {
-		if b == "" || strings.ContainsAny(b, " ,") {
-			return bad("Brokers", "element %d: %q is not a host:port", i, b)
+	var brokers []string
+	for i, list := range c.Brokers {
+		for b := range strings.SplitSeq(list, ",") {
+			b = strings.TrimSpace(b)
+			if b == "" || strings.ContainsAny(b, " \t") {
+				return bad("Brokers", "element %d: %q is not a host:port (or a comma-separated list of them)", i, list)
+			}
+			brokers = append(brokers, b)
 		}
 	}
-	c.Brokers = append([]string(nil), c.Brokers...)
+	c.Brokers = brokers
 
 	if c.Topic == "" {
 		c.Topic = defaultTopic
@@ -253,6 +264,9 @@ func (c Config) resolve() (*resolved, error) {
 	}
 	if r.sasl, err = c.SASL.build(); err != nil {
 		return nil, err
+	}
+	if strings.EqualFold(c.SASL.Mechanism, "PLAIN") && !c.TLS.Enable && !c.SASL.AllowPlaintext {
+		return bad("SASL.Mechanism", "PLAIN without TLS sends the password in clear: enable TLS, use SCRAM-SHA-512, or set SASL.AllowPlaintext")
 	}
 	r.cfg = c
 	return r, nil

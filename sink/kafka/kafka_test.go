@@ -18,6 +18,7 @@ import (
 
 	"github.com/cnstream/cnstream/testenv/need"
 
+	"github.com/google/go-cmp/cmp"
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/cnstream/cnstream/schema"
@@ -535,6 +536,10 @@ func TestConfigErrors(t *testing.T) {
 	}{
 		{kafka.Config{}, "Config.Brokers"},
 		{kafka.Config{Brokers: []string{""}}, "Config.Brokers"},
+		{kafka.Config{Brokers: []string{"b1:9092,,b2:9092"}}, "Config.Brokers"},
+		{kafka.Config{Brokers: []string{"b1:9092 b2:9092"}}, "Config.Brokers"},
+		{kafka.Config{Brokers: b, SASL: kafka.SASLConfig{Mechanism: "PLAIN", Username: "u", Password: "hunter2-secret"}}, "Config.SASL.Mechanism"},
+		{kafka.Config{Brokers: b, SASL: kafka.SASLConfig{Mechanism: "plain", Username: "u", Password: "hunter2-secret"}}, "Config.SASL.Mechanism"},
 		{kafka.Config{Brokers: b, Topic: "a b"}, "Config.Topic"},
 		{kafka.Config{Brokers: b, Topic: "x.{nope}"}, "Config.Topic"},
 		{kafka.Config{Brokers: b, Topic: "x.{kind"}, "Config.Topic"},
@@ -573,6 +578,30 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
+// TestBrokerListsAndPlaintext: an element of Brokers may be a
+// comma-separated list (KAFKA_BROKERS=b1:9092,b2:9092 in one list item);
+// SASL PLAIN is accepted over TLS, or without it only when AllowPlaintext
+// says so.
+func TestBrokerListsAndPlaintext(t *testing.T) {
+	s, err := kafka.New(kafka.Config{Brokers: []string{" b1:9092, b2:9092 ", "b3:9092"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"b1:9092", "b2:9092", "b3:9092"}, s.Config().Brokers); diff != "" {
+		t.Errorf("Brokers (-want +got):\n%s", diff)
+	}
+	s.Close(context.Background())
+	for _, c := range []kafka.Config{
+		{Brokers: []string{"b1:9092"}, SASL: kafka.SASLConfig{Mechanism: "PLAIN", Username: "u", Password: "p", AllowPlaintext: true}},
+		{Brokers: []string{"b1:9092"}, TLS: kafka.TLSConfig{Enable: true}, SASL: kafka.SASLConfig{Mechanism: "PLAIN", Username: "u", Password: "p"}},
+		{Brokers: []string{"b1:9092"}, SASL: kafka.SASLConfig{Mechanism: "SCRAM-SHA-512", Username: "u", Password: "p"}},
+	} {
+		if err := c.Validate(); err != nil {
+			t.Errorf("Validate(%v) = %v, want nil", c, err)
+		}
+	}
+}
+
 func TestDefaults(t *testing.T) {
 	s, err := kafka.New(kafka.Config{Brokers: []string{"127.0.0.1:9092"}})
 	if err != nil {
@@ -595,7 +624,7 @@ func TestSecretsNotShown(t *testing.T) {
 	for _, mech := range []string{"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"} {
 		cfg := kafka.Config{
 			Brokers: []string{unreachable(t)}, Topic: "t", WriteTimeout: 2 * time.Second,
-			SASL: kafka.SASLConfig{Mechanism: mech, Username: "user", Password: pw},
+			SASL: kafka.SASLConfig{Mechanism: mech, Username: "user", Password: pw, AllowPlaintext: mech == "PLAIN"},
 		}
 		for _, s := range []string{cfg.String(), fmt.Sprintf("%v %+v %#v %s", cfg, cfg, cfg, cfg), fmt.Sprintf("%v %#v", cfg.SASL, cfg.SASL)} {
 			if strings.Contains(s, pw) {
