@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -20,12 +21,13 @@ import (
 // New removes), or a complete .zst (with perhaps the original, which New
 // removes).
 type compressor struct {
-	queue []string // rotated files waiting, oldest first
+	queue []string // names of the rotated files waiting, oldest first
 	enc   *zstd.Encoder
 	buf   []byte
 
 	// The file in progress.
-	src     string
+	root    *os.Root // the sink's directory
+	src     string   // its name in root
 	in, out *os.File
 }
 
@@ -50,7 +52,7 @@ func (s *Sink) compress(ctx context.Context, budget int64) {
 		if c.in == nil {
 			src := c.queue[0]
 			c.queue = c.queue[1:]
-			if err := c.start(src, s.cfg.FileMode); err != nil {
+			if err := c.start(s.root, src, s.cfg.FileMode); err != nil {
 				s.reportErr(err)
 				continue
 			}
@@ -66,12 +68,13 @@ func (s *Sink) compress(ctx context.Context, budget int64) {
 		if err != nil {
 			src := c.src
 			c.abort1()
-			s.reportErr(fmt.Errorf("file: compressing %s: %w", src, err))
+			s.reportErr(fmt.Errorf("file: compressing %s: %w", filepath.Join(s.cfg.Dir, src), err))
 		}
 	}
 }
 
-func (c *compressor) start(src string, mode os.FileMode) error {
+// start opens src, a rotated file's name in root, and creates its .zst.tmp.
+func (c *compressor) start(root *os.Root, src string, mode os.FileMode) error {
 	if c.enc == nil {
 		enc, err := newEncoder()
 		if err != nil {
@@ -82,16 +85,24 @@ func (c *compressor) start(src string, mode os.FileMode) error {
 	if c.buf == nil {
 		c.buf = make([]byte, compressChunk)
 	}
-	in, err := os.Open(src)
+	in, err := openFile(root, src, os.O_RDONLY, false)
 	if err != nil {
-		return fmt.Errorf("file: compressing %s: %w", src, err)
+		return fmt.Errorf("file: compressing %s: %w", filepath.Join(root.Name(), src), err)
 	}
-	out, err := os.OpenFile(src+zstExt+tmpExt, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
+	// A .zst.tmp there was left by a compression whose cleanup failed, or
+	// planted: remove the entry (never what it may link to), then create
+	// the file anew.
+	tmp := src + zstExt + tmpExt
+	err = root.Remove(tmp)
+	var out *os.File
+	if err == nil || errors.Is(err, fs.ErrNotExist) {
+		out, err = createFile(root, tmp, os.O_WRONLY, mode)
+	}
 	if err != nil {
 		in.Close()
-		return fmt.Errorf("file: compressing %s: %w", src, err)
+		return fmt.Errorf("file: compressing %s: %w", filepath.Join(root.Name(), src), err)
 	}
-	c.src, c.in, c.out = src, in, out
+	c.root, c.src, c.in, c.out = root, src, in, out
 	c.enc.Reset(out)
 	return nil
 }
@@ -123,17 +134,17 @@ func (c *compressor) finish() error {
 	if err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, c.src+zstExt); err != nil {
+	if err := c.root.Rename(tmp, c.src+zstExt); err != nil {
 		return err
 	}
 	// The .zst is complete: from here on, failing leaves both files, and
 	// the next New removes the original.
 	c.in.Close()
 	c.in = nil
-	if err := syncDir(filepath.Dir(c.src)); err != nil {
+	if err := syncRoot(c.root); err != nil {
 		return err
 	}
-	return os.Remove(c.src)
+	return c.root.Remove(c.src)
 }
 
 // abort1 drops the file in progress, leaving it uncompressed.
@@ -145,7 +156,7 @@ func (c *compressor) abort1() {
 	if c.out != nil {
 		c.out.Close()
 		c.out = nil
-		os.Remove(c.src + zstExt + tmpExt)
+		c.root.Remove(c.src + zstExt + tmpExt)
 	}
 	if c.enc != nil {
 		c.enc.Reset(io.Discard)

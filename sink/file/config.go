@@ -85,12 +85,12 @@ type Config struct {
 	// SyncInterval. Default 1 second.
 	SyncInterval time.Duration
 
-	// FileMode is the permission of the files the sink creates, subject to
-	// the umask. Default 0640.
+	// FileMode is the permission of the files the sink creates, set
+	// exactly (with fchmod), whatever the umask. Default 0640.
 	FileMode fs.FileMode
 
-	// DirMode is the permission of the directories the sink creates,
-	// subject to the umask. Default 0750.
+	// DirMode is the permission of the directories the sink creates, set
+	// exactly, whatever the umask. Default 0750.
 	DirMode fs.FileMode
 
 	// Now tells the time for rotation by age, rotated file names and

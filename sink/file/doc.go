@@ -12,10 +12,31 @@
 // "<prefix>-<seq>-<UTC time>.<ext>": seq counts up from the highest in the
 // directory, so names sort in the order the files were written. A Reader
 // reads a directory back in that order: rotated files, compressed or not,
-// then the active file. Files are created with mode 0640 and directories
-// with 0750 (Config.FileMode, Config.DirMode), subject to the umask. One
-// Sink per directory and prefix: two would interleave their writes (this is
-// not checked).
+// then the active file. Files (the active file, the .zst and .zst.tmp
+// files, Ping's probe) are created with mode 0640 and directories with 0750
+// (Config.FileMode, Config.DirMode), set exactly with fchmod whatever the
+// umask; directories that exist already keep theirs. One Sink per
+// directory and prefix: two would interleave their writes (this is not
+// checked).
+//
+// # Links planted in the directory
+//
+// The sink often runs as root in a directory others may write to. It opens
+// the directory once, as an os.Root, and opens, creates, renames and
+// removes every file relative to that descriptor (openat), so nothing
+// escapes it. It never writes or reads through a link planted under one of
+// its names: it creates files with O_CREATE|O_EXCL (never following a
+// symlink), checks every existing file it opens (the active file at New, a
+// rotated file to compress) against the directory entry (a regular file,
+// the very one opened, and for the active file a single link), removes a
+// stale .zst.tmp entry before creating it, and renames entries, not what
+// they point to. A symlink, hard link or special file under the active
+// file's name is not replaced by another name (readers expect the fixed
+// one) and not removed (the sink removes only what it made): New, or the
+// WriteBatch that would create the active file, fails with an error
+// matching ErrUnsafeFile that names the entry, and the pipeline retries
+// until an operator removes it. Such an entry under a rotated file's name
+// is not a file of the sink's: it is skipped, never read or compressed.
 //
 // # Compression
 //

@@ -21,6 +21,10 @@ import (
 type Sink struct {
 	cfg Config
 
+	// root is the directory: every file is opened, created, renamed and
+	// removed relative to it (see safe.go). Closed by Close.
+	root *os.Root
+
 	// turn is a mutex that a ctx can give up waiting for: WriteBatch, Sync
 	// and Close hold it.
 	turn sink.Turn
@@ -28,7 +32,8 @@ type Sink struct {
 	// Guarded by turn.
 	closed   bool
 	f        *os.File  // active file; nil until the first write after New or a rotation
-	path     string    // active file's path
+	name     string    // active file's name in root
+	path     string    // active file's path, for messages
 	size     int64     // bytes in the active file
 	good     int64     // bytes of the active file that were acknowledged
 	opened   time.Time // when the active file was created or found
@@ -87,44 +92,59 @@ func New(cfg Config) (*Sink, error) {
 	if err != nil {
 		return nil, sink.Permanent(err)
 	}
-	if err := os.MkdirAll(c.Dir, c.DirMode); err != nil {
+	if err := mkdirAll(c.Dir, c.DirMode); err != nil {
 		return nil, fmt.Errorf("file: creating the directory: %w", err)
 	}
-	st, err := scanDir(c.Dir, c.Prefix)
+	root, err := os.OpenRoot(c.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("file: opening the directory: %w", err)
+	}
+	s, err := open(c, root)
+	if err != nil {
+		root.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func open(c Config, root *os.Root) (*Sink, error) {
+	st, err := scanDir(root.FS(), c.Prefix)
 	if err != nil {
 		return nil, fmt.Errorf("file: reading the directory: %w", err)
 	}
 	now := c.Now()
 	s := &Sink{
 		cfg:      c,
+		root:     root,
 		turn:     sink.NewTurn(),
+		name:     activeName(c.Prefix, c.Format),
 		path:     filepath.Join(c.Dir, activeName(c.Prefix, c.Format)),
 		nextSeq:  st.nextSeq,
 		lastSync: now,
 	}
 	changed := false
 	for _, name := range st.tmp {
-		if err := os.Remove(filepath.Join(c.Dir, name)); err != nil {
+		if err := root.Remove(name); err != nil {
 			return nil, fmt.Errorf("file: removing an unfinished compression: %w", err)
 		}
 		changed = true
 	}
 	for _, r := range st.rotated {
-		p := filepath.Join(c.Dir, r.name)
 		switch {
 		case r.plain && r.zst:
 			// The .zst is renamed into place only once complete and synced.
-			if err := os.Remove(p); err != nil {
+			if err := root.Remove(r.name); err != nil {
 				return nil, fmt.Errorf("file: removing a compressed file's original: %w", err)
 			}
 			changed = true
 		case r.plain && c.Compression == Zstd:
-			s.cz.queue = append(s.cz.queue, p)
+			s.cz.queue = append(s.cz.queue, r.name)
 		}
 	}
 	for _, format := range st.active {
-		p := filepath.Join(c.Dir, activeName(c.Prefix, format))
-		f, err := os.OpenFile(p, os.O_RDWR|os.O_APPEND, 0)
+		name := activeName(c.Prefix, format)
+		p := filepath.Join(c.Dir, name)
+		f, err := openFile(root, name, os.O_RDWR|os.O_APPEND, true)
 		if err != nil {
 			s.closeActive()
 			return nil, fmt.Errorf("file: opening the active file: %w", err)
@@ -150,10 +170,10 @@ func New(cfg Config) (*Sink, error) {
 		// keep their place before the ones this sink writes.
 		err = f.Close()
 		if err == nil && size == 0 {
-			err = os.Remove(p)
+			err = root.Remove(name)
 		} else if err == nil {
-			name := filepath.Join(c.Dir, rotatedName(c.Prefix, s.nextSeq, now, format))
-			err = os.Rename(p, name)
+			name := rotatedName(c.Prefix, s.nextSeq, now, format)
+			err = root.Rename(activeName(c.Prefix, format), name)
 			s.nextSeq++
 			if c.Compression == Zstd {
 				s.cz.queue = append(s.cz.queue, name)
@@ -166,7 +186,7 @@ func New(cfg Config) (*Sink, error) {
 		changed = true
 	}
 	if changed && c.Sync != SyncNever {
-		if err := syncDir(c.Dir); err != nil {
+		if err := s.syncDir(); err != nil {
 			s.closeActive()
 			return nil, err
 		}
@@ -321,13 +341,13 @@ func (s *Sink) append(b []byte) error {
 }
 
 func (s *Sink) create() error {
-	f, err := os.OpenFile(s.path, os.O_RDWR|os.O_CREATE|os.O_EXCL|os.O_APPEND, s.cfg.FileMode)
+	f, err := createFile(s.root, s.name, os.O_RDWR|os.O_APPEND, s.cfg.FileMode)
 	if err != nil {
-		return fmt.Errorf("file: creating the active file: %w", err)
+		return fmt.Errorf("file: creating the active file in %s: %w", s.cfg.Dir, err)
 	}
 	s.f, s.size, s.good, s.dirty, s.opened = f, 0, 0, false, s.cfg.Now()
 	if s.cfg.Sync != SyncNever {
-		return syncDir(s.cfg.Dir)
+		return s.syncDir()
 	}
 	return nil
 }
@@ -343,14 +363,14 @@ func (s *Sink) rotate(now time.Time) error {
 			return err
 		}
 	}
-	name := filepath.Join(s.cfg.Dir, rotatedName(s.cfg.Prefix, s.nextSeq, now, s.cfg.Format))
-	if err := os.Rename(s.path, name); err != nil {
+	name := rotatedName(s.cfg.Prefix, s.nextSeq, now, s.cfg.Format)
+	if err := s.root.Rename(s.name, name); err != nil {
 		return fmt.Errorf("file: rotating: %w", err)
 	}
 	s.nextSeq++
 	if err := s.f.Close(); err != nil {
 		// Written, and synced as the policy says: nothing is at stake.
-		s.reportErr(fmt.Errorf("file: closing %s: %w", name, err))
+		s.reportErr(fmt.Errorf("file: closing %s: %w", filepath.Join(s.cfg.Dir, name), err))
 	}
 	s.f, s.size, s.good, s.dirty = nil, 0, 0, false
 	s.st.rotations.Add(1)
@@ -358,7 +378,7 @@ func (s *Sink) rotate(now time.Time) error {
 		s.cz.queue = append(s.cz.queue, name)
 	}
 	if s.cfg.Sync != SyncNever {
-		return syncDir(s.cfg.Dir)
+		return s.syncDir()
 	}
 	return nil
 }
@@ -405,19 +425,15 @@ func (s *Sink) Sync(ctx context.Context) error {
 	return nil
 }
 
-// Close fsyncs the active file (unless the policy is SyncNever), closes it,
-// and compresses the rotated files still waiting, for as long as ctx lets
-// it: compression left undone is reported to OnError and finished by the
-// next New, and costs no event, so it does not fail Close. A second Close
 // Ping checks that the directory is still there and writable.
 func (s *Sink) Ping(context.Context) error {
-	f, err := os.CreateTemp(s.cfg.Dir, ".cnstream-ping-*")
+	name := pingName()
+	f, err := createFile(s.root, name, os.O_WRONLY, s.cfg.FileMode)
 	if err != nil {
 		return fmt.Errorf("file: ping: %w", err)
 	}
-	name := f.Name()
 	f.Close()
-	if err := os.Remove(name); err != nil {
+	if err := s.root.Remove(name); err != nil {
 		return fmt.Errorf("file: ping: %w", err)
 	}
 	return nil
@@ -425,6 +441,10 @@ func (s *Sink) Ping(context.Context) error {
 
 var _ sink.Pinger = (*Sink)(nil)
 
+// Close fsyncs the active file (unless the policy is SyncNever), closes it,
+// and compresses the rotated files still waiting, for as long as ctx lets
+// it: compression left undone is reported to OnError and finished by the
+// next New, and costs no event, so it does not fail Close. A second Close
 // returns nil.
 func (s *Sink) Close(ctx context.Context) error {
 	if err := s.turn.Acquire(ctx); err != nil {
@@ -456,6 +476,9 @@ func (s *Sink) Close(ctx context.Context) error {
 		s.reportErr(fmt.Errorf("file: close: compression of %d rotated files left for the next New: %w", n, context.Cause(ctx)))
 	}
 	s.buf, s.cz.buf = nil, nil
+	if err := s.root.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("file: closing the directory: %w", err))
+	}
 	if len(errs) > 0 {
 		s.st.errors.Add(1)
 	}
@@ -469,8 +492,10 @@ func (s *Sink) reportErr(err error) {
 	}
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
+func (s *Sink) syncDir() error { return syncRoot(s.root) }
+
+func syncRoot(root *os.Root) error {
+	d, err := root.Open(".")
 	if err != nil {
 		return fmt.Errorf("file: fsync of the directory: %w", err)
 	}

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -675,47 +674,6 @@ func TestReaderCorruptMiddle(t *testing.T) {
 		t.Fatalf("ReadAll = %v, want a RecordError at offset %d matching ErrCorrupt and schema.ErrEventVersion", err, ends[3])
 	}
 	sinktest.Check(t, events[:4], got, sinktest.CheckOptions{})
-}
-
-func TestFileModes(t *testing.T) {
-	old := syscall.Umask(0o022)
-	defer syscall.Umask(old)
-	for _, c := range []struct {
-		cfg            Config
-		fileMode, dirM os.FileMode
-	}{
-		{Config{}, 0o640, 0o750},
-		{Config{FileMode: 0o600, DirMode: 0o700}, 0o600, 0o700},
-	} {
-		root := t.TempDir()
-		c.cfg.Dir = filepath.Join(root, "a", "b")
-		c.cfg.MaxSize = 4096
-		s := mustNew(t, c.cfg)
-		mustWrite(t, s, sinktest.NewGenerator(9).Batch(50))
-		mustClose(t, s)
-		for _, d := range []string{filepath.Join(root, "a"), c.cfg.Dir} {
-			fi, err := os.Stat(d)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if fi.Mode().Perm() != c.dirM {
-				t.Errorf("%s: mode %v, want %v", d, fi.Mode().Perm(), c.dirM)
-			}
-		}
-		n := names(t, c.cfg.Dir)
-		if len(n) < 3 {
-			t.Fatalf("files %v: want rotated and compressed files", n)
-		}
-		for _, name := range n {
-			fi, err := os.Stat(filepath.Join(c.cfg.Dir, name))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if fi.Mode().Perm() != c.fileMode {
-				t.Errorf("%s: mode %v, want %v", name, fi.Mode().Perm(), c.fileMode)
-			}
-		}
-	}
 }
 
 // TestOtherFormatActiveFile: switching the format rotates the other

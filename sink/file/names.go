@@ -2,7 +2,7 @@ package file
 
 import (
 	"fmt"
-	"os"
+	"io/fs"
 	"slices"
 	"strconv"
 	"strings"
@@ -81,9 +81,9 @@ type dirState struct {
 	nextSeq uint64
 }
 
-func scanDir(dir, prefix string) (dirState, error) {
+func scanDir(dir fs.FS, prefix string) (dirState, error) {
 	var st dirState
-	entries, err := os.ReadDir(dir)
+	entries, err := fs.ReadDir(dir, ".")
 	if err != nil {
 		return st, err
 	}

@@ -51,7 +51,7 @@ func NewReader(cfg Config) (*Reader, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := scanDir(c.Dir, c.Prefix)
+	st, err := scanDir(os.DirFS(c.Dir), c.Prefix)
 	if err != nil {
 		return nil, fmt.Errorf("file: reading the directory: %w", err)
 	}
