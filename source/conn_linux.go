@@ -62,6 +62,8 @@ type Conn struct {
 	rcvbuf, rcvbufRequested int
 	rcvbufForced            bool
 
+	privileges func() Privileges // ReadPrivileges, once
+
 	subMu sync.Mutex
 	sub   SubscriptionState
 	seq   atomic.Uint32
@@ -120,7 +122,7 @@ func Dial(cfg Config) (*Conn, error) {
 		_ = nl.Close()
 		return nil, opError("syscall conn", err)
 	}
-	c := &Conn{nl: nl, rc: rc, portID: nl.PID(), cfg: cfg}
+	c := &Conn{nl: nl, rc: rc, portID: nl.PID(), cfg: cfg, privileges: sync.OnceValue(ReadPrivileges)}
 	for _, g := range cfg.UserspaceGroups {
 		c.userspaceMask |= 1 << (g - 1)
 	}
@@ -279,7 +281,10 @@ func (c *Conn) LeaveGroup(g uint32) error {
 
 // Send sends m, framed as the kernel frames connector messages, to the
 // kernel (group 0) or as a multicast to group (1..26), which the kernel also
-// receives. Multicast needs CAP_NET_ADMIN.
+// receives. Multicast needs CAP_NET_ADMIN. A message to the process-events
+// connector (schema.ProcID) from outside the initial user or pid namespace
+// is not sent: the kernel would drop it without an answer, so Send returns
+// an OpError wrapping ErrNotHeard that says which namespace.
 func (c *Conn) Send(m schema.CnMsg, group uint32) error {
 	if group > schema.MaxGroup {
 		return fmt.Errorf("source: group %d out of range: connector groups are 0 (kernel) or 1..%d", group, schema.MaxGroup)
@@ -289,6 +294,12 @@ func (c *Conn) Send(m schema.CnMsg, group uint32) error {
 	}
 	if c.closed.Load() {
 		return ErrClosed
+	}
+	if m.ID == schema.ProcID && group == 0 {
+		// The kernel would drop it without an answer: say why now.
+		if p := c.privileges(); p.OutsideUserNS() || p.OutsidePIDNS() {
+			return &OpError{Op: opSendKernel, Err: ErrNotHeard, Hint: p.Diagnosis()}
+		}
 	}
 	c.sendMu.Lock()
 	defer c.sendMu.Unlock()
@@ -579,14 +590,24 @@ func opError(op string, err error) error {
 		switch errno {
 		case unix.EPROTONOSUPPORT:
 			hint = "no kernel connector here: it exists only in the initial network namespace, on kernels built with CONFIG_CONNECTOR"
+			if d := ReadPrivileges().Diagnosis(); d != "" {
+				hint += "; " + d
+			}
 		case unix.EPERM, unix.EACCES:
-			hint = "needs CAP_NET_ADMIN (run as root, or grant the capability: sudo setcap cap_net_admin+ep cnstream)"
+			p := ReadPrivileges()
+			hint = p.NetAdminHint()
+			if op == "join group 1" && p.Diagnosis() == "" && p.Lacks(CapNetAdmin) {
+				hint = "this kernel lets only CAP_NET_ADMIN join the process-events group (Linux 6.6+ usually lets anyone; this build or an older kernel does not): " + hint
+			}
 		case unix.ENOBUFS:
 			hint = "the receive queue overflowed"
 		case unix.ECONNREFUSED, unix.ESRCH:
 			hint = "no listener at that address"
 			if op == opSendKernel {
 				hint = "no kernel connector in this network namespace: it exists only in the initial one; run in the host network namespace (hostNetwork)"
+				if p := ReadPrivileges(); p.Diagnosis() != "" && !p.OutsideNetNS() {
+					hint += "; also, " + p.Diagnosis()
+				}
 			}
 		}
 	}

@@ -17,6 +17,12 @@ var (
 	// ErrNoAck is wrapped by Subscribe's error when the process-events
 	// connector never acknowledged LISTEN.
 	ErrNoAck = errors.New("source: no ACK from the process-events connector")
+
+	// ErrNotHeard is wrapped by the error of Send and Subscribe when a
+	// message to the process-events connector would be ignored: the kernel
+	// drops, without an answer, what comes from outside the initial user
+	// and pid namespaces. The OpError's Hint says which namespace.
+	ErrNotHeard = errors.New("the process-events connector ignores this process")
 )
 
 // An OpError is a failed socket operation. Unwrap reaches the errno, so

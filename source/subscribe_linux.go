@@ -6,8 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"strings"
 	"syscall"
 	"time"
 
@@ -23,7 +21,9 @@ import (
 // The 8-byte proc_input form (Linux 6.6+) is tried first; kernels before 6.6
 // ignore it silently, so after cfg.Attempts unanswered requests Subscribe
 // falls back to the legacy 4-byte op. The ACK's errno and the silent cases
-// become errors that say what is wrong.
+// become errors that say what is wrong. Outside the initial user or pid
+// namespace the join of group 1 or the LISTEN itself fails (ErrNotHeard),
+// and the error explains the namespace whichever step it was.
 //
 // Every datagram read while waiting, the ACK included (it consumes a
 // sequence number on its CPU), is kept and returned by the next ReadBatch
@@ -161,8 +161,8 @@ func ackError(errno uint32) error {
 	e := syscall.Errno(errno)
 	var hint string
 	switch e {
-	case syscall.EPERM:
-		hint = "LISTEN needs CAP_NET_ADMIN on this kernel (before Linux 6.6): run as root or grant cap_net_admin"
+	case syscall.EPERM, syscall.EACCES:
+		hint = "LISTEN needs CAP_NET_ADMIN on this kernel (before Linux 6.6, or a build that keeps it): " + ReadPrivileges().NetAdminHint()
 	case syscall.EINVAL:
 		hint = "the kernel did not understand the request"
 	}
@@ -172,22 +172,8 @@ func ackError(errno uint32) error {
 // silentCause explains why the kernel may have ignored LISTEN without an
 // answer: it only hears processes in the initial user and pid namespaces.
 func silentCause() string {
-	var causes []string
-	if b, err := os.ReadFile("/proc/self/uid_map"); err == nil {
-		f := strings.Fields(string(b))
-		if len(f) != 3 || f[0] != "0" || f[1] != "0" || f[2] != "4294967295" {
-			causes = append(causes, "this process is not in the initial user namespace (uid_map "+strings.Join(f, " ")+"), and the kernel silently ignores LISTEN from other user namespaces")
-		}
+	if d := ReadPrivileges().Diagnosis(); d != "" {
+		return d
 	}
-	if b, err := os.ReadFile("/proc/self/status"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "NSpid:"); ok && len(strings.Fields(v)) > 1 {
-				causes = append(causes, "this process is not in the initial pid namespace (NSpid"+v+"), and the kernel silently ignores LISTEN from other pid namespaces: run on the host or with hostPID")
-			}
-		}
-	}
-	if len(causes) == 0 {
-		return "the kernel may lack CONFIG_PROC_EVENTS, or the ACK was lost to a receive-queue overflow"
-	}
-	return strings.Join(causes, "; ")
+	return "the kernel may lack CONFIG_PROC_EVENTS, or the ACK was lost to a receive-queue overflow"
 }

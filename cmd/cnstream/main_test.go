@@ -409,32 +409,47 @@ func TestSendWaitReplyListen(t *testing.T) {
 	}
 }
 
-// TestNamespaceErrors: outside the initial namespaces the kernel is silent
-// or the connector is absent; tail says why and exits non-zero.
+// TestNamespaceErrors: outside the initial namespaces the kernel refuses
+// the join of group 1 (this kernel build in a user namespace), ignores
+// LISTEN without an answer (other builds, other pid namespaces) or has no
+// connector (other network namespaces); whichever step fails, tail and
+// send explain the namespace, exit non-zero, and never advise setcap
+// (no capability granted inside a user namespace reaches the connector).
 func TestNamespaceErrors(t *testing.T) {
 	if _, err := exec.LookPath("unshare"); err != nil {
 		t.Fatal("unshare (util-linux) is needed to create namespaces")
 	}
+	tail := []string{"tail", "--count", "1"}
+	listen := []string{"send", "--id", "1:1", "--hex", "0100000000000000"}
 	cases := []struct {
-		name string
-		args []string
-		want string
+		name    string
+		ns, cmd []string
+		want    []string
 	}{
-		{"user", []string{"-U", "-r"}, "initial user namespace"},
-		{"pid", []string{"-p", "-f"}, "initial pid namespace"},
-		{"net", []string{"-n"}, "initial one; run in the host network namespace"},
+		{"user", []string{"-U", "-r"}, tail, []string{"initial user namespace", `uid_map "0 0 1"`, "root there has no CAP_NET_ADMIN", "host's user namespace"}},
+		{"user-send", []string{"-U", "-r"}, listen, []string{"initial user namespace", "host's user namespace"}},
+		{"user-send-wait", []string{"-U", "-r"}, append(listen[:len(listen):len(listen)], "--wait-reply", "1s"), []string{"initial user namespace", "host's user namespace"}},
+		{"pid", []string{"-p", "-f"}, tail, []string{"initial pid namespace", "hostPID"}},
+		{"pid-send", []string{"-p", "-f"}, listen, []string{"initial pid namespace"}},
+		{"net", []string{"-n"}, tail, []string{"initial one; run in the host network namespace"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			cmd := exec.Command("unshare", append(tc.args, cnstreamBin, "tail", "--count", "1")...)
+			args := append(append(append([]string(nil), tc.ns...), cnstreamBin), tc.cmd...)
+			cmd := exec.Command("unshare", args...)
 			out, err := cmd.CombinedOutput()
 			var ee *exec.ExitError
 			if !errors.As(err, &ee) || ee.ExitCode() != 1 {
-				t.Fatalf("tail in a new %s namespace: %v, want exit status 1; output: %s", tc.name, err, out)
+				t.Fatalf("%s: %v, want exit status 1; output: %s", cmd, err, out)
 			}
-			if !strings.Contains(string(out), tc.want) {
-				t.Errorf("output %q does not explain %q", out, tc.want)
+			for _, w := range tc.want {
+				if !strings.Contains(string(out), w) {
+					t.Errorf("%s: output %q does not explain %q", cmd, out, w)
+				}
+			}
+			if strings.Contains(string(out), "setcap") {
+				t.Errorf("%s: output %q advises setcap, which cannot help outside the initial namespaces", cmd, out)
 			}
 		})
 	}

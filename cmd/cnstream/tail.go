@@ -164,7 +164,8 @@ func tailCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	defer conn.Close()
 	if st := conn.Stats(); o.rcvbuf >= 0 && !st.ReadBufferForced {
-		fmt.Fprintf(stderr, "cnstream tail: warning: receive buffer limited to %d bytes (SO_RCVBUFFORCE needs CAP_NET_ADMIN; net.core.rmem_max caps SO_RCVBUF): bursts may overflow it; every drop is reported\n", st.ReadBuffer)
+		fmt.Fprintf(stderr, "cnstream tail: warning: receive buffer limited to %d bytes, capped by net.core.rmem_max (SO_RCVBUFFORCE refused: %s): bursts may overflow it; every drop is reported\n",
+			st.ReadBuffer, source.ReadPrivileges().NetAdminHint())
 	}
 	if o.group == 0 {
 		if o.kernelMask != 0 {
