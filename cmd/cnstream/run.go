@@ -65,6 +65,9 @@ func validateCmd(args []string, stdout, stderr io.Writer) error {
 		names = append(names, s.Name+" ("+s.Type+")")
 	}
 	fmt.Fprintf(stdout, "%s: ok: %d sink(s): %s\n", fs.Arg(0), len(c.Sinks), strings.Join(names, ", "))
+	for _, w := range c.warnings() {
+		fmt.Fprintf(stdout, "%s: warning: %s\n", fs.Arg(0), w)
+	}
 	return nil
 }
 
@@ -89,8 +92,20 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 // runPipeline builds the stages of c and runs them until ctx ends.
 func runPipeline(ctx context.Context, c *Config, stdout, stderr io.Writer) error {
 	log := c.Log.newLogger(stderr)
+	for _, w := range c.warnings() {
+		log.Warn(w)
+	}
+	// The telemetry port first: a second instance on the same port fails
+	// here, before it connects to a sink or subscribes.
+	ln, err := listenTelemetry(c)
+	if err != nil {
+		return err
+	}
 	sinks, err := buildSinks(c, stdout)
 	if err != nil {
+		if ln != nil {
+			ln.Close()
+		}
 		return err
 	}
 	closeAll := func() {
@@ -102,10 +117,13 @@ func runPipeline(ctx context.Context, c *Config, stdout, stderr io.Writer) error
 	}
 	host, err := readHost()
 	if err != nil {
+		if ln != nil {
+			ln.Close()
+		}
 		closeAll()
 		return err
 	}
-	tel, err := startTelemetry(ctx, c, host.Hostname, log)
+	tel, err := startTelemetry(ctx, c, ln, host.Hostname, log)
 	if err != nil {
 		closeAll()
 		return err
@@ -117,6 +135,14 @@ func runPipeline(ctx context.Context, c *Config, stdout, stderr io.Writer) error
 			log.Warn("telemetry shutdown", "err", err)
 		}
 	}()
+	// What a missing capability costs, said at start and in the report.
+	priv := source.ReadPrivileges()
+	var without []string
+	enriched := c.Transform.Enrich == nil || *c.Transform.Enrich
+	if priv.Lacks(source.CapSysPtrace) && enriched {
+		log.Warn("running without CAP_SYS_PTRACE: events of processes of other users, or with capabilities cnstream lacks, carry no exe and cwd (reading /proc/PID/exe and cwd needs ptrace read access); grant it as deploy/systemd/cnstream.service does")
+		without = append(without, "CAP_SYS_PTRACE: exe and cwd of other users' processes were not recorded")
+	}
 	mask, _ := kernelMask(c.Source.KernelFilter) // validated
 	conn, err := source.Dial(source.Config{Groups: c.Source.Groups, UserspaceGroups: c.Source.UserspaceGroups,
 		ReadBuffer: int(c.Source.ReadBuffer), NoENOBUFS: c.Source.NoENOBUFS})
@@ -125,7 +151,9 @@ func runPipeline(ctx context.Context, c *Config, stdout, stderr io.Writer) error
 		return err
 	}
 	if st := conn.Stats(); c.Source.ReadBuffer >= 0 && !st.ReadBufferForced {
-		log.Warn("receive buffer limited (SO_RCVBUFFORCE needs CAP_NET_ADMIN): bursts may overflow it; every drop is reported", "bytes", st.ReadBuffer)
+		log.Warn("running without CAP_NET_ADMIN: the receive buffer is not forced to the size asked (SO_RCVBUFFORCE refused) but capped by net.core.rmem_max: more kernel drops in bursts; every drop is reported",
+			"bytes", st.ReadBuffer, "requested", st.ReadBufferRequested, "why", priv.NetAdminHint())
+		without = append(without, fmt.Sprintf("CAP_NET_ADMIN: receive buffer %d bytes, not the forced %d: bursts drop more (the kernel drops above include them)", st.ReadBuffer, st.ReadBufferRequested))
 	}
 	var heard []string
 	if c.Source.processEvents() {
@@ -167,7 +195,11 @@ func runPipeline(ctx context.Context, c *Config, stdout, stderr io.Writer) error
 		named = append(named, namedSink{s.Name, s.Sink})
 	}
 	tel.setReady(readinessOf(conn, c.Source.processEvents(), named))
-	fmt.Fprintf(stderr, "cnstream run: listening to %s; sinks: %s\n", strings.Join(heard, ", "), strings.Join(names, ", "))
+	telemetryAt := ""
+	if a := tel.Addr(); a != "" {
+		telemetryAt = "; telemetry on http://" + a
+	}
+	fmt.Fprintf(stderr, "cnstream run: listening to %s; sinks: %s%s\n", strings.Join(heard, ", "), strings.Join(names, ", "), telemetryAt)
 	log.Info("running", "sources", strings.Join(heard, ", "), "sinks", strings.Join(names, ", "), "telemetry", tel.Addr())
 	runErr := p.Run(ctx)
 	tel.setDone()
@@ -180,6 +212,9 @@ func runPipeline(ctx context.Context, c *Config, stdout, stderr io.Writer) error
 	for _, s := range st.Sinks {
 		fmt.Fprintf(stderr, "cnstream run: sink %s: %d delivered in %d batches, %d retries, %d failed, %d dropped by policy, %d undelivered\n",
 			s.Name, s.Delivered, s.Batches, s.Retries, s.Failed, s.PolicyDropped, s.Undelivered)
+	}
+	for _, w := range without {
+		fmt.Fprintf(stderr, "cnstream run: ran without %s\n", w)
 	}
 	return runErr
 }
