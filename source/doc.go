@@ -40,7 +40,21 @@
 // process-events connector only hears processes of the initial user and pid
 // namespaces (it ignores others without an answer). Before Linux 6.6,
 // listening needs CAP_NET_ADMIN; forcing the receive buffer and multicasting
-// always do. Errors say which of these is missing.
+// always do. Kernel builds differ in where a child user namespace is
+// stopped: some refuse the join of group 1 (EPERM), others accept it and
+// ignore LISTEN.
+//
+// ReadPrivileges reads what the kernel looks at (uid_map, NSpid, the
+// network namespace, CapEff) and every refusal explains it, whichever step
+// failed: an EPERM at the join or a send, LISTEN's ACK with EPERM, the
+// missing ACK. A message to the process-events connector from outside the
+// initial user or pid namespace is not sent at all (ErrNotHeard, with the
+// diagnosis): the kernel would drop it unanswered. Root inside a user
+// namespace has no CAP_NET_ADMIN over the connector, so no capability
+// granted there helps; outside one, the hints point to the systemd unit's
+// AmbientCapabilities or a copy of the binary only one group may run, never
+// to a file capability on a binary every local user can run. OpError keeps
+// the errno reachable (errors.Is(err, unix.EPERM)).
 //
 // On systems other than Linux, Dial returns ErrNotSupported.
 package source
