@@ -6,7 +6,9 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -94,15 +96,15 @@ type SinkConfig struct {
 
 // KafkaConfig is the kafka sink's section (sink/kafka.Config).
 type KafkaConfig struct {
-	Brokers         []string `yaml:"brokers"`           // required
-	Topic           string   `yaml:"topic"`             // default cnstream-events; {kind}, {host}, {machine_id}, {boot_id}
-	Key             string   `yaml:"key"`               // default {host}: per-host order
-	RequiredAcks    string   `yaml:"required_acks"`     // all (default), one, none
-	Compression     string   `yaml:"compression"`       // zstd (default), lz4, snappy, gzip, none
-	Encoding        string   `yaml:"encoding"`          // msgpack (default) or json
-	MaxRequestBytes Size     `yaml:"max_request_bytes"` // default 1000000: uncompressed bytes per produce request
-	WriteTimeout    Duration `yaml:"write_timeout"`     // default 10s
-	MetadataTTL     Duration `yaml:"metadata_ttl"`      // default 500ms
+	Brokers         commaList `yaml:"brokers"`           // required: a list, or a comma-separated string
+	Topic           string    `yaml:"topic"`             // default cnstream-events; {kind}, {host}, {machine_id}, {boot_id}
+	Key             string    `yaml:"key"`               // default {host}: per-host order
+	RequiredAcks    string    `yaml:"required_acks"`     // all (default), one, none
+	Compression     string    `yaml:"compression"`       // zstd (default), lz4, snappy, gzip, none
+	Encoding        string    `yaml:"encoding"`          // msgpack (default) or json
+	MaxRequestBytes Size      `yaml:"max_request_bytes"` // default 1000000: uncompressed bytes per produce request
+	WriteTimeout    Duration  `yaml:"write_timeout"`     // default 10s
+	MetadataTTL     Duration  `yaml:"metadata_ttl"`      // default 500ms
 	TLS             struct {
 		Enable             bool   `yaml:"enable"`
 		CAFile             string `yaml:"ca_file"`
@@ -115,25 +117,28 @@ type KafkaConfig struct {
 		Mechanism string `yaml:"mechanism"` // PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
 		Username  string `yaml:"username"`
 		Password  string `yaml:"password"` // use ${VAR}: never written in a file you commit
+		// PLAIN sends the password in clear: refused without tls.enable
+		// unless this is true. Default false.
+		AllowPlaintext bool `yaml:"allow_plaintext"`
 	} `yaml:"sasl"`
 }
 
 // NATSConfig is the nats sink's section (sink/nats.Config).
 type NATSConfig struct {
-	URL           string   `yaml:"url"`            // required
-	Subject       string   `yaml:"subject"`        // default cnstream.{host}.{kind}
-	JetStream     bool     `yaml:"jetstream"`      // default false (core NATS)
-	Stream        string   `yaml:"stream"`         // JetStream: create this stream if missing
-	MaxPending    int      `yaml:"max_pending"`    // JetStream: default 4096
-	Encoding      string   `yaml:"encoding"`       // msgpack (default) or json
-	CredsFile     string   `yaml:"creds_file"`     //
-	NKeyFile      string   `yaml:"nkey_file"`      //
-	Token         string   `yaml:"token"`          //
-	User          string   `yaml:"user"`           //
-	Password      string   `yaml:"password"`       //
-	ReconnectWait Duration `yaml:"reconnect_wait"` // default 1s
-	MaxReconnects int      `yaml:"max_reconnects"` // default forever
-	Timeout       Duration `yaml:"timeout"`        // default 10s
+	URL           commaList `yaml:"url"`            // required: nats://host:port; a list or comma-separated string for a cluster
+	Subject       string    `yaml:"subject"`        // default cnstream.{host}.{kind}
+	JetStream     bool      `yaml:"jetstream"`      // default false (core NATS)
+	Stream        string    `yaml:"stream"`         // JetStream: create this stream if missing
+	MaxPending    int       `yaml:"max_pending"`    // JetStream: default 4096
+	Encoding      string    `yaml:"encoding"`       // msgpack (default) or json
+	CredsFile     string    `yaml:"creds_file"`     //
+	NKeyFile      string    `yaml:"nkey_file"`      //
+	Token         string    `yaml:"token"`          //
+	User          string    `yaml:"user"`           //
+	Password      string    `yaml:"password"`       //
+	ReconnectWait Duration  `yaml:"reconnect_wait"` // default 1s
+	MaxReconnects int       `yaml:"max_reconnects"` // default forever
+	Timeout       Duration  `yaml:"timeout"`        // default 10s
 	TLS           struct {
 		CAFile             string `yaml:"ca_file"`
 		CertFile           string `yaml:"cert_file"`
@@ -173,6 +178,34 @@ type FileConfig struct {
 	Compression  string   `yaml:"compression"`   // zstd (default) or none
 	Sync         string   `yaml:"sync"`          // always (default), interval, never
 	SyncInterval Duration `yaml:"sync_interval"` // default 1s
+}
+
+// commaList is a list of strings, written as a YAML list or as one
+// comma-separated string ("b1:9092,b2:9092", as an environment variable
+// gives it); elements are trimmed and empty ones dropped.
+type commaList []string
+
+func (l *commaList) UnmarshalYAML(n *yaml.Node) error {
+	var items []string
+	switch n.Kind {
+	case yaml.ScalarNode:
+		items = []string{n.Value}
+	case yaml.SequenceNode:
+		if err := n.Decode(&items); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("line %d: want a list, or a comma-separated string", n.Line)
+	}
+	*l = nil
+	for _, it := range items {
+		for s := range strings.SplitSeq(it, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				*l = append(*l, s)
+			}
+		}
+	}
+	return nil
 }
 
 // Size is a byte count: an integer, or a number with a unit (KiB, MiB, GiB,
@@ -228,55 +261,357 @@ func (e *ConfigError) Error() string {
 	return b.String() + ": " + e.Msg
 }
 
-var envRE = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:-|:\?)([^}]*))?\}`)
+// envRE matches an environment reference: ${VAR}, ${VAR:-default} or
+// ${VAR:?message}, on one line.
+var envRE = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:-|:\?)([^}\n]*))?\}`)
 
-// expandEnv replaces ${VAR}, ${VAR:-default} and ${VAR:?message} line by
-// line, so that YAML line numbers stay true. An unset ${VAR} without a
-// default is an error: a silently empty value is a misconfiguration.
-func expandEnv(file string, text []byte) ([]byte, error) {
-	lines := bytes.Split(text, []byte("\n"))
+// expansion is what expandEnv did to a configuration: the references it
+// hid from the YAML parser, the values it expanded (so that an error shows
+// a value as it was written, never what the environment gave), and the
+// values that are secrets however they were written.
+type expansion struct {
+	file    string
+	refs    map[string]string  // placeholder -> the reference as written
+	byLine  map[int][]expanded // values expanded, by line
+	secrets []string
+}
+
+type expanded struct{ value, written string }
+
+// hideRefs replaces every environment reference in text by a placeholder
+// that is a plain YAML scalar anywhere (also inside a flow collection, where
+// "${" and "}" would be syntax), so that the text parses as it would with
+// literal values; line numbers stay true.
+func (x *expansion) hideRefs(text []byte) []byte {
+	prefix := "cnstreamenvref"
+	for bytes.Contains(text, []byte(prefix)) {
+		prefix += "x"
+	}
+	x.refs = map[string]string{}
+	return envRE.ReplaceAllFunc(text, func(m []byte) []byte {
+		p := fmt.Sprintf("%s%dz", prefix, len(x.refs))
+		x.refs[p] = string(m)
+		return []byte(p)
+	})
+}
+
+// written returns s with its placeholders back to the references they hide.
+func (x *expansion) written(s string) string {
+	for p, ref := range x.refs {
+		s = strings.ReplaceAll(s, p, ref)
+	}
+	return s
+}
+
+// expandEnv expands the environment references in the scalar values of the
+// parsed tree root: never in a key, never in a comment. An expanded value
+// is never parsed as YAML: "s3cr3t #x", "!x" and "*x" stay what they are.
+// An unquoted, untagged value has its type resolved as if the expanded text
+// had been written there (port: ${PORT} gives an int, enable: ${TLS} a
+// bool), except that it never becomes null (an empty value is the empty
+// string); a quoted value stays a string. An unset ${VAR} without a default
+// is an error: a silently empty value is a misconfiguration.
+func (x *expansion) expandEnv(root *yaml.Node) error {
+	x.byLine = map[int][]expanded{}
+	seen := map[*yaml.Node]bool{}
 	var errs []error
-	for i, line := range lines {
-		if bytes.HasPrefix(bytes.TrimSpace(line), []byte("#")) {
+	var walk func(n *yaml.Node, key bool)
+	walk = func(n *yaml.Node, key bool) {
+		if n == nil || seen[n] {
+			return
+		}
+		seen[n] = true
+		switch n.Kind {
+		case yaml.DocumentNode, yaml.SequenceNode:
+			for _, c := range n.Content {
+				walk(c, false)
+			}
+		case yaml.MappingNode:
+			for i, c := range n.Content {
+				walk(c, i%2 == 0)
+			}
+		case yaml.AliasNode:
+			walk(n.Alias, false)
+		case yaml.ScalarNode:
+			written := x.written(n.Value)
+			if written == n.Value {
+				return
+			}
+			if key {
+				n.Value = written
+				return
+			}
+			v := envRE.ReplaceAllStringFunc(written, func(m string) string {
+				sm := envRE.FindStringSubmatch(m)
+				name, op, arg := sm[1], sm[2], sm[3]
+				v, ok := os.LookupEnv(name)
+				switch {
+				case ok && v != "":
+					return v
+				case op == ":-":
+					return arg
+				case op == ":?":
+					errs = append(errs, &ConfigError{File: x.file, Line: n.Line, Msg: fmt.Sprintf("${%s}: %s", name, arg)})
+				default:
+					errs = append(errs, &ConfigError{File: x.file, Line: n.Line, Msg: fmt.Sprintf("${%s} is not set (use ${%s:-default} for a default)", name, name)})
+				}
+				return ""
+			})
+			n.Value = v
+			if n.Style&(yaml.TaggedStyle|yaml.SingleQuotedStyle|yaml.DoubleQuotedStyle|yaml.LiteralStyle|yaml.FoldedStyle) == 0 {
+				n.Tag = ""
+				if n.Tag = n.ShortTag(); n.Tag == "!!null" {
+					n.Tag = "!!str"
+				}
+			}
+			x.byLine[n.Line] = append(x.byLine[n.Line], expanded{value: v, written: written})
+		}
+	}
+	walk(root, false)
+	return errors.Join(errs...)
+}
+
+// collectSecrets records the values that must never be shown: passwords,
+// tokens, header values, and the user information of URLs.
+func (x *expansion) collectSecrets(n *yaml.Node) {
+	add := func(s string) {
+		if len(s) >= 3 && !slices.Contains(x.secrets, s) {
+			x.secrets = append(x.secrets, s)
+		}
+	}
+	var walk func(n *yaml.Node, key string, depth int)
+	walk = func(n *yaml.Node, key string, depth int) {
+		if n == nil || depth > 64 {
+			return
+		}
+		switch n.Kind {
+		case yaml.DocumentNode, yaml.SequenceNode:
+			for _, c := range n.Content {
+				walk(c, key, depth+1)
+			}
+		case yaml.AliasNode:
+			walk(n.Alias, key, depth+1)
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k := n.Content[i].Value
+				if key == "headers" {
+					k = "headers"
+				}
+				walk(n.Content[i+1], k, depth+1)
+			}
+		case yaml.ScalarNode:
+			switch key {
+			case "password", "token", "headers":
+				add(n.Value)
+			case "endpoint", "url", "brokers":
+				for _, u := range strings.Split(n.Value, ",") {
+					user, pw := userinfo(strings.TrimSpace(u))
+					if pw != "" {
+						add(pw)
+					} else {
+						add(user) // a token in the user position
+					}
+				}
+			}
+		}
+	}
+	walk(n, "", 0)
+}
+
+var terrorRE = regexp.MustCompile("(cannot unmarshal !!\\w+ )`[^`]*`")
+
+// scrub returns msg, an error about line (0: unknown) of the configuration,
+// with every value expanded on that line shown as it was written, and
+// every secret redacted.
+func (x *expansion) scrub(msg string, line int) string {
+	msg = x.written(msg)
+	if exp := x.byLine[line]; len(exp) > 0 {
+		shown := "(a value from the environment)"
+		if len(exp) == 1 {
+			shown = exp[0].written
+		}
+		// yaml.v3 shows a value it cannot convert, cut to 7 bytes.
+		msg = terrorRE.ReplaceAllString(msg, "${1}"+strings.ReplaceAll(shown, "$", "$$"))
+		for _, e := range exp {
+			if e.value != "" && e.value != e.written {
+				msg = strings.ReplaceAll(msg, strconv.Quote(e.value), strconv.Quote(e.written))
+				if len(e.value) >= 3 {
+					msg = strings.ReplaceAll(msg, e.value, e.written)
+				}
+			}
+		}
+	}
+	for _, s := range x.secrets {
+		msg = strings.ReplaceAll(msg, s, "[redacted]")
+	}
+	return msg
+}
+
+// clean scrubs the messages of the ConfigErrors in err.
+func (x *expansion) clean(err error) error {
+	if err == nil {
+		return nil
+	}
+	var errs []error
+	var flatten func(err error)
+	flatten = func(err error) {
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			for _, e := range j.Unwrap() {
+				flatten(e)
+			}
+			return
+		}
+		errs = append(errs, err)
+	}
+	flatten(err)
+	out := make([]error, 0, len(errs))
+	for _, e := range errs {
+		var ce *ConfigError
+		if errors.As(e, &ce) {
+			ce.Msg = x.scrub(ce.Msg, ce.Line)
+			ce.Field = x.written(ce.Field)
+			out = append(out, ce)
 			continue
 		}
-		lines[i] = envRE.ReplaceAllFunc(line, func(m []byte) []byte {
-			sm := envRE.FindSubmatch(m)
-			name, op, arg := string(sm[1]), string(sm[2]), string(sm[3])
-			v, ok := os.LookupEnv(name)
-			switch {
-			case ok && v != "":
-				return []byte(v)
-			case op == ":-":
-				return []byte(arg)
-			case op == ":?":
-				errs = append(errs, &ConfigError{File: file, Line: i + 1, Msg: fmt.Sprintf("${%s}: %s", name, arg)})
-			default:
-				errs = append(errs, &ConfigError{File: file, Line: i + 1, Msg: fmt.Sprintf("${%s} is not set (use ${%s:-default} for a default)", name, name)})
-			}
-			return nil
-		})
+		out = append(out, &ConfigError{File: x.file, Msg: x.scrub(e.Error(), 0)})
 	}
-	return bytes.Join(lines, []byte("\n")), errors.Join(errs...)
+	if len(out) == 1 {
+		return out[0]
+	}
+	return errors.Join(out...)
+}
+
+// userinfo returns the user and password of a URL, "" when it has none.
+func userinfo(raw string) (user, password string) {
+	if !strings.Contains(raw, "://") {
+		raw = "x://" + raw
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		// An unparsable URL may still hold user information.
+		_, rest, _ := strings.Cut(raw, "://")
+		if i := strings.LastIndex(rest, "@"); i >= 0 {
+			user, password, _ = strings.Cut(rest[:i], ":")
+		}
+		return user, password
+	}
+	password, _ = u.User.Password()
+	return u.User.Username(), password
+}
+
+// redactURL returns raw with the password of its user information (or the
+// user, when it has no password: a token) replaced by xxxxx.
+func redactURL(raw string) string {
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		return raw
+	}
+	i := strings.LastIndex(rest, "@")
+	if i < 0 {
+		return raw
+	}
+	user, _, hasPw := strings.Cut(rest[:i], ":")
+	if !hasPw {
+		user = "xxxxx"
+	} else {
+		user += ":xxxxx"
+	}
+	return scheme + "://" + user + rest[i:]
+}
+
+var unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
+
+// unknownKeys returns an error for every key of n that t has no field for
+// (yaml.v3 checks this only when it parses the text itself).
+func unknownKeys(file string, n *yaml.Node, t reflect.Type, depth int) []error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if n == nil || depth > 64 || reflect.PointerTo(t).Implements(unmarshalerType) {
+		return nil
+	}
+	switch n.Kind {
+	case yaml.DocumentNode:
+		if len(n.Content) == 0 {
+			return nil
+		}
+		return unknownKeys(file, n.Content[0], t, depth+1)
+	case yaml.AliasNode:
+		return unknownKeys(file, n.Alias, t, depth+1)
+	}
+	var errs []error
+	switch t.Kind() {
+	case reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			return nil // the decoder reports the type
+		}
+		fields := map[string]reflect.Type{}
+		for i := range t.NumField() {
+			f := t.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if name == "-" || !f.IsExported() {
+				continue
+			}
+			fields[cmp.Or(name, strings.ToLower(f.Name))] = f.Type
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if k.Tag == "!!merge" {
+				errs = append(errs, unknownKeys(file, v, t, depth+1)...)
+				if v.Kind == yaml.SequenceNode {
+					for _, c := range v.Content {
+						errs = append(errs, unknownKeys(file, c, t, depth+1)...)
+					}
+				}
+				continue
+			}
+			ft, ok := fields[k.Value]
+			if !ok {
+				errs = append(errs, &ConfigError{File: file, Line: k.Line, Msg: "unknown key " + strconv.Quote(k.Value)})
+				continue
+			}
+			errs = append(errs, unknownKeys(file, v, ft, depth+1)...)
+		}
+	case reflect.Slice, reflect.Array:
+		if n.Kind == yaml.SequenceNode {
+			for _, c := range n.Content {
+				errs = append(errs, unknownKeys(file, c, t.Elem(), depth+1)...)
+			}
+		}
+	case reflect.Map:
+		if n.Kind == yaml.MappingNode {
+			for i := 1; i < len(n.Content); i += 2 {
+				errs = append(errs, unknownKeys(file, n.Content[i], t.Elem(), depth+1)...)
+			}
+		}
+	}
+	return errs
 }
 
 var yamlLineRE = regexp.MustCompile(`^line (\d+): (.*)$`)
 
 // LoadConfig reads and validates a configuration; file names it in errors.
+// Environment references are expanded in values after parsing (see
+// expandEnv); no error shows a value from the environment or a secret.
 func LoadConfig(file string, text []byte) (*Config, error) {
-	text, err := expandEnv(file, text)
-	if err != nil {
+	x := &expansion{file: file}
+	var root yaml.Node
+	if err := yaml.Unmarshal(x.hideRefs(text), &root); err != nil {
+		return nil, x.clean(yamlError(file, err))
+	}
+	if err := x.expandEnv(&root); err != nil {
 		return nil, err
 	}
-	var root yaml.Node
-	if err := yaml.Unmarshal(text, &root); err != nil {
-		return nil, yamlError(file, err)
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(text))
-	dec.KnownFields(true)
+	x.collectSecrets(&root)
 	var c Config
-	if err := dec.Decode(&c); err != nil && !errors.Is(err, errEmpty(err)) {
-		return nil, yamlError(file, err)
+	if root.Kind == yaml.DocumentNode && len(root.Content) > 0 {
+		errs := unknownKeys(file, &root, reflect.TypeFor[Config](), 0)
+		if err := root.Decode(&c); err != nil {
+			errs = append(errs, yamlError(file, err))
+		}
+		if len(errs) > 0 {
+			return nil, x.clean(errors.Join(errs...))
+		}
 	}
 	if err := c.validate(); err != nil {
 		var ce *ConfigError
@@ -284,17 +619,9 @@ func LoadConfig(file string, text []byte) (*Config, error) {
 			ce.File = file
 			ce.Line = lineOf(&root, ce.Field)
 		}
-		return nil, err
+		return nil, x.clean(err)
 	}
 	return &c, nil
-}
-
-// errEmpty lets an empty document mean "all defaults".
-func errEmpty(err error) error {
-	if err != nil && err.Error() == "EOF" {
-		return err
-	}
-	return errors.New("not empty")
 }
 
 // yamlError turns yaml.v3's errors ("yaml: unmarshal errors:\n  line 5:
@@ -477,7 +804,7 @@ func (c *Config) validate() error {
 				return fieldErr(at+".kafka", "%v", err)
 			}
 		case "nats":
-			if s.NATS == nil || s.NATS.URL == "" {
+			if s.NATS == nil || len(s.NATS.URL) == 0 {
 				return fieldErr(at+".nats.url", "required: the server URL, nats://host:port")
 			}
 			if err := checkSinkConfig(s); err != nil {
@@ -506,6 +833,25 @@ func (c *Config) validate() error {
 		}
 	}
 	return nil
+}
+
+// warnings returns what is valid but weakens security, one line each:
+// validate prints them and run logs them at start.
+func (c *Config) warnings() []string {
+	var w []string
+	for i, s := range c.Sinks {
+		at := fmt.Sprintf("sinks[%d]", i)
+		switch {
+		case s.Kafka != nil && s.Kafka.TLS.InsecureSkipVerify:
+			w = append(w, at+".kafka.tls.insecure_skip_verify is true: the brokers' certificates are not verified, anyone on the path can read and change what is sent (for tests only)")
+		case s.NATS != nil && s.NATS.TLS.InsecureSkipVerify:
+			w = append(w, at+".nats.tls.insecure_skip_verify is true: the server's certificate is not verified, anyone on the path can read and change what is sent (for tests only)")
+		}
+		if s.Kafka != nil && s.Kafka.SASL.AllowPlaintext && strings.EqualFold(s.Kafka.SASL.Mechanism, "PLAIN") && !s.Kafka.TLS.Enable {
+			w = append(w, at+".kafka.sasl.allow_plaintext is true: the SASL PLAIN password is sent in clear")
+		}
+	}
+	return w
 }
 
 func (f *FileConfig) validate(at string) error {
@@ -589,12 +935,13 @@ func (k *KafkaConfig) sinkConfig() kafkasink.Config {
 		WriteTimeout: time.Duration(k.WriteTimeout), MetadataTTL: time.Duration(k.MetadataTTL)}
 	c.TLS = kafkasink.TLSConfig{Enable: k.TLS.Enable, CAFile: k.TLS.CAFile, CertFile: k.TLS.CertFile, KeyFile: k.TLS.KeyFile,
 		ServerName: k.TLS.ServerName, InsecureSkipVerify: k.TLS.InsecureSkipVerify}
-	c.SASL = kafkasink.SASLConfig{Mechanism: k.SASL.Mechanism, Username: k.SASL.Username, Password: k.SASL.Password}
+	c.SASL = kafkasink.SASLConfig{Mechanism: k.SASL.Mechanism, Username: k.SASL.Username, Password: k.SASL.Password,
+		AllowPlaintext: k.SASL.AllowPlaintext}
 	return c
 }
 
 func (n *NATSConfig) sinkConfig() natssink.Config {
-	return natssink.Config{URL: n.URL, Subject: n.Subject, JetStream: n.JetStream, Stream: n.Stream, MaxPending: n.MaxPending,
+	return natssink.Config{URL: strings.Join(n.URL, ","), Subject: n.Subject, JetStream: n.JetStream, Stream: n.Stream, MaxPending: n.MaxPending,
 		Encoding: natssink.Encoding(n.Encoding), CredsFile: n.CredsFile, NKeyFile: n.NKeyFile, Token: n.Token, User: n.User,
 		Password: n.Password, ReconnectWait: time.Duration(n.ReconnectWait), MaxReconnects: n.MaxReconnects,
 		Timeout: time.Duration(n.Timeout),

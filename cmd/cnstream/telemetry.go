@@ -2,16 +2,19 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,13 +38,13 @@ import (
 // TelemetryConfig: the HTTP endpoint (Prometheus metrics, health,
 // readiness) and OTLP export.
 type TelemetryConfig struct {
-	Listen string     `yaml:"listen"` // default 127.0.0.1:9464; "off" turns the endpoint off
+	Listen string     `yaml:"listen"` // default 127.0.0.1:9464; port 0 picks a free port (logged); "off" turns the endpoint off
 	OTLP   OTLPConfig `yaml:"otlp"`
 }
 
 // OTLPConfig: OpenTelemetry metrics and traces pushed over OTLP/HTTP.
 type OTLPConfig struct {
-	Endpoint string            `yaml:"endpoint"` // http(s)://host:port of a collector (paths /v1/metrics, /v1/traces are added); default: no OTLP
+	Endpoint string            `yaml:"endpoint"` // http(s)://[user:password@]host:port of a collector (paths /v1/metrics, /v1/traces are added; user information becomes basic authentication); default: no OTLP
 	Headers  map[string]string `yaml:"headers"`  // sent with every export (tokens: use ${VAR})
 	Interval Duration          `yaml:"interval"` // metrics export interval, default 10s
 	Traces   *bool             `yaml:"traces"`   // a span per sink batch; default true with an endpoint
@@ -74,7 +77,7 @@ func (t TelemetryConfig) validate() error {
 	if e := t.OTLP.Endpoint; e != "" {
 		u, err := url.Parse(e)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fieldErr("telemetry.otlp.endpoint", "%q: want http://host:port or https://host:port (OTLP/HTTP)", e)
+			return fieldErr("telemetry.otlp.endpoint", "%q: want http://host:port or https://host:port (OTLP/HTTP)", redactURL(e))
 		}
 	}
 	if t.OTLP.Interval < 0 {
@@ -143,26 +146,183 @@ func (t *telemetry) Tracer() trace.Tracer {
 	return t.tp.Tracer("github.com/cnstream/cnstream")
 }
 
+// httpLimits bound the telemetry endpoint's connections: a client that
+// sends its request slowly, reads the answer slowly or keeps idle
+// connections open cannot hold the endpoint (and its file descriptors).
+type httpLimits struct {
+	ReadHeader, Read, Write, Idle time.Duration
+	MaxConns                      int // connections served at once; more wait to be accepted
+}
+
+var telemetryLimits = httpLimits{ReadHeader: 5 * time.Second, Read: 10 * time.Second, Write: 30 * time.Second,
+	Idle: 60 * time.Second, MaxConns: 32}
+
+// newHTTPServer returns a server of h with the limits of lim.
+func newHTTPServer(h http.Handler, lim httpLimits) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: lim.ReadHeader, ReadTimeout: lim.Read,
+		WriteTimeout: lim.Write, IdleTimeout: lim.Idle, MaxHeaderBytes: 16 << 10}
+}
+
+// limitListener accepts at most n connections at once: Accept waits for
+// one to close (golang.org/x/net/netutil.LimitListener, without the
+// dependency).
+func limitListener(ln net.Listener, n int) net.Listener {
+	return &limitedListener{Listener: ln, sem: make(chan struct{}, n), done: make(chan struct{})}
+}
+
+type limitedListener struct {
+	net.Listener
+	sem       chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+func (l *limitedListener) Accept() (net.Conn, error) {
+	select {
+	case l.sem <- struct{}{}:
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		<-l.sem
+		return nil, err
+	}
+	return &limitedConn{Conn: c, release: func() { <-l.sem }}, nil
+}
+
+func (l *limitedListener) Close() error {
+	l.closeOnce.Do(func() { close(l.done) })
+	return l.Listener.Close()
+}
+
+type limitedConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
+}
+
+// listenTelemetry opens the telemetry endpoint's listener (nil when it is
+// off). run calls it first, so that a second instance on the same port
+// fails at once, before it subscribes or connects to a sink.
+func listenTelemetry(c *Config) (net.Listener, error) {
+	addr := c.Telemetry.listen()
+	if addr == "" {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		hint := ""
+		if errors.Is(err, syscall.EADDRINUSE) {
+			hint = " (another cnstream run on this host?)"
+		}
+		return nil, fmt.Errorf("telemetry endpoint: cannot listen on %s: %w%s: set telemetry.listen in the configuration to another port, to 127.0.0.1:0 for any free port, or to off", addr, err, hint)
+	}
+	return ln, nil
+}
+
+// otlpEndpoint returns the OTLP endpoint without its user information, and
+// the headers to send: those configured, plus basic authentication from the
+// user information unless an Authorization header is set.
+func otlpEndpoint(o OTLPConfig) (string, map[string]string) {
+	u, err := url.Parse(o.Endpoint)
+	if err != nil || u.User == nil {
+		return strings.TrimRight(o.Endpoint, "/"), o.Headers
+	}
+	h := maps.Clone(o.Headers)
+	if h == nil {
+		h = map[string]string{}
+	}
+	hasAuth := false
+	for k := range h {
+		hasAuth = hasAuth || strings.EqualFold(k, "authorization")
+	}
+	if !hasAuth {
+		pw, _ := u.User.Password()
+		h["Authorization"] = "Basic " + base64.StdEncoding.EncodeToString([]byte(u.User.Username()+":"+pw))
+	}
+	u.User = nil
+	return strings.TrimRight(u.String(), "/"), h
+}
+
+// otlpSecrets are the strings an export error must not show.
+func otlpSecrets(o OTLPConfig, headers map[string]string) []string {
+	var s []string
+	for _, v := range headers {
+		if v != "" {
+			s = append(s, v)
+			if _, cred, ok := strings.Cut(v, " "); ok && len(cred) >= 3 {
+				s = append(s, cred) // the token of "Bearer <token>"
+			}
+		}
+	}
+	if user, pw := userinfo(o.Endpoint); pw != "" {
+		s = append(s, pw)
+	} else if user != "" {
+		s = append(s, user)
+	}
+	return s
+}
+
+// scrubbedError is an error whose message has its secrets replaced; the
+// error it wraps stays reachable.
+type scrubbedError struct {
+	err     error
+	secrets []string
+}
+
+func (e *scrubbedError) Error() string {
+	msg := e.err.Error()
+	for _, s := range e.secrets {
+		msg = strings.ReplaceAll(msg, s, "xxxxx")
+	}
+	return msg
+}
+
+func (e *scrubbedError) Unwrap() error { return e.err }
+
+func scrubErr(err error, secrets []string) error {
+	if err == nil {
+		return nil
+	}
+	return &scrubbedError{err: err, secrets: secrets}
+}
+
 // startTelemetry sets up the meter provider (Prometheus, OTLP), the tracer
-// provider (OTLP) and, unless it is off, the HTTP listener.
-func startTelemetry(ctx context.Context, c *Config, host string, log *slog.Logger) (*telemetry, error) {
+// provider (OTLP) and, unless ln is nil (the endpoint is off), the HTTP
+// endpoint on ln; it closes ln when it fails.
+func startTelemetry(ctx context.Context, c *Config, ln net.Listener, host string, log *slog.Logger) (*telemetry, error) {
+	fail := func(err error) (*telemetry, error) {
+		if ln != nil {
+			ln.Close()
+		}
+		return nil, err
+	}
 	t := &telemetry{log: log}
+	o := c.Telemetry.OTLP
+	endpoint, headers := otlpEndpoint(o)
+	secrets := otlpSecrets(o, headers)
 	// OpenTelemetry's own errors (an export that failed) go to the log,
-	// not to the standard logger.
-	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { log.Warn("telemetry export failed", "err", err) }))
+	// not to the standard logger, without the OTLP credentials.
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { log.Warn("telemetry export failed", "err", scrubErr(err, secrets)) }))
 	res := resource.NewSchemaless(attribute.String("service.name", "cnstream"), attribute.String("host.name", host))
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	promExp, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutScopeInfo())
 	if err != nil {
-		return nil, fmt.Errorf("telemetry: prometheus exporter: %w", err)
+		return fail(fmt.Errorf("telemetry: prometheus exporter: %w", err))
 	}
 	opts := []sdkmetric.Option{sdkmetric.WithResource(res), sdkmetric.WithReader(promExp)}
-	o := c.Telemetry.OTLP
 	if o.Endpoint != "" {
-		mexp, err := otlpmetrichttp.New(ctx, otlpmetrichttp.WithEndpointURL(strings.TrimRight(o.Endpoint, "/")+"/v1/metrics"), otlpmetrichttp.WithHeaders(o.Headers))
+		mexp, err := otlpmetrichttp.New(ctx, otlpmetrichttp.WithEndpointURL(endpoint+"/v1/metrics"), otlpmetrichttp.WithHeaders(headers))
 		if err != nil {
-			return nil, fmt.Errorf("telemetry: otlp metrics to %s: %w", o.Endpoint, err)
+			return fail(fmt.Errorf("telemetry: otlp metrics to %s: %w", redactURL(o.Endpoint), scrubErr(err, secrets)))
 		}
 		interval := time.Duration(o.Interval)
 		if interval == 0 {
@@ -170,33 +330,27 @@ func startTelemetry(ctx context.Context, c *Config, host string, log *slog.Logge
 		}
 		opts = append(opts, sdkmetric.WithReader(sdkmetric.NewPeriodicReader(mexp, sdkmetric.WithInterval(interval))))
 		if o.Traces == nil || *o.Traces {
-			texp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(strings.TrimRight(o.Endpoint, "/")+"/v1/traces"), otlptracehttp.WithHeaders(o.Headers))
+			texp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(endpoint+"/v1/traces"), otlptracehttp.WithHeaders(headers))
 			if err != nil {
-				return nil, fmt.Errorf("telemetry: otlp traces to %s: %w", o.Endpoint, err)
+				return fail(fmt.Errorf("telemetry: otlp traces to %s: %w", redactURL(o.Endpoint), scrubErr(err, secrets)))
 			}
 			t.tp = sdktrace.NewTracerProvider(sdktrace.WithResource(res), sdktrace.WithBatcher(texp))
 		}
 	}
 	t.mp = sdkmetric.NewMeterProvider(opts...)
 
-	addr := c.Telemetry.listen()
-	if addr == "" {
+	if ln == nil {
 		return t, nil
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		_ = t.mp.Shutdown(context.Background())
-		return nil, fmt.Errorf("telemetry.listen %s: %w (set telemetry.listen to another address, or off)", addr, err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}))
 	mux.HandleFunc("GET /healthz", t.healthz)
 	mux.HandleFunc("GET /readyz", t.readyz)
 	t.ln = ln
-	t.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	t.srv = newHTTPServer(mux, telemetryLimits)
 	t.served = make(chan error, 1)
-	go func() { t.served <- t.srv.Serve(ln) }()
-	log.Info("telemetry endpoint", "addr", ln.Addr().String(), "paths", "/metrics /healthz /readyz")
+	go func() { t.served <- t.srv.Serve(limitListener(ln, telemetryLimits.MaxConns)) }()
+	log.Info("telemetry endpoint", "addr", ln.Addr().String(), "listen", c.Telemetry.listen(), "paths", "/metrics /healthz /readyz")
 	return t, nil
 }
 
