@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"unicode/utf8"
 
 	"github.com/cnstream/cnstream/schema"
 )
@@ -68,9 +69,13 @@ func appendText(b []byte, e *schema.Event) []byte {
 	case schema.KindForged:
 		return fmt.Appendf(b, "--- FORGED %d datagrams rejected: kernel-owned connector id or group from a userspace sender", e.Forged.Count)
 	case schema.KindMalformed:
-		return fmt.Appendf(b, "--- MALFORMED datagram of %d bytes from port %d: %s", len(e.Malformed.Data), e.Malformed.Sender, e.Malformed.Error)
+		b = fmt.Appendf(b, "--- MALFORMED datagram of %d bytes from port %d: ", len(e.Malformed.Data), e.Malformed.Sender)
+		return appendEscaped(b, e.Malformed.Error)
 	case schema.KindDropped:
-		return fmt.Appendf(b, "--- DROPPED %d events: %s %s", e.Dropped.Count, e.Dropped.Reason, e.Dropped.Sink)
+		b = fmt.Appendf(b, "--- DROPPED %d events: ", e.Dropped.Count)
+		b = appendEscaped(b, e.Dropped.Reason)
+		b = append(b, ' ')
+		return appendEscaped(b, e.Dropped.Sink)
 	}
 	b = e.Time.Local().AppendFormat(b, "15:04:05.000000")
 	s := e.Stream
@@ -146,15 +151,21 @@ func appendProcessText(b []byte, p *schema.Process) []byte {
 	}
 	if p.Exe != "" {
 		b = append(b, " exe="...)
-		b = append(b, p.Exe...)
+		b = appendEscaped(b, p.Exe)
 	}
 	if len(p.Cmdline) > 0 {
 		b = fmt.Appendf(b, " cmdline=%q", strings.Join(p.Cmdline, " "))
 	}
+	if p.Cwd != "" {
+		b = append(b, " cwd="...)
+		b = appendEscaped(b, p.Cwd)
+	}
 	if p.UID != nil {
 		b = fmt.Appendf(b, " uid=%d", *p.UID)
 		if p.User != "" {
-			b = fmt.Appendf(b, "(%s)", p.User)
+			b = append(b, '(')
+			b = appendEscaped(b, p.User)
+			b = append(b, ')')
 		}
 	}
 	if c := p.Container; c != nil {
@@ -162,9 +173,13 @@ func appendProcessText(b []byte, p *schema.Process) []byte {
 		if len(id) > 12 {
 			id = id[:12]
 		}
-		b = fmt.Appendf(b, " container=%s:%s", c.Runtime, id)
+		b = append(b, " container="...)
+		b = appendEscaped(b, c.Runtime)
+		b = append(b, ':')
+		b = appendEscaped(b, id)
 		if c.PodUID != "" {
-			b = fmt.Appendf(b, " pod=%s", c.PodUID)
+			b = append(b, " pod="...)
+			b = appendEscaped(b, c.PodUID)
 		}
 	}
 	if len(p.Ancestors) > 0 {
@@ -175,12 +190,50 @@ func appendProcessText(b []byte, p *schema.Process) []byte {
 			}
 			b = strconv.AppendUint(b, uint64(a.PID), 10)
 			if a.Comm != "" {
-				b = fmt.Appendf(b, "(%s)", a.Comm)
+				b = append(b, '(')
+				b = appendEscaped(b, a.Comm)
+				b = append(b, ')')
 			}
 		}
 	}
 	return b
 }
+
+// appendEscaped appends s with Go-style escapes (as strconv.Quote writes
+// them, without the quotes) for everything that is not printable text: C0
+// and C1 controls, DEL, bidi overrides and isolates (U+202A-U+202E,
+// U+2066-U+2069) and other format characters, and each byte of invalid
+// UTF-8 (\xff); a backslash is doubled, so that an escape in the output
+// always comes from here. Process names, paths and command lines are chosen
+// by whoever starts the process: written raw, an ESC or a CR could rewrite
+// the reader's terminal, a U+202E reorder what it shows. %q (comm, cmdline)
+// escapes the same runes.
+func appendEscaped(b []byte, s string) []byte {
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c < 0x7f && c != '\\' {
+			b = append(b, c)
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b = append(b, '\\', 'x', hexDigit[c>>4], hexDigit[c&0xf])
+		case r == '\\':
+			b = append(b, '\\', '\\')
+		case strconv.IsPrint(r):
+			b = append(b, s[i:i+size]...)
+		default:
+			q := strconv.QuoteRune(r)
+			b = append(b, q[1:len(q)-1]...)
+		}
+		i += size
+	}
+	return b
+}
+
+const hexDigit = "0123456789abcdef"
 
 func signalName(sig int) string {
 	s := syscall.Signal(sig).String()
