@@ -431,7 +431,7 @@ func (x *expansion) scrub(msg string, line int) string {
 			shown = exp[0].written
 		}
 		// yaml.v3 shows a value it cannot convert, cut to 7 bytes.
-		msg = terrorRE.ReplaceAllString(msg, "${1}"+strings.ReplaceAll(shown, "$", "$$"))
+		msg = terrorRE.ReplaceAllString(msg, "${1}`"+strings.ReplaceAll(shown, "$", "$$")+"`")
 		for _, e := range exp {
 			if e.value != "" && e.value != e.written {
 				msg = strings.ReplaceAll(msg, strconv.Quote(e.value), strconv.Quote(e.written))

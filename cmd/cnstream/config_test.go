@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"github.com/cnstream/cnstream/source"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/cnstream/cnstream/source"
 )
 
 func TestExamplesValidate(t *testing.T) {
@@ -128,5 +131,145 @@ func TestValidateReportsFileAndExit(t *testing.T) {
 	}
 	if !strings.Contains(errb.String(), p+":") || !strings.Contains(errb.String(), "sinks[0].queue") {
 		t.Errorf("stderr %q: want the file, line and field", errb.String())
+	}
+}
+
+// TestEnvExpandedInValues: ${VAR} is expanded inside parsed values, so a
+// value from the environment is never read as YAML (a comment, a tag, an
+// alias, a flow collection), a key is never expanded, and an unquoted
+// value takes the type it would have had if written there.
+func TestEnvExpandedInValues(t *testing.T) {
+	for _, v := range []string{"s3cr3t #x", "!x", "*hunter2", "&a b", "[x, y]", "{a: b}", "'q'", `"q"`, "x: y", "- z", "${NESTED}", "~", "null", "true", "012"} {
+		t.Run(v, func(t *testing.T) {
+			t.Setenv("CNSTREAM_TEST_PW", v)
+			for _, text := range []string{
+				"sinks:\n  - name: k\n    type: kafka\n    kafka:\n      brokers: [127.0.0.1:9092]\n      sasl:\n        mechanism: SCRAM-SHA-512\n        username: u\n        password: ${CNSTREAM_TEST_PW}\n",
+				"sinks:\n  - name: k\n    type: kafka\n    kafka:\n      brokers: [127.0.0.1:9092]\n      sasl: {mechanism: SCRAM-SHA-512, username: u, password: ${CNSTREAM_TEST_PW}}\n",
+				"sinks:\n  - name: k\n    type: kafka\n    kafka:\n      brokers: [127.0.0.1:9092]\n      sasl: {mechanism: SCRAM-SHA-512, username: u, password: \"${CNSTREAM_TEST_PW}\"}\n",
+			} {
+				c, err := LoadConfig("c.yaml", []byte(text))
+				if err != nil {
+					t.Fatalf("%s: %v", text, err)
+				}
+				if got := c.Sinks[0].Kafka.SASL.Password; got != v {
+					t.Errorf("password %q, want %q from:\n%s", got, v, text)
+				}
+			}
+		})
+	}
+
+	t.Setenv("CNSTREAM_TEST_BATCH", "32")
+	t.Setenv("CNSTREAM_TEST_BOOL", "true")
+	t.Setenv("CNSTREAM_TEST_SIZE", "2MiB")
+	t.Setenv("CNSTREAM_TEST_BROKERS", "b1:9092, b2:9092")
+	t.Setenv("CNSTREAM_TEST_KEY", "name")
+	c, err := LoadConfig("c.yaml", []byte(`# a comment with ${CNSTREAM_TEST_UNSET} is not expanded
+source:
+  batch: ${CNSTREAM_TEST_BATCH}
+  no_enobufs: ${CNSTREAM_TEST_BOOL}
+  read_buffer: ${CNSTREAM_TEST_SIZE}
+sinks:
+  - name: k
+    type: kafka
+    kafka: {brokers: [${CNSTREAM_TEST_BROKERS}, b3:9092], topic: t-${CNSTREAM_TEST_BATCH}}
+  - name: k2
+    type: kafka
+    kafka:
+      brokers: ${CNSTREAM_TEST_BROKERS}
+      sasl: {mechanism: "${CNSTREAM_TEST_UNSET:-}"}
+  - name: n
+    type: nats
+    nats: {url: [nats://a:4222, nats://b:4222]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Source.Batch != 32 || !c.Source.NoENOBUFS || c.Source.ReadBuffer != 2<<20 || c.Sinks[0].Kafka.Topic != "t-32" {
+		t.Errorf("source %+v, topic %q: want batch 32, no_enobufs, 2MiB, t-32", c.Source, c.Sinks[0].Kafka.Topic)
+	}
+	if diff := cmp.Diff([]string{"b1:9092", "b2:9092", "b3:9092"}, []string(c.Sinks[0].Kafka.Brokers)); diff != "" {
+		t.Errorf("brokers of a list item (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"b1:9092", "b2:9092"}, []string(c.Sinks[1].Kafka.Brokers)); diff != "" {
+		t.Errorf("brokers of a string (-want +got):\n%s", diff)
+	}
+	if got := c.Sinks[2].NATS.sinkConfig().URL; got != "nats://a:4222,nats://b:4222" {
+		t.Errorf("nats url %q", got)
+	}
+
+	// A quoted reference stays a string; a key is never expanded.
+	for text, want := range map[string]string{
+		"source:\n  batch: \"${CNSTREAM_TEST_BATCH}\"\nsinks: [{name: a, type: stdout}]\n": "c.yaml:2: cannot unmarshal !!str `${CNSTREAM_TEST_BATCH}` into int",
+		"source:\n  ${CNSTREAM_TEST_KEY}: 3\nsinks: [{name: a, type: stdout}]\n":           `c.yaml:2: unknown key "${CNSTREAM_TEST_KEY}"`,
+	} {
+		if _, err := LoadConfig("c.yaml", []byte(text)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: error %v, want %q", text, err, want)
+		}
+	}
+}
+
+// TestConfigErrorsHideSecrets: an error about a value from the
+// environment shows it as written (${VAR}), never what it expanded to, and
+// a secret is never shown even when written in the file.
+func TestConfigErrorsHideSecrets(t *testing.T) {
+	const secret = "S3cr3t-7f3a9c-do-not-print"
+	t.Setenv("CNSTREAM_TEST_SECRET", secret)
+	cases := []struct{ name, yaml, want string }{
+		{"int", "source:\n  batch: ${CNSTREAM_TEST_SECRET}\nsinks: [{name: a, type: stdout}]\n", "c.yaml:2: cannot unmarshal !!str `${CNSTREAM_TEST_SECRET}` into int"},
+		{"size", "source:\n  read_buffer: ${CNSTREAM_TEST_SECRET}\nsinks: [{name: a, type: stdout}]\n", `c.yaml:2: "${CNSTREAM_TEST_SECRET}" is not a size`},
+		{"duration", "pipeline:\n  drain_timeout: x${CNSTREAM_TEST_SECRET}\nsinks: [{name: a, type: stdout}]\n", `c.yaml:2: "x${CNSTREAM_TEST_SECRET}" is not a duration`},
+		{"policy", "sinks:\n  - name: a\n    type: stdout\n    queue: {policy: \"${CNSTREAM_TEST_SECRET}\"}\n", `c.yaml:4: sinks[0].queue.policy: "${CNSTREAM_TEST_SECRET}"`},
+		{"required", "sinks:\n  - name: ${CNSTREAM_TEST_UNSET:?set it, not " + secret[:3] + "}\n    type: stdout\n", "c.yaml:2: ${CNSTREAM_TEST_UNSET}: set it"},
+		{"password in a bad section", "sinks:\n  - name: k\n    type: kafka\n    kafka:\n      brokers: [127.0.0.1:9092]\n      sasl: {mechanism: " + secret + ", username: u, password: " + secret + "}\n", "sinks[0].kafka"},
+		{"otlp endpoint", "sinks: [{name: a, type: stdout}]\ntelemetry:\n  otlp:\n    endpoint: ftp://user:${CNSTREAM_TEST_SECRET}@collector:4318\n", `telemetry.otlp.endpoint: "ftp://user:xxxxx@collector:4318"`},
+		{"otlp endpoint token", "sinks: [{name: a, type: stdout}]\ntelemetry:\n  otlp:\n    endpoint: ftp://${CNSTREAM_TEST_SECRET}@collector:4318\n", `telemetry.otlp.endpoint: "ftp://xxxxx@collector:4318"`},
+		{"yaml syntax", "sinks:\n  - name: [${CNSTREAM_TEST_SECRET}\n", "c.yaml:"},
+		{"anchor in the value", "sinks:\n  - name: a\n    type: stdout\n    batch: {events: ${CNSTREAM_TEST_SECRET}}\n", "c.yaml:4: cannot unmarshal !!str `${CNSTREAM_TEST_SECRET}` into int"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := LoadConfig("c.yaml", []byte(tc.yaml))
+			if err == nil {
+				t.Fatalf("no error for:\n%s", tc.yaml)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q\nwant it to contain %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), secret) || strings.Contains(err.Error(), secret[:7]) {
+				t.Errorf("error %q shows the secret", err)
+			}
+		})
+	}
+}
+
+// TestConfigWarnings: what weakens security is valid, and said.
+func TestConfigWarnings(t *testing.T) {
+	c, err := LoadConfig("c.yaml", []byte(`sinks:
+  - name: k
+    type: kafka
+    kafka:
+      brokers: [127.0.0.1:9092]
+      tls: {enable: true, insecure_skip_verify: true}
+  - name: p
+    type: kafka
+    kafka:
+      brokers: [127.0.0.1:9092]
+      sasl: {mechanism: PLAIN, username: u, password: p, allow_plaintext: true}
+  - name: n
+    type: nats
+    nats: {url: nats://127.0.0.1:4222, tls: {insecure_skip_verify: true}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := strings.Join(c.warnings(), "\n")
+	for _, want := range []string{"sinks[0].kafka.tls.insecure_skip_verify is true", "sinks[1].kafka.sasl.allow_plaintext is true", "sinks[2].nats.tls.insecure_skip_verify is true"} {
+		if !strings.Contains(w, want) {
+			t.Errorf("warnings %q: want %q", w, want)
+		}
+	}
+	_, err = LoadConfig("c.yaml", []byte("sinks:\n  - name: p\n    type: kafka\n    kafka:\n      brokers: [127.0.0.1:9092]\n      sasl: {mechanism: PLAIN, username: u, password: p}\n"))
+	if err == nil || !strings.Contains(err.Error(), "sinks[0].kafka: kafka: Config.SASL.Mechanism: PLAIN without TLS") {
+		t.Errorf("PLAIN without TLS: %v, want it refused", err)
 	}
 }
