@@ -4,13 +4,17 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -154,101 +158,6 @@ telemetry:
 	}
 }
 
-// TestSecretsNeverShown: passwords and tokens from the configuration (Kafka
-// SASL, NATS, OTLP headers) appear neither in `validate` output, nor in
-// configuration errors, nor in what `run` logs at debug level while its
-// sinks fail.
-func TestSecretsNeverShown(t *testing.T) {
-	const kafkaPw, natsPw, otlpToken = "kafka-hunter2-secret", "nats-hunter2-secret", "otlp-hunter2-secret"
-	dir := t.TempDir()
-	closedPort := freeAddr(t) // nothing listens there
-	cfgText := func(extra string) string {
-		return fmt.Sprintf(`source:
-  process_events: false
-  groups: [%d]
-transform:
-  enrich: false
-sinks:
-  - name: kafka
-    type: kafka
-    retry: {max_elapsed: 1s}
-    kafka:
-      brokers: [%q]
-      sasl: {mechanism: SCRAM-SHA-512, username: cnstream, password: %s}
-%s
-telemetry:
-  listen: off
-  otlp:
-    endpoint: http://%s
-    interval: 100ms
-    headers: {authorization: "Bearer %s"}
-log:
-  level: debug
-  format: json
-`, groupRun, closedPort, kafkaPw, extra, closedPort, otlpToken)
-	}
-	write := func(name, text string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	check := func(what, out string) {
-		t.Helper()
-		for _, secret := range []string{kafkaPw, natsPw, otlpToken} {
-			if strings.Contains(out, secret) {
-				t.Errorf("%s shows a secret (%s):\n%s", what, secret, out)
-			}
-		}
-	}
-
-	good := write("good.yaml", cfgText(""))
-	out, err := exec.Command(cnstreamBin, "validate", good).CombinedOutput()
-	if err != nil {
-		t.Fatalf("validate: %v: %s", err, out)
-	}
-	check("validate", string(out))
-
-	// A configuration error in the section that holds the password.
-	bad := write("bad.yaml", strings.Replace(cfgText(""), "SCRAM-SHA-512", "SCRAM-SHA-1024", 1))
-	out, err = exec.Command(cnstreamBin, "validate", bad).CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "sinks[0].kafka") {
-		t.Errorf("validate with an unknown SASL mechanism: %v: %s", err, out)
-	}
-	check("validate error", string(out))
-
-	// A NATS sink whose server is unreachable: run fails at start, naming
-	// the server, not the password.
-	withNATS := write("nats.yaml", cfgText(fmt.Sprintf(`  - name: nats
-    type: nats
-    nats: {url: "nats://%s", user: cnstream, password: %s, timeout: 500ms}`, closedPort, natsPw)))
-	out, err = exec.Command(cnstreamBin, "run", "--config", withNATS).CombinedOutput()
-	if err == nil {
-		t.Errorf("run with an unreachable NATS server succeeded: %s", out)
-	}
-	check("run with an unreachable NATS server", string(out))
-
-	// run with the Kafka sink failing every write, and OTLP export failing,
-	// at debug level.
-	runCmd, stderr := startRun(t, good)
-	id := testID()
-	if out, err := exec.Command(cnstreamBin, "send", "--group", fmt.Sprint(groupRun), "--id", id.String(), "--count", "100", "--quiet").CombinedOutput(); err != nil {
-		t.Fatalf("send: %v: %s", err, out)
-	}
-	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(stderr.String(), `"level":"WARN"`); {
-		if time.Now().After(deadline) {
-			t.Fatalf("no warning logged while the Kafka sink fails; stderr: %s", stderr.String())
-		}
-		time.Sleep(50 * time.Millisecond) // polling the log with a deadline
-	}
-	if err := runCmd.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	_ = runCmd.Wait() // undelivered events make it fail: expected
-	check("run's log", stderr.String())
-}
-
 // otlpReceiver is an OTLP/HTTP endpoint for the test (what an OpenTelemetry
 // collector offers): it keeps the metric names and span names it receives.
 type otlpReceiver struct {
@@ -355,5 +264,144 @@ telemetry:
 	defer rcv.mu.Unlock()
 	if rcv.spans["cnstream.sink.write"] == 0 {
 		t.Errorf("no cnstream.sink.write span received: %v", rcv.spans)
+	}
+}
+
+// TestTelemetryServerLimits: the endpoint closes a connection whose request
+// header never ends (slowloris), and serves at most MaxConns connections at
+// once: another waits until one closes. startTelemetry's server has every
+// timeout set.
+func TestTelemetryServerLimits(t *testing.T) {
+	serve := func(lim httpLimits) string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := newHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") }), lim)
+		go srv.Serve(limitListener(ln, lim.MaxConns))
+		t.Cleanup(func() { srv.Close() })
+		return ln.Addr().String()
+	}
+
+	// Slowloris: half a request header, then nothing.
+	addr := serve(httpLimits{ReadHeader: 300 * time.Millisecond, Read: time.Second, Write: time.Second, Idle: time.Second, MaxConns: 4})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	if _, err := io.WriteString(c, "GET /metrics HTTP/1.1\r\nHost: x\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.Copy(io.Discard, c); err != nil {
+		t.Errorf("slow header: %v after %v, want the server to close the connection", err, time.Since(start))
+	} else if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("slow header: closed after %v, want about 300ms", d)
+	}
+
+	// The connection limit: two idle connections hold both places.
+	addr = serve(httpLimits{ReadHeader: 30 * time.Second, Read: 30 * time.Second, Write: 30 * time.Second, Idle: 30 * time.Second, MaxConns: 2})
+	var held []net.Conn
+	for range 2 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		held = append(held, c)
+	}
+	get := func(timeout time.Duration) error {
+		cl := &http.Client{Timeout: timeout, Transport: &http.Transport{DisableKeepAlives: true}}
+		resp, err := cl.Get("http://" + addr + "/")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		return nil
+	}
+	if err := get(500 * time.Millisecond); err == nil {
+		t.Errorf("a third connection was served while two held the limit of 2")
+	}
+	held[0].Close()
+	if err := get(10 * time.Second); err != nil {
+		t.Errorf("after a held connection closed: %v, want an answer", err)
+	}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tel, err := startTelemetry(t.Context(), &Config{}, ln, "test", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tel.shutdown(context.Background())
+	if s := tel.srv; s.ReadHeaderTimeout <= 0 || s.ReadTimeout <= 0 || s.WriteTimeout <= 0 || s.IdleTimeout <= 0 || telemetryLimits.MaxConns <= 0 {
+		t.Errorf("telemetry server: ReadHeaderTimeout %v, ReadTimeout %v, WriteTimeout %v, IdleTimeout %v, MaxConns %d: want all set",
+			s.ReadHeaderTimeout, s.ReadTimeout, s.WriteTimeout, s.IdleTimeout, telemetryLimits.MaxConns)
+	}
+}
+
+// TestRunTelemetryPort: a second `cnstream run` on the telemetry port of a
+// running one fails at once, before it subscribes, naming the address, the
+// key telemetry.listen and the ways out; with telemetry.listen 127.0.0.1:0
+// run picks a free port and says which.
+func TestRunTelemetryPort(t *testing.T) {
+	dir := t.TempDir()
+	conf := func(name, listen string) string {
+		p := filepath.Join(dir, name)
+		text := fmt.Sprintf("source:\n  process_events: false\n  groups: [%d]\ntransform:\n  enrich: false\nsinks:\n  - {name: files, type: file, file: {dir: %s, sync: never}}\ntelemetry:\n  listen: %s\n",
+			groupRun, filepath.Join(dir, name+".data"), listen)
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	addr := freeAddr(t)
+	first, stderr := startRun(t, conf("first.yaml", addr))
+
+	start := time.Now()
+	out, err := exec.Command(cnstreamBin, "run", "--config", conf("second.yaml", addr)).CombinedOutput()
+	if err == nil {
+		t.Fatalf("second run on %s succeeded: %s", addr, out)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("second run failed after %v, want at once", d)
+	}
+	for _, want := range []string{addr, "telemetry.listen", "127.0.0.1:0", "off", "address already in use"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("second run's error does not name %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(string(out), "listening to") {
+		t.Errorf("second run subscribed before failing:\n%s", out)
+	}
+
+	// Port 0: a free port, said in the start line and the log.
+	anyPort, anyStderr := startRun(t, conf("any.yaml", "127.0.0.1:0"))
+	m := regexp.MustCompile(`telemetry on http://(127\.0\.0\.1:[0-9]+)`).FindStringSubmatch(anyStderr.String())
+	if m == nil || m[1] == "127.0.0.1:0" || m[1] == addr {
+		t.Fatalf("run with telemetry.listen 127.0.0.1:0 does not say the port it bound:\n%s", anyStderr.String())
+	}
+	if !strings.Contains(anyStderr.String(), "addr="+m[1]) {
+		t.Errorf("no log of the bound address %s:\n%s", m[1], anyStderr.String())
+	}
+	resp, err := http.Get("http://" + m[1] + "/healthz")
+	if err != nil {
+		t.Fatalf("GET /healthz on the bound port: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("/healthz on %s: %s", m[1], resp.Status)
+	}
+	for _, c := range []*exec.Cmd{first, anyPort} {
+		if err := c.Process.Signal(syscall.SIGINT); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Wait(); err != nil {
+			t.Errorf("run after SIGINT: %v; first: %s; any: %s", err, stderr.String(), anyStderr.String())
+		}
 	}
 }
