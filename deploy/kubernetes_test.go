@@ -3,6 +3,7 @@ package deploy_test
 import (
 	"bytes"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"sort"
@@ -228,6 +229,11 @@ func TestKubernetes(t *testing.T) {
 		t.Fatalf("--config %s: no key %s of ConfigMap %s mounted at %s", conf, filepath.Base(conf), cm.Name, filepath.Dir(conf))
 	}
 	validateText(t, "cnstream.yaml", text, envs)
+	// KAFKA_BROKERS is documented as host:port[,host:port...]: the config
+	// must take a list too.
+	twoBrokers := maps.Clone(envs)
+	twoBrokers["KAFKA_BROKERS"] = "b1:9092,b2:9092"
+	validateText(t, "cnstream.yaml", text, twoBrokers)
 	cfg := parseConfig(t, "ConfigMap "+cm.Name, []byte(text))
 	host, port := listenAddr(t, cfg.Telemetry.Listen, envs)
 	if host != "0.0.0.0" && host != "" && host != "::" {
