@@ -13,7 +13,7 @@ import (
 )
 
 // The datagrams in testdata/datagrams were captured from a real kernel by
-// schema/internal/capture (see testdata/datagrams/README.md). Each has a JSON
+// testenv/cmd/capture (see testdata/datagrams/README.md). Each has a JSON
 // sidecar holding what the capture program knew without decoding it: the
 // pids it started, the ids it set, the wait status wait4 returned.
 
@@ -71,7 +71,7 @@ func loadCaptured(tb testing.TB) []captured {
 		tb.Fatal(err)
 	}
 	if len(files) == 0 {
-		tb.Fatalf("no captured datagrams in %s: run go run ./schema/internal/capture as root", datagramDir)
+		tb.Fatalf("no captured datagrams in %s: run go run ./testenv/cmd/capture as root", datagramDir)
 	}
 	var out []captured
 	for _, f := range files {

@@ -10,7 +10,7 @@
 // Run it as root on the host (initial user, pid and network namespaces), from
 // the repository root:
 //
-//	go run ./schema/internal/capture -out schema/testdata/datagrams
+//	go run ./testenv/cmd/capture -out schema/testdata/datagrams
 //
 // It subscribes with its own LISTEN request (so it can recognise the ACK to
 // it among those of other listeners), keeps only datagrams from the kernel
@@ -988,9 +988,9 @@ the capturing machine (%s, %s endian).
 
 Captured on Linux %s (`+"`uname -r`"+`), %s, as root on the host, with:
 
-    go run ./schema/internal/capture -out schema/testdata/datagrams
+    go run ./testenv/cmd/capture -out schema/testdata/datagrams
 
-The capture program (schema/internal/capture) sends its own LISTEN, starts
+The capture program (testenv/cmd/capture) sends its own LISTEN, starts
 children and acts on them, keeps only kernel datagrams (port id 0) about the
 processes it started, and sends IGNORE when done. Each `+"`<name>.json`"+` says
 what it did and what it knew without decoding: the pids it started, the ids it
