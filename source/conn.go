@@ -153,10 +153,16 @@ type SubscriptionState struct {
 	Attempts int           // LISTEN messages sent until the ACK
 	Ack      uint32        // the ack value of the matched ACK (request ack + 1)
 	RTT      time.Duration // LISTEN to ACK
-	// IgnoreAck is the ack of the IGNORE sent by Close (the kernel answers
-	// with IgnoreAck + 1); IgnoreSent says it was sent.
+	// IgnoreAck is the ack of the last IGNORE sent by Close or Quiesce (the
+	// kernel answers with IgnoreAck + 1 while it has listeners); IgnoreSent
+	// says one was sent, for Subscribe's LISTEN or for those sent through
+	// Send.
 	IgnoreAck  uint32
 	IgnoreSent bool
+	// SendListens is the number of IGNORE requests Close still owes for the
+	// LISTEN requests sent through Send (not Subscribe): one for any number
+	// of 8-byte ones, one per 4-byte one. See Conn.Send.
+	SendListens int
 }
 
 func (s Stats) String() string {

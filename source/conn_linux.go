@@ -64,9 +64,10 @@ type Conn struct {
 
 	privileges func() Privileges // ReadPrivileges, once
 
-	subMu sync.Mutex
-	sub   SubscriptionState
-	seq   atomic.Uint32
+	subMu   sync.Mutex
+	sub     SubscriptionState
+	listens sentListens // LISTEN requests sent through Send, balanced by Close
+	seq     atomic.Uint32
 }
 
 type pendingDatagram struct {
@@ -285,7 +286,25 @@ func (c *Conn) LeaveGroup(g uint32) error {
 // connector (schema.ProcID) from outside the initial user or pid namespace
 // is not sent: the kernel would drop it without an answer, so Send returns
 // an OpError wrapping ErrNotHeard that says which namespace.
+//
+// A PROC_CN_MCAST_LISTEN request (the 4-byte op or the 8-byte proc_input)
+// sent to the process-events connector makes the kernel count this socket as
+// a listener, as Subscribe does, and Send remembers it: Close and Quiesce
+// send the matching IGNORE (one for the 8-byte form, which Linux 6.6+ counts
+// once per socket; one per 4-byte request, which older kernels count each),
+// so the kernel's listener count does not leak. An IGNORE sent through Send
+// settles what it balances. Stats().Subscription.SendListens is what is
+// still owed.
 func (c *Conn) Send(m schema.CnMsg, group uint32) error {
+	if err := c.send(m, group); err != nil {
+		return err
+	}
+	c.noteRequest(m, group)
+	return nil
+}
+
+// send is Send without the LISTEN bookkeeping, for Subscribe's own requests.
+func (c *Conn) send(m schema.CnMsg, group uint32) error {
 	if group > schema.MaxGroup {
 		return fmt.Errorf("source: group %d out of range: connector groups are 0 (kernel) or 1..%d", group, schema.MaxGroup)
 	}
@@ -567,13 +586,15 @@ func (c *Conn) Stats() Stats {
 	}
 	c.subMu.Lock()
 	s.Subscription = c.sub
+	s.Subscription.SendListens = c.listens.owed()
 	c.subMu.Unlock()
 	return s
 }
 
-// Close sends IGNORE if the proc connector subscription is active (so the
-// kernel's listener count does not leak), then closes the socket. A
-// ReadBatch blocked in another goroutine returns ErrClosed.
+// Close sends IGNORE if the proc connector subscription is active or a
+// LISTEN went out through Send (so the kernel's listener count does not
+// leak), then closes the socket. A ReadBatch blocked in another goroutine
+// returns ErrClosed.
 func (c *Conn) Close() error {
 	c.closeOnce.Do(func() {
 		ierr := c.unsubscribe()

@@ -40,7 +40,7 @@ func (c *Conn) Subscribe(ctx context.Context, cfg SubscribeConfig) error {
 	mask := cfg.mask()
 	if mask != schema.ProcEventAll {
 		req := c.listenMsg(schema.ProcMcastListen, mask, false)
-		if err := c.Send(req, 0); err != nil {
+		if err := c.send(req, 0); err != nil {
 			return err
 		}
 		c.setSub(SubscriptionState{Active: true, Mask: uint32(mask), Attempts: 1})
@@ -54,7 +54,7 @@ func (c *Conn) Subscribe(ctx context.Context, cfg SubscribeConfig) error {
 		return backoff.Retry(func() error {
 			attempts++
 			req := c.listenMsg(schema.ProcMcastListen, mask, legacy)
-			if err := c.Send(req, 0); err != nil {
+			if err := c.send(req, 0); err != nil {
 				return backoff.Permanent(err)
 			}
 			errno, err := c.awaitAck(ctx, req, cfg.timeout())
@@ -138,23 +138,43 @@ func (c *Conn) awaitAck(ctx context.Context, req schema.CnMsg, timeout time.Dura
 	}
 }
 
-// unsubscribe sends IGNORE when a subscription is active.
+// unsubscribe sends IGNORE when a subscription is active, and the IGNORE
+// requests that balance the LISTENs sent through Send.
 func (c *Conn) unsubscribe() error {
 	c.subMu.Lock()
 	s := c.sub
 	c.sub.Active = false
+	owed := c.listens
+	c.listens = sentListens{}
 	c.subMu.Unlock()
-	if !s.Active {
-		return nil
+	var reqs []schema.CnMsg
+	if s.Active {
+		reqs = append(reqs, c.listenMsg(schema.ProcMcastIgnore, schema.What(s.Mask), s.Legacy))
 	}
-	req := c.listenMsg(schema.ProcMcastIgnore, schema.What(s.Mask), s.Legacy)
-	if err := c.Send(req, 0); err != nil {
-		return fmt.Errorf("source: send IGNORE: %w", err)
+	reqs = owed.ignores(reqs, c.listenMsg)
+	var errs []error
+	for _, req := range reqs {
+		if err := c.send(req, 0); err != nil {
+			errs = append(errs, fmt.Errorf("source: send IGNORE: %w", err))
+			continue
+		}
+		c.subMu.Lock()
+		c.sub.IgnoreAck, c.sub.IgnoreSent = req.Ack, true
+		c.subMu.Unlock()
+	}
+	return errors.Join(errs...)
+}
+
+// noteRequest records a LISTEN or IGNORE request that Send sent to the
+// process-events connector, so that unsubscribe balances it.
+func (c *Conn) noteRequest(m schema.CnMsg, group uint32) {
+	op, mask, legacy, ok := procRequest(m, group)
+	if !ok {
+		return
 	}
 	c.subMu.Lock()
-	c.sub.IgnoreAck, c.sub.IgnoreSent = req.Ack, true
+	c.listens.note(op, mask, legacy)
 	c.subMu.Unlock()
-	return nil
 }
 
 func ackError(errno uint32) error {

@@ -138,7 +138,7 @@ func parseSend(args []string, stderr io.Writer) (*sendOptions, error) {
 	return o, nil
 }
 
-func sendCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func sendCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	o, err := parseSend(args, stderr)
 	if err != nil {
 		return err
@@ -156,7 +156,10 @@ func sendCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	defer func() {
+		// Close sends the IGNORE for a LISTEN sent here: its error counts.
+		err = errors.Join(err, conn.Close())
+	}()
 
 	payload := o.payload
 	generated := o.size >= 0 && len(o.payload) == 0
@@ -223,13 +226,7 @@ func sendCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		seq++
 	}
 	// A LISTEN sent to the process-events connector counts this socket as
-	// a listener; only IGNORE from the same socket undoes it.
-	if o.id == schema.ProcID && sent > 0 && len(payload) >= 4 && binary.NativeEndian.Uint32(payload) == uint32(schema.ProcMcastListen) {
-		ignore := schema.AppendProcInput(nil, schema.ProcMcastIgnore, schema.ProcEventAll, len(payload) == 4)
-		if err := conn.Send(schema.CnMsg{ID: o.id, Seq: seq, Ack: rand.Uint32(), Data: ignore}, 0); err != nil {
-			return fmt.Errorf("send IGNORE to balance the LISTEN: %w", err)
-		}
-	}
+	// a listener: conn.Close sends the IGNORE that balances it.
 	if !o.quiet {
 		el := time.Since(start)
 		last := seq - 1
