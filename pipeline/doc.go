@@ -1,34 +1,83 @@
-// Package pipeline runs source -> transform -> sinks: a reader goroutine
-// draining the connector socket into a bounded queue of batches, the
-// transform on its own goroutine, and per sink a bounded queue (limits in
-// events and estimated bytes) and a worker that batches (max events, max
-// bytes, linger) and writes with retries.
+// Package pipeline runs source -> transform -> sinks in two halves with one
+// seam between them: the reader (Reader: the connector socket into the
+// transform) hands batches of schema.Event to the delivery runtime
+// (Delivery: queues, batching, retries, loss records, metrics), which any
+// other producer can feed too (a replay of an archive, a consumer of
+// Kafka). Pipeline.Run composes the two; cmd/cnstream's tail uses the
+// reader alone, with the terminal as its consumer.
 //
-// # Backpressure and loss
+//	Source --ReadBatch--> [batch pool] --> Transform --Emit--> Delivery.Push
+//	                                                             | fan-out
+//	                                             Queue (per sink) --> worker --> sink.Sink
 //
-// The reader never waits on a sink: it waits only for a free batch buffer.
-// When a sink queue is full its policy decides: Block (default) stops the
-// transform, then the reader, and the kernel's receive queue absorbs the
-// rest; what it cannot hold becomes counted kernel drops, which appear as
-// overrun and gap records. DropNewest and DropOldest discard events, count
-// them, and state them in a dropped record at the head of the sink's next
-// batch. A batch that still fails after the retry budget (exponential
-// backoff with jitter, RetryConfig), or with a permanent error
-// (sink.Permanent), is counted as failed and stated the same way (reason
+// # Reader
+//
+// Reader.Run reads on a goroutine of its own into a pool of ReadQueue
+// batches, and transforms on the caller's goroutine: the reading goroutine
+// never waits for anything but a free batch. Each batch's events go to an
+// Emit; the slice is the reader's and is reused once Emit returns, so Emit
+// copies what it keeps (Delivery.Push does). Emit returning false stops
+// reading at once.
+//
+// Shutdown: when Run's context ends, a Quiescer source (source.Conn: IGNORE,
+// leave its groups) stops taking datagrams and Run reads what its receive
+// queue still holds until a read finds nothing (the drain); with
+// StopAtOnce, or a source that cannot quiesce, reading stops at once. Cut
+// (the drain deadline) ends reading in any case; what the receive queue
+// then still holds is read, discarded and counted (Unread). Before
+// returning, Run asks the source for drops nothing prompted a read to see
+// (CheckDrops) and emits their overrun record. It does not close the
+// source: its owner does, after Run.
+//
+// Loss records of the reader half are the transform's: gap, overrun,
+// malformed, forged. Kernel drops are counted by the source.
+//
+// # Delivery
+//
+// NewDelivery starts nothing; Start starts a worker per sink (and a Sync
+// loop per Syncer). Push, from one producer goroutine at a time, queues
+// every event on every sink's Queue under its policy; it copies each Event
+// (by value), so the producer's slice is its own again when Push returns;
+// what an event points to is shared between sinks and must not change
+// afterwards (the transform allocates it afresh). Each worker takes
+// batches (BatchEvents, BatchBytes, waiting Linger for a batch to fill),
+// writes them with retries (RetryConfig: exponential backoff with jitter;
+// sink.Permanent is not retried) and acks them to the queue once delivered
+// or given up and stated, so that a durable queue can advance its cursor.
+//
+// The delivery runtime makes its own loss records, numbered by the
+// schema.Records the producer shares with it (DeliveryConfig.Records), so
+// that record ids stay unique per run; it never calls back into the
+// producer. Under Block (default) a full queue makes Push wait: the
+// pressure goes back to the reader, then to the kernel's receive queue,
+// whose overflow becomes counted kernel drops (overrun and gap records).
+// DropNewest and DropOldest discard events, count them, and state them in a
+// dropped record (reason queue_full_<policy>) at the head of the sink's
+// next batch. A batch that still fails after the retry budget, or with a
+// permanent error, is counted as failed and stated the same way (reason
 // sink_failed). Nothing is dropped without a record and a counter.
 //
-// # Shutdown
+// Shutdown: Abort (the drain deadline; any goroutine) releases a Push
+// waiting for room and stops the workers, who count what they still hold
+// as undelivered (SinkStats.Undelivered). Close, once the producer has
+// stopped, closes the queues, lets the workers deliver what is queued until
+// its context ends (then Abort), writes the last loss records, and closes
+// every sink within DrainTimeout; it returns an error counting what was not
+// delivered.
 //
-// Cancelling Run's context stops the source from taking new datagrams
-// (a Quiescer, like source.Conn, sends IGNORE and leaves its groups), reads
-// what its receive queue still holds until a read finds nothing, transforms
-// it, flushes every sink queue and closes the sinks, all within
-// DrainTimeout. What is still undelivered then is counted
-// (SinkStats.Undelivered), what the receive queue still held is read and
-// counted (Stats.Unread), and Run returns an error saying how much.
+// # Pipeline
+//
+// Run starts the delivery, runs the reader into it, and when its context
+// is cancelled shuts down in order: the source quiesces, its receive queue
+// is drained and transformed, the source is closed, every sink queue is
+// flushed and the sinks are closed. DrainTimeout from the cancellation is
+// the drain deadline for all of it (Reader.Cut and Delivery.Abort). Run
+// returns the source's error and an error counting what could not be
+// delivered (undelivered events, unread datagrams).
 //
 // # Concurrency
 //
-// New starts nothing; Run starts and stops every goroutine it uses. Stats is
-// safe to call while Run runs.
+// Constructors start nothing; Run (and Delivery.Start) start goroutines,
+// and Run and Delivery.Close stop every one of them. Stats are safe to call
+// while they run.
 package pipeline

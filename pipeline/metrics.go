@@ -91,22 +91,34 @@ type instruments struct {
 	latency       metric.Float64Histogram
 }
 
-// registerMetrics creates the instruments on cfg.Meter: observable ones read
-// the stages' Stats at each collection, histograms are recorded by the
-// workers.
-func (p *Pipeline) registerMetrics() error {
-	m := p.cfg.Meter
-	var errs []error
-	counter := func(name, unit, desc string) metric.Int64ObservableCounter {
-		c, err := m.Int64ObservableCounter(name, metric.WithUnit(unit), metric.WithDescription(desc))
-		errs = append(errs, err)
-		return c
-	}
-	gauge := func(name, unit, desc string) metric.Int64ObservableGauge {
-		g, err := m.Int64ObservableGauge(name, metric.WithUnit(unit), metric.WithDescription(desc))
-		errs = append(errs, err)
-		return g
-	}
+// observables creates observable instruments on m, collecting the errors.
+type observables struct {
+	m    metric.Meter
+	errs []error
+}
+
+func (o *observables) counter(name, unit, desc string) metric.Int64ObservableCounter {
+	c, err := o.m.Int64ObservableCounter(name, metric.WithUnit(unit), metric.WithDescription(desc))
+	o.errs = append(o.errs, err)
+	return c
+}
+
+func (o *observables) gauge(name, unit, desc string) metric.Int64ObservableGauge {
+	g, err := o.m.Int64ObservableGauge(name, metric.WithUnit(unit), metric.WithDescription(desc))
+	o.errs = append(o.errs, err)
+	return g
+}
+
+func observeCounter(o metric.Observer, i metric.Int64ObservableCounter, v uint64, opts ...metric.ObserveOption) {
+	o.ObserveInt64(i, int64(v), opts...)
+}
+
+// registerReaderMetrics creates the instruments of the reader half (the
+// source, the transform, the enricher) on m: observable ones that read
+// their Stats at each collection.
+func (p *Pipeline) registerReaderMetrics(m metric.Meter) error {
+	ob := &observables{m: m}
+	counter, gauge := ob.counter, ob.gauge
 
 	srcDatagrams := counter(MetricSourceDatagrams, "{datagram}", "Datagrams read from the connector socket.")
 	srcBytes := counter(MetricSourceBytes, "By", "Bytes of the datagrams read.")
@@ -133,49 +145,19 @@ func (p *Pipeline) registerMetrics() error {
 	enEvict := counter(MetricEnrichEvictions, "{process}", "Process table entries evicted because it was full.")
 	enReads := counter(MetricEnrichProcReads, "{read}", "Reads of /proc/PID.")
 	enMisses := counter(MetricEnrichMisses, "{read}", "Reads of /proc/PID that found the process gone.")
-
-	skQEvents := gauge(MetricSinkQueueEvents, "{event}", "Events in the sink's queue.")
-	skQBytes := gauge(MetricSinkQueueBytes, "By", "Estimated bytes of the events in the sink's queue.")
-	skQMaxEvents := gauge(MetricSinkQueueMaxEvents, "{event}", "The sink queue's bound in events.")
-	skQMaxBytes := gauge(MetricSinkQueueMaxBytes, "By", "The sink queue's bound in bytes.")
-	skDelivered := counter(MetricSinkDelivered, "{event}", "Events the sink's backend acknowledged.")
-	skBatches := counter(MetricSinkBatches, "{batch}", "Batches the sink's backend acknowledged.")
-	skRetries := counter(MetricSinkRetries, "{retry}", "Failed batch writes that were retried.")
-	skFailed := counter(MetricSinkFailed, "{event}", "Events given up after the retry budget or a permanent error.")
-	skDropped := counter(MetricSinkDropped, "{event}", "Events dropped by the queue policy.")
-	skUndelivered := counter(MetricSinkUndelivered, "{event}", "Events still queued when the shutdown deadline passed.")
-
-	var err error
-	p.inst.writeDuration, err = m.Float64Histogram(MetricSinkWriteDuration, metric.WithUnit("s"),
-		metric.WithDescription("Duration of one batch write to a sink, until the backend acknowledged or failed."),
-		metric.WithExplicitBucketBoundaries(latencyBuckets...))
-	errs = append(errs, err)
-	p.inst.latency, err = m.Float64Histogram(MetricEventLatency, metric.WithUnit("s"),
-		metric.WithDescription("Time from the kernel's event timestamp (or a record's creation) to the sink's acknowledgement: every event of a batch of up to 32, else 32 evenly spaced."),
-		metric.WithExplicitBucketBoundaries(latencyBuckets...))
-	errs = append(errs, err)
-	if err := errors.Join(errs...); err != nil {
+	if err := errors.Join(ob.errs...); err != nil {
 		return err
-	}
-
-	for _, w := range p.workers {
-		w.attrs = metric.WithAttributeSet(attribute.NewSet(AttrSinkName.String(w.cfg.Name), AttrSinkType.String(w.cfg.Type)))
-		w.recOpts = []metric.RecordOption{w.attrs}
-		w.inst = &p.inst
 	}
 
 	observed := []metric.Observable{
 		srcDatagrams, srcBytes, srcReads, srcDrops, srcENOBUFS, srcForged, srcTrunc, srcQUsage, srcQLimit, srcSub,
 		trMessages, trEvents, trRecords, trFiltered, trMalformed, trGaps, trMissing, trDups, trRestarts,
 		enProcs, enEvict, enReads, enMisses,
-		skQEvents, skQBytes, skQMaxEvents, skQMaxBytes, skDelivered, skBatches, skRetries, skFailed, skDropped, skUndelivered,
 	}
 	src, _ := p.cfg.Source.(SourceStats)
 	en := p.cfg.Enrich
-	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		c := func(i metric.Int64ObservableCounter, v uint64, opts ...metric.ObserveOption) {
-			o.ObserveInt64(i, int64(v), opts...)
-		}
+	_, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		c := func(i metric.Int64ObservableCounter, v uint64) { observeCounter(o, i, v) }
 		if src != nil {
 			s := src.Stats()
 			c(srcDatagrams, s.Datagrams)
@@ -210,19 +192,66 @@ func (p *Pipeline) registerMetrics() error {
 			c(enReads, es.ProcReads)
 			c(enMisses, es.ProcGone)
 		}
-		for i, ss := range p.Stats().Sinks {
-			w := p.workers[i]
+		return nil
+	}, observed...)
+	return err
+}
+
+// registerMetrics creates the instruments of the delivery runtime on m:
+// observable ones that read the sinks' Stats at each collection, and the
+// histograms the workers record into.
+func (d *Delivery) registerMetrics(m metric.Meter) error {
+	ob := &observables{m: m}
+	counter, gauge := ob.counter, ob.gauge
+	skQEvents := gauge(MetricSinkQueueEvents, "{event}", "Events in the sink's queue.")
+	skQBytes := gauge(MetricSinkQueueBytes, "By", "Estimated bytes of the events in the sink's queue.")
+	skQMaxEvents := gauge(MetricSinkQueueMaxEvents, "{event}", "The sink queue's bound in events.")
+	skQMaxBytes := gauge(MetricSinkQueueMaxBytes, "By", "The sink queue's bound in bytes.")
+	skDelivered := counter(MetricSinkDelivered, "{event}", "Events the sink's backend acknowledged.")
+	skBatches := counter(MetricSinkBatches, "{batch}", "Batches the sink's backend acknowledged.")
+	skRetries := counter(MetricSinkRetries, "{retry}", "Failed batch writes that were retried.")
+	skFailed := counter(MetricSinkFailed, "{event}", "Events given up after the retry budget or a permanent error.")
+	skDropped := counter(MetricSinkDropped, "{event}", "Events dropped by the queue policy.")
+	skUndelivered := counter(MetricSinkUndelivered, "{event}", "Events still queued when the shutdown deadline passed.")
+
+	errs := ob.errs
+	var err error
+	d.inst.writeDuration, err = m.Float64Histogram(MetricSinkWriteDuration, metric.WithUnit("s"),
+		metric.WithDescription("Duration of one batch write to a sink, until the backend acknowledged or failed."),
+		metric.WithExplicitBucketBoundaries(latencyBuckets...))
+	errs = append(errs, err)
+	d.inst.latency, err = m.Float64Histogram(MetricEventLatency, metric.WithUnit("s"),
+		metric.WithDescription("Time from the kernel's event timestamp (or a record's creation) to the sink's acknowledgement: every event of a batch of up to 32, else 32 evenly spaced."),
+		metric.WithExplicitBucketBoundaries(latencyBuckets...))
+	errs = append(errs, err)
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+
+	for _, w := range d.workers {
+		w.attrs = metric.WithAttributeSet(attribute.NewSet(AttrSinkName.String(w.cfg.Name), AttrSinkType.String(w.cfg.Type)))
+		w.recOpts = []metric.RecordOption{w.attrs}
+		w.inst = &d.inst
+	}
+
+	observed := []metric.Observable{
+		skQEvents, skQBytes, skQMaxEvents, skQMaxBytes, skDelivered, skBatches, skRetries, skFailed, skDropped, skUndelivered,
+	}
+	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		for i, ss := range d.Stats() {
+			w := d.workers[i]
 			a := w.attrs
+			c := func(i metric.Int64ObservableCounter, v uint64) { observeCounter(o, i, v, a) }
 			o.ObserveInt64(skQEvents, int64(ss.Queued), a)
 			o.ObserveInt64(skQBytes, ss.QueuedBytes, a)
 			o.ObserveInt64(skQMaxEvents, int64(w.cfg.QueueEvents), a)
 			o.ObserveInt64(skQMaxBytes, w.cfg.QueueBytes, a)
-			c(skDelivered, ss.Delivered, a)
-			c(skBatches, ss.Batches, a)
-			c(skRetries, ss.Retries, a)
-			c(skFailed, ss.Failed, a)
-			c(skDropped, ss.PolicyDropped, a)
-			c(skUndelivered, ss.Undelivered, a)
+			c(skDelivered, ss.Delivered)
+			c(skBatches, ss.Batches)
+			c(skRetries, ss.Retries)
+			c(skFailed, ss.Failed)
+			c(skDropped, ss.PolicyDropped)
+			c(skUndelivered, ss.Undelivered)
 		}
 		return nil
 	}, observed...)

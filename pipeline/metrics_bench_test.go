@@ -17,16 +17,16 @@ import (
 func BenchmarkRecordWrite(b *testing.B) {
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
 	defer mp.Shutdown(context.Background())
-	p := &Pipeline{cfg: Config{Meter: mp.Meter("bench")}}
-	m := p.cfg.Meter
+	d := &Delivery{}
+	m := mp.Meter("bench")
 	var err error
-	if p.inst.writeDuration, err = m.Float64Histogram(MetricSinkWriteDuration); err != nil {
+	if d.inst.writeDuration, err = m.Float64Histogram(MetricSinkWriteDuration); err != nil {
 		b.Fatal(err)
 	}
-	if p.inst.latency, err = m.Float64Histogram(MetricEventLatency, metric.WithExplicitBucketBoundaries(latencyBuckets...)); err != nil {
+	if d.inst.latency, err = m.Float64Histogram(MetricEventLatency, metric.WithExplicitBucketBoundaries(latencyBuckets...)); err != nil {
 		b.Fatal(err)
 	}
-	w := &worker{inst: &p.inst, attrs: metric.WithAttributeSet(attribute.NewSet(AttrSinkName.String("s"), AttrSinkType.String("file")))}
+	w := &worker{inst: &d.inst, attrs: metric.WithAttributeSet(attribute.NewSet(AttrSinkName.String("s"), AttrSinkType.String("file")))}
 	w.recOpts = []metric.RecordOption{w.attrs}
 	batch := make([]schema.Event, 1024)
 	now := time.Now()

@@ -6,17 +6,15 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/cnstream/cnstream/schema"
 	"github.com/cnstream/cnstream/sink"
 	"github.com/cnstream/cnstream/source"
+	"github.com/cnstream/cnstream/testenv/need"
 	"github.com/cnstream/cnstream/transform"
 	"github.com/cnstream/cnstream/transform/enrich"
 )
@@ -30,14 +28,6 @@ const (
 	groupStop   = 17
 	groupMetric = 11
 )
-
-func TestMain(m *testing.M) {
-	if os.Geteuid() != 0 {
-		os.Stderr.WriteString("pipeline tests need root: they read the kernel connector and multicast on connector groups (CAP_NET_ADMIN)\n")
-		os.Exit(1)
-	}
-	goleak.VerifyTestMain(m)
-}
 
 // memSink is a test sink (not a backend): it keeps what it is given, and
 // can be told to wait or to fail, to exercise the pipeline's policies.
@@ -137,6 +127,7 @@ func start(t *testing.T, g uint32, rcvbuf int, sinks ...SinkConfig) *setup {
 // startWith is start with a change to the pipeline's Config.
 func startWith(t *testing.T, g uint32, rcvbuf int, edit func(*Config), sinks ...SinkConfig) *setup {
 	t.Helper()
+	need.Root(t, "the pipeline reads the kernel connector and the test multicasts on connector groups (CAP_NET_ADMIN)")
 	rx, err := source.Dial(source.Config{Groups: []uint32{g}, ReadBuffer: rcvbuf})
 	if err != nil {
 		t.Fatal(err)

@@ -33,10 +33,57 @@ func ParsePolicy(s string) (Policy, bool) {
 	return Block, false
 }
 
-// queue is a bounded FIFO of events, limited in events and in (estimated)
-// bytes, with counters of what its policy dropped. One producer (the
-// transform goroutine) and one consumer (the sink worker).
-type queue struct {
+// Queue is one sink's buffer between Delivery.Push and the sink's worker:
+// one producer (the goroutine calling Push) and one consumer (the worker).
+// The memory queue (NewMemoryQueue) is the default; a durable spool can
+// implement it too, advancing its cursor on Ack.
+type Queue interface {
+	// Push adds a copy of *e under the queue's policy and reports whether
+	// it was kept. A policy drop is counted by the queue (TakeDropped,
+	// Stats); after Abort nothing is kept and the caller counts e
+	// undelivered. With Block it waits for room until Abort.
+	Push(e *schema.Event) bool
+	// Take appends up to max events (and about maxBytes) to dst, waiting
+	// until at least one is queued; ok is false once the queue is closed
+	// and empty.
+	Take(dst []schema.Event, max int, maxBytes int64) (out []schema.Event, ok bool)
+	// TryTake is Take without waiting; max and maxBytes include what dst
+	// already holds.
+	TryTake(dst []schema.Event, max int, maxBytes int64) []schema.Event
+	// Ack says the oldest n events taken and not yet acked are done:
+	// delivered, or given up and stated by a dropped record. Events taken
+	// and never acked (the shutdown deadline) are what a durable queue
+	// delivers again on its next run. The memory queue forgets events when
+	// they are taken: Ack is a no-op there.
+	Ack(n int)
+	// TakeDropped returns, and resets, the policy's drops since the last
+	// call: the consumer states them in a dropped record.
+	TakeDropped() uint64
+	// Stats returns what is queued now and the policy's drops so far.
+	Stats() QueueStats
+	// Close ends pushes: the consumer takes what is queued, then Take
+	// reports !ok.
+	Close()
+	// Abort is the shutdown deadline: it releases a Push waiting for room,
+	// and later pushes keep nothing.
+	Abort()
+	// Aborted reports whether Abort was called.
+	Aborted() bool
+	// Drain removes what is still queued (not delivered: the deadline
+	// passed) and returns how many events that was.
+	Drain() int
+}
+
+// QueueStats is a snapshot of a Queue.
+type QueueStats struct {
+	Events  int    // queued now
+	Bytes   int64  // their estimated bytes
+	Dropped uint64 // by the policy, since the start
+}
+
+// memQueue is a bounded FIFO of events in memory, limited in events and in
+// (estimated) bytes, with counters of what its policy dropped.
+type memQueue struct {
 	mu       sync.Mutex
 	notEmpty sync.Cond
 	notFull  sync.Cond
@@ -49,13 +96,21 @@ type queue struct {
 	aborted  bool // the producer gives up waiting (shutdown deadline)
 
 	// dropped counts events discarded by the policy since the consumer last
-	// took them (takeDropped), so that it can emit a dropped record;
+	// took them (TakeDropped), so that it can emit a dropped record;
 	// droppedTotal since the start.
 	dropped, droppedTotal uint64
 }
 
-func newQueue(maxEvents int, maxBytes int64, p Policy) *queue {
-	q := &queue{buf: make([]schema.Event, maxEvents), maxBytes: maxBytes, policy: p}
+// NewMemoryQueue returns a memory Queue of at most maxEvents events and
+// about maxBytes estimated bytes (at least one event is always taken) under
+// policy p. The queue keeps copies of the events (struct copies: what they
+// point to is shared, and must not change).
+func NewMemoryQueue(maxEvents int, maxBytes int64, p Policy) Queue {
+	return newMemQueue(maxEvents, maxBytes, p)
+}
+
+func newMemQueue(maxEvents int, maxBytes int64, p Policy) *memQueue {
+	q := &memQueue{buf: make([]schema.Event, max(1, maxEvents)), maxBytes: maxBytes, policy: p}
 	q.notEmpty.L = &q.mu
 	q.notFull.L = &q.mu
 	return q
@@ -79,14 +134,14 @@ func eventSize(e *schema.Event) int64 {
 	return n
 }
 
-func (q *queue) full(size int64) bool {
+func (q *memQueue) full(size int64) bool {
 	return q.n == len(q.buf) || (q.n > 0 && q.bytes+size > q.maxBytes)
 }
 
-// push adds e under the queue's policy. It returns false if e was dropped;
+// Push adds e under the queue's policy. It returns false if e was dropped;
 // with Block it waits for room (false only when the queue was aborted).
 // After abort it takes nothing: the consumer may be gone.
-func (q *queue) push(e *schema.Event) bool {
+func (q *memQueue) Push(e *schema.Event) bool {
 	size := eventSize(e)
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -124,9 +179,9 @@ func (q *queue) push(e *schema.Event) bool {
 	return true
 }
 
-// take moves up to max events (and about maxBytes) into dst, waiting until
+// Take moves up to max events (and about maxBytes) into dst, waiting until
 // at least one is queued or the queue is closed and empty (ok false).
-func (q *queue) take(dst []schema.Event, max int, maxBytes int64) ([]schema.Event, bool) {
+func (q *memQueue) Take(dst []schema.Event, max int, maxBytes int64) ([]schema.Event, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for q.n == 0 && !q.closed {
@@ -154,8 +209,8 @@ func (q *queue) take(dst []schema.Event, max int, maxBytes int64) ([]schema.Even
 	return dst, true
 }
 
-// tryTake is take without waiting.
-func (q *queue) tryTake(dst []schema.Event, max int, maxBytes int64) []schema.Event {
+// TryTake is Take without waiting.
+func (q *memQueue) TryTake(dst []schema.Event, max int, maxBytes int64) []schema.Event {
 	q.mu.Lock()
 	empty := q.n == 0
 	q.mu.Unlock()
@@ -166,26 +221,29 @@ func (q *queue) tryTake(dst []schema.Event, max int, maxBytes int64) []schema.Ev
 	for i := range dst {
 		bytes += eventSize(&dst[i])
 	}
-	more, _ := q.take(dst, max-len(dst), maxBytes-bytes)
+	more, _ := q.Take(dst, max-len(dst), maxBytes-bytes)
 	return more
 }
 
-// wasAborted reports whether the shutdown deadline aborted the queue.
-func (q *queue) wasAborted() bool {
+// Aborted reports whether the shutdown deadline aborted the queue.
+func (q *memQueue) Aborted() bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.aborted
 }
 
-// len returns the queued events and bytes, and the policy's drops so far.
-func (q *queue) len() (int, int64, uint64) {
+// Stats returns the queued events and bytes, and the policy's drops so far.
+func (q *memQueue) Stats() QueueStats {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.n, q.bytes, q.droppedTotal
+	return QueueStats{Events: q.n, Bytes: q.bytes, Dropped: q.droppedTotal}
 }
 
-// takeDropped returns and resets the policy's drop count.
-func (q *queue) takeDropped() uint64 {
+// Ack is a no-op: taken events are already gone from memory.
+func (q *memQueue) Ack(int) {}
+
+// TakeDropped returns and resets the policy's drop count.
+func (q *memQueue) TakeDropped() uint64 {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	d := q.dropped
@@ -193,24 +251,24 @@ func (q *queue) takeDropped() uint64 {
 	return d
 }
 
-// close ends pushes; the consumer drains what is queued.
-func (q *queue) close() {
+// Close ends pushes; the consumer drains what is queued.
+func (q *memQueue) Close() {
 	q.mu.Lock()
 	q.closed = true
 	q.notEmpty.Broadcast()
 	q.mu.Unlock()
 }
 
-// abort releases a producer blocked on a full queue (shutdown).
-func (q *queue) abort() {
+// Abort releases a producer blocked on a full queue (shutdown).
+func (q *memQueue) Abort() {
 	q.mu.Lock()
 	q.aborted = true
 	q.notFull.Broadcast()
 	q.mu.Unlock()
 }
 
-// drain removes everything still queued and returns how many events.
-func (q *queue) drain() int {
+// Drain removes everything still queued and returns how many events.
+func (q *memQueue) Drain() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	n := q.n

@@ -11,7 +11,8 @@
 // connector ids), and appends Events to a caller-owned slice: the events
 // themselves, and records stating each loss where it was found (kind gap,
 // overrun, malformed, forged). Records get ids of their own: the run id and a
-// counter.
+// counter, from a schema.Records (Config.Records) that the pipeline's
+// delivery runtime shares for its dropped records.
 //
 // # Ownership and concurrency
 //

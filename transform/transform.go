@@ -1,8 +1,6 @@
 package transform
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -31,8 +29,14 @@ type Config struct {
 	// and is required.
 	Host schema.Host
 	// Run identifies this run in the ids of the records the pipeline makes
-	// (gap, overrun, ...). Default: 8 random bytes, hex.
+	// (gap, overrun, ...). Default: 8 random bytes, hex. Ignored when
+	// Records is set.
 	Run string
+	// Records numbers the records the transform makes; give the same one
+	// to the pipeline's delivery runtime so that record ids stay unique per
+	// run. Its host and run win over Host and Run. Default:
+	// schema.NewRecords(Run, Host).
+	Records *schema.Records
 	// Clock converts kernel timestamps. Default: an offset measured once
 	// with source.ClockOffset.
 	Clock WallClock
@@ -46,7 +50,7 @@ type Config struct {
 type Stats struct {
 	DecoderStats
 	Events   uint64 // events produced (after filtering), records included
-	Records  uint64 // records the pipeline made (gap, overrun, malformed, forged)
+	Records  uint64 // records numbered by the run's schema.Records: the transform's (gap, overrun, malformed, forged) and the delivery's dropped records when it shares them
 	Filtered uint64 // events the filter dropped (on purpose: not a loss)
 }
 
@@ -56,37 +60,33 @@ type Stats struct {
 type Transformer struct {
 	dec    *Decoder
 	host   *schema.Host
-	run    string
+	recs   *schema.Records
 	clock  WallClock
 	enrich Enricher
 	filter *filter
-	recSeq atomic.Uint64
 	out    []schema.Event
 	slab   []holder
 
 	nevents, nfiltered uint64 // this batch's counts, published after it
 
-	events, records, filtered atomic.Uint64
-	decStats                  atomic.Pointer[DecoderStats]
+	events, filtered atomic.Uint64
+	decStats         atomic.Pointer[DecoderStats]
 }
 
 // New returns a Transformer for cfg.
 func New(cfg Config) (*Transformer, error) {
-	if cfg.Host.BootID == "" {
+	recs := cfg.Records
+	if recs == nil {
+		recs = schema.NewRecords(cfg.Run, cfg.Host)
+	}
+	if recs.Host().BootID == "" {
 		return nil, fmt.Errorf("transform: Config.Host.BootID is required: it is part of every event id")
 	}
 	f, err := cfg.Filter.compile()
 	if err != nil {
 		return nil, err
 	}
-	t := &Transformer{dec: NewDecoder(), run: cfg.Run, clock: cfg.Clock, enrich: cfg.Enricher, filter: f}
-	host := cfg.Host
-	t.host = &host
-	if t.run == "" {
-		var b [8]byte
-		_, _ = rand.Read(b[:])
-		t.run = hex.EncodeToString(b[:])
-	}
+	t := &Transformer{dec: NewDecoder(), recs: recs, host: recs.Host(), clock: cfg.Clock, enrich: cfg.Enricher, filter: f}
 	if t.clock == nil {
 		off, err := source.ClockOffset()
 		if err != nil {
@@ -106,7 +106,11 @@ func (c fixedClock) Wall(mono uint64) time.Time { return time.Unix(0, int64(mono
 func (t *Transformer) Host() *schema.Host { return t.host }
 
 // Run returns the id of this run.
-func (t *Transformer) Run() string { return t.run }
+func (t *Transformer) Run() string { return t.recs.Run() }
+
+// Records returns the numbering of this run's records: the delivery
+// runtime takes it (by config) for the dropped records it makes.
+func (t *Transformer) Records() *schema.Records { return t.recs }
 
 // Tracker returns the sequence tracker (per-stream counters).
 func (t *Transformer) Tracker() *Tracker { return t.dec.Tracker }
@@ -136,23 +140,10 @@ func (t *Transformer) Drops(drops uint64, out []schema.Event) []schema.Event {
 
 // Stats returns a snapshot of the counters.
 func (t *Transformer) Stats() Stats {
-	return Stats{DecoderStats: *t.decStats.Load(), Events: t.events.Load(), Records: t.records.Load(), Filtered: t.filtered.Load()}
+	return Stats{DecoderStats: *t.decStats.Load(), Events: t.events.Load(), Records: t.recs.Made(), Filtered: t.filtered.Load()}
 }
 
-func (t *Transformer) newRecord(kind schema.Kind) schema.Event {
-	t.records.Add(1)
-	return schema.Event{Version: schema.EventVersion, Kind: kind, Time: time.Now(), Host: t.host,
-		Record: &schema.Record{Run: t.run, Seq: t.recSeq.Add(1)}}
-}
-
-// Dropped returns a record stating that count events were not delivered,
-// numbered in this run's record sequence. Safe for concurrent use: the
-// pipeline's sink workers call it.
-func (t *Transformer) Dropped(count uint64, reason, sinkName string) schema.Event {
-	e := t.newRecord(schema.KindDropped)
-	e.Dropped = &schema.DroppedInfo{Count: count, Reason: reason, Sink: sinkName}
-	return e
-}
+func (t *Transformer) newRecord(kind schema.Kind) schema.Event { return t.recs.New(kind) }
 
 // holder is the storage of one event's members: events point into holders
 // allocated in slabs, so a proc event costs no allocation of its own.

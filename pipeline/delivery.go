@@ -1,0 +1,455 @@
+package pipeline
+
+// The delivery runtime. This file and queue.go import neither source nor
+// transform (TestDeliveryImports checks): any producer can feed it.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/cnstream/cnstream/schema"
+	"github.com/cnstream/cnstream/sink"
+)
+
+// RetryConfig bounds the retries of a failed batch write: exponential
+// backoff with jitter, until MaxElapsed; a permanent error is not retried.
+type RetryConfig struct {
+	Initial    time.Duration // first pause, default 100 ms
+	Max        time.Duration // longest pause, default 5 s
+	MaxElapsed time.Duration // give up after, default 30 s; events then become a dropped record
+}
+
+func (r RetryConfig) backoff(ctx context.Context) backoff.BackOff {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = or(r.Initial, 100*time.Millisecond)
+	b.MaxInterval = or(r.Max, 5*time.Second)
+	b.MaxElapsedTime = or(r.MaxElapsed, 30*time.Second)
+	b.RandomizationFactor = 0.5
+	return backoff.WithContext(b, ctx)
+}
+
+func or[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// SinkConfig is one output: a sink behind its own bounded queue.
+type SinkConfig struct {
+	Name string    // for stats and dropped records; required
+	Type string    // the backend ("kafka", "file"...): the sink.type attribute of its metrics
+	Sink sink.Sink // required
+
+	QueueEvents int   // queue bound in events, default 65536
+	QueueBytes  int64 // queue bound in estimated bytes, default 64 MiB
+	Policy      Policy
+	// Queue replaces the memory queue (NewMemoryQueue(QueueEvents,
+	// QueueBytes, Policy)), e.g. with a durable spool; QueueEvents and
+	// QueueBytes then only state its bounds in the metrics, and Policy
+	// names its drops in dropped records. Default: the memory queue.
+	Queue Queue
+
+	BatchEvents int           // most events per WriteBatch, default 512
+	BatchBytes  int64         // most estimated bytes per WriteBatch, default 1 MiB
+	Linger      time.Duration // wait for a batch to fill, default 5 ms; negative: none
+
+	Retry RetryConfig
+}
+
+// Syncer is a sink that can make what it acknowledged durable on demand
+// (the file sink under sync: interval); the delivery runtime calls Sync
+// every SyncEvery so that an idle sink's data does not wait for the next
+// batch.
+type Syncer interface {
+	Sync(ctx context.Context) error
+}
+
+// SyncEvery is how often the delivery runtime calls a Syncer's Sync.
+const SyncEvery = time.Second
+
+// SinkStats are one sink's counters.
+type SinkStats struct {
+	Name          string
+	Queued        int   // events in the queue now
+	QueuedBytes   int64 // their estimated bytes
+	Delivered     uint64
+	Batches       uint64
+	Retries       uint64
+	Failed        uint64 // events given up after the retry budget or a permanent error
+	PolicyDropped uint64 // events dropped by the queue policy
+	Undelivered   uint64 // events still queued when the shutdown deadline passed
+	LastError     string
+}
+
+// DeliveryConfig configures a Delivery.
+type DeliveryConfig struct {
+	Sinks []SinkConfig // at least one
+	// Records numbers the dropped records the runtime makes; share the
+	// producer's (transform.Transformer.Records) so that record ids stay
+	// unique per run. Required.
+	Records *schema.Records
+	// DrainTimeout bounds the closing of each sink in Close. Default 10 s.
+	DrainTimeout time.Duration
+	// Meter receives the sinks' metrics (names in metrics.go): queue
+	// gauges and counters read at each collection, write-duration and
+	// event-latency histograms. Default: none.
+	Meter metric.Meter
+	// Tracer receives a span per sink batch write (retries included).
+	// Default: none.
+	Tracer trace.Tracer
+	// Logger receives the sinks' failures (each failed attempt at Warn,
+	// a batch given up at Error) and recoveries (Info). Default: none.
+	Logger *slog.Logger
+}
+
+// Delivery is the delivery runtime: events pushed in are fanned out to a
+// queue per sink, and a worker per sink writes them in batches, with
+// retries, stating every loss in a dropped record. See the package doc for
+// its contract.
+type Delivery struct {
+	cfg     DeliveryConfig
+	workers []*worker
+	inst    instruments
+
+	ctx      context.Context // the workers': ends at Abort
+	abort    context.CancelFunc
+	wg       sync.WaitGroup
+	stopSync context.CancelFunc
+	syncWG   sync.WaitGroup
+	started  bool
+}
+
+type worker struct {
+	cfg           SinkConfig
+	inst          *instruments // nil without a Meter
+	attrs         metric.MeasurementOption
+	recOpts       []metric.RecordOption // attrs, as Record takes them
+	tracer        trace.Tracer
+	log           *slog.Logger
+	failing       bool // the last write attempt failed (worker goroutine only)
+	q             Queue
+	recs          *schema.Records
+	failedPending uint64 // events given up on, not yet stated by a record (worker goroutine only)
+	stats         struct {
+		delivered, batches, retries, failed, undelivered atomic.Uint64
+		lastErr                                          atomic.Pointer[string]
+	}
+}
+
+// NewDelivery validates cfg; it starts nothing (Start does).
+func NewDelivery(cfg DeliveryConfig) (*Delivery, error) {
+	if len(cfg.Sinks) == 0 {
+		return nil, errors.New("pipeline: at least one sink is required")
+	}
+	if cfg.Records == nil {
+		return nil, errors.New("pipeline: DeliveryConfig.Records is required: it numbers the dropped records")
+	}
+	d := &Delivery{cfg: cfg}
+	d.cfg.DrainTimeout = or(cfg.DrainTimeout, 10*time.Second)
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	names := map[string]bool{}
+	for i, sc := range cfg.Sinks {
+		if sc.Name == "" || sc.Sink == nil {
+			return nil, fmt.Errorf("pipeline: sinks[%d]: Name and Sink are required", i)
+		}
+		if names[sc.Name] {
+			return nil, fmt.Errorf("pipeline: sinks[%d]: name %q used twice", i, sc.Name)
+		}
+		names[sc.Name] = true
+		if sc.QueueEvents < 0 || sc.QueueBytes < 0 || sc.BatchEvents < 0 || sc.BatchBytes < 0 {
+			return nil, fmt.Errorf("pipeline: sink %q: queue and batch limits must not be negative", sc.Name)
+		}
+		sc.QueueEvents = or(sc.QueueEvents, 65536)
+		sc.QueueBytes = or(sc.QueueBytes, 64<<20)
+		sc.BatchEvents = or(sc.BatchEvents, 512)
+		sc.BatchBytes = or(sc.BatchBytes, 1<<20)
+		sc.Linger = or(sc.Linger, 5*time.Millisecond)
+		q := sc.Queue
+		if q == nil {
+			q = newMemQueue(sc.QueueEvents, sc.QueueBytes, sc.Policy)
+		}
+		d.workers = append(d.workers, &worker{cfg: sc, q: q, recs: cfg.Records, tracer: cfg.Tracer, log: log.With("sink", sc.Name)})
+	}
+	if cfg.Meter != nil {
+		if err := d.registerMetrics(cfg.Meter); err != nil {
+			return nil, fmt.Errorf("pipeline: metrics: %w", err)
+		}
+	}
+	d.ctx, d.abort = context.WithCancel(context.Background())
+	return d, nil
+}
+
+// Start starts a worker per sink (and a Sync loop per Syncer). Call it
+// once, before Push.
+func (d *Delivery) Start() {
+	if d.started {
+		return
+	}
+	d.started = true
+	var syncCtx context.Context
+	syncCtx, d.stopSync = context.WithCancel(d.ctx)
+	for _, w := range d.workers {
+		d.wg.Add(1)
+		go func() {
+			defer d.wg.Done()
+			w.run(d.ctx)
+		}()
+		if s, ok := w.cfg.Sink.(Syncer); ok {
+			d.syncWG.Add(1)
+			go func() {
+				defer d.syncWG.Done()
+				w.syncLoop(syncCtx, s)
+			}()
+		}
+	}
+}
+
+// Push queues every event on every sink, under each queue's policy. It
+// copies each Event (by value) into the queues: the slice is the caller's
+// again when Push returns; what the events point to is shared and must not
+// change (the transform allocates it afresh). Under Block it waits for
+// room until Abort. One goroutine pushes at a time.
+func (d *Delivery) Push(events []schema.Event) {
+	for i := range events {
+		for _, w := range d.workers {
+			if !w.q.Push(&events[i]) && w.q.Aborted() {
+				w.stats.undelivered.Add(1) // policy drops are counted by the queue
+			}
+		}
+	}
+}
+
+// Abort is the shutdown deadline: a Push waiting for room returns, later
+// pushes are counted undelivered, the workers stop writing and count what
+// they still hold as undelivered. Safe from any goroutine, at any time.
+func (d *Delivery) Abort() {
+	// Queues first: a worker that stops on the cancelled ctx counts what
+	// is queued, and nothing is queued after that.
+	for _, w := range d.workers {
+		w.q.Abort()
+	}
+	d.abort()
+}
+
+// Close ends the pushes (call it once the producer has stopped), lets the
+// workers deliver what is queued until ctx ends (then Abort), stops them,
+// and closes every sink within DrainTimeout. It returns the sinks' close
+// errors and an error per sink counting what was not delivered.
+func (d *Delivery) Close(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, d.Abort)
+	defer stop()
+	for _, w := range d.workers {
+		w.q.Close()
+	}
+	d.wg.Wait()
+	if d.stopSync != nil {
+		d.stopSync()
+	}
+	d.syncWG.Wait()
+
+	cctx, cancel := context.WithTimeout(context.Background(), d.cfg.DrainTimeout)
+	defer cancel()
+	var errs []error
+	for _, w := range d.workers {
+		if err := w.cfg.Sink.Close(cctx); err != nil {
+			errs = append(errs, fmt.Errorf("pipeline: close sink %q: %w", w.cfg.Name, err))
+		}
+		if u := w.stats.undelivered.Load(); u > 0 {
+			errs = append(errs, fmt.Errorf("pipeline: sink %q: %d events undelivered at shutdown (deadline %v)", w.cfg.Name, u, d.cfg.DrainTimeout))
+		}
+	}
+	d.abort() // releases the context's resources
+	return errors.Join(errs...)
+}
+
+// Stats returns a snapshot of every sink's counters, in the order of
+// Sinks; safe while the runtime runs.
+func (d *Delivery) Stats() []SinkStats {
+	out := make([]SinkStats, 0, len(d.workers))
+	for _, w := range d.workers {
+		qs := w.q.Stats()
+		ss := SinkStats{Name: w.cfg.Name, Queued: qs.Events, QueuedBytes: qs.Bytes,
+			Delivered: w.stats.delivered.Load(), Batches: w.stats.batches.Load(), Retries: w.stats.retries.Load(),
+			Failed: w.stats.failed.Load(), PolicyDropped: qs.Dropped, Undelivered: w.stats.undelivered.Load()}
+		if e := w.stats.lastErr.Load(); e != nil {
+			ss.LastError = *e
+		}
+		out = append(out, ss)
+	}
+	return out
+}
+
+// run takes batches from the queue and writes them, with retries, until the
+// queue is closed and empty or ctx (the drain deadline) ends.
+func (w *worker) run(ctx context.Context) {
+	batch := make([]schema.Event, 0, w.cfg.BatchEvents)
+	for {
+		var ok bool
+		if w.failedPending > 0 {
+			// A failure to state: do not wait for new events.
+			batch, ok = w.q.TryTake(batch[:0], w.cfg.BatchEvents, w.cfg.BatchBytes), true
+		} else {
+			batch, ok = w.q.Take(batch[:0], w.cfg.BatchEvents, w.cfg.BatchBytes)
+		}
+		if !ok {
+			w.finalRecords(ctx)
+			return
+		}
+		if len(batch) > 0 && len(batch) < w.cfg.BatchEvents && w.cfg.Linger > 0 {
+			t := time.NewTimer(w.cfg.Linger)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+			}
+			batch = w.q.TryTake(batch, w.cfg.BatchEvents, w.cfg.BatchBytes)
+		}
+		taken := len(batch)
+		// Losses since the last batch travel first, as records.
+		if lost := w.lossRecords(); lost != nil {
+			batch = append(lost, batch...)
+		}
+		if ctx.Err() != nil {
+			w.stats.undelivered.Add(uint64(len(batch) + w.q.Drain()))
+			return
+		}
+		if w.write(ctx, batch) {
+			w.q.Ack(taken)
+		}
+	}
+}
+
+// lossRecords returns the dropped records of the losses not yet stated:
+// the queue policy's drops, and the events given up on.
+func (w *worker) lossRecords() []schema.Event {
+	var lost []schema.Event
+	if d := w.q.TakeDropped(); d > 0 {
+		lost = append(lost, w.recs.Dropped(d, "queue_full_"+w.cfg.Policy.String(), w.cfg.Name))
+	}
+	if w.failedPending > 0 {
+		lost = append(lost, w.recs.Dropped(w.failedPending, "sink_failed", w.cfg.Name))
+		w.failedPending = 0
+	}
+	return lost
+}
+
+// write writes batch with retries. It reports whether the batch is done:
+// delivered, or given up and to be stated in a dropped record; not when
+// the deadline (ctx) ended it (counted undelivered).
+func (w *worker) write(ctx context.Context, batch []schema.Event) bool {
+	var span trace.Span
+	if w.tracer != nil {
+		ctx, span = w.tracer.Start(ctx, "cnstream.sink.write", trace.WithAttributes(
+			AttrSinkName.String(w.cfg.Name), AttrSinkType.String(w.cfg.Type),
+			attribute.Int("cnstream.batch.events", len(batch))))
+	}
+	retries := 0
+	op := func() error {
+		start := time.Now()
+		err := w.cfg.Sink.WriteBatch(ctx, batch)
+		if err == nil {
+			w.recordWrite(ctx, start, batch, "ok")
+			return nil
+		}
+		msg := err.Error()
+		w.stats.lastErr.Store(&msg)
+		if sink.IsPermanent(err) || ctx.Err() != nil {
+			outcome := "permanent"
+			if ctx.Err() != nil {
+				outcome = "canceled"
+			}
+			w.recordWrite(ctx, start, batch, outcome)
+			return backoff.Permanent(err)
+		}
+		w.recordWrite(ctx, start, batch, "retriable")
+		w.failing = true
+		return err
+	}
+	// Called only when a retry follows: the last failure of a batch given
+	// up is not a retry.
+	notify := func(err error, wait time.Duration) {
+		w.stats.retries.Add(1)
+		retries++
+		w.log.Warn("sink write failed; retrying", "events", len(batch), "retry", retries, "in", wait.Round(time.Millisecond), "err", err)
+	}
+	err := backoff.RetryNotify(op, w.cfg.Retry.backoff(ctx), notify)
+	if span != nil {
+		span.SetAttributes(attribute.Int("cnstream.batch.retries", retries))
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, err.Error())
+		} else {
+			span.SetStatus(codes.Ok, "")
+		}
+		span.End()
+	}
+	if err == nil {
+		w.stats.batches.Add(1)
+		w.stats.delivered.Add(uint64(len(batch)))
+		if w.failing {
+			w.failing = false
+			w.log.Info("sink writes again", "events", len(batch), "retries", retries)
+		}
+		return true
+	}
+	w.failing = true
+	if ctx.Err() != nil {
+		w.stats.undelivered.Add(uint64(len(batch)))
+		return false
+	}
+	w.log.Error("sink write given up: the events become a dropped record (reason sink_failed)", "events", len(batch), "retries", retries, "permanent", sink.IsPermanent(err), "err", err)
+	// Given up: the events become a dropped record at the head of the next
+	// batch, and a metric. Loss records in the batch are counted, not
+	// restated.
+	var n uint64
+	for i := range batch {
+		if !batch[i].Kind.IsLoss() {
+			n++
+		}
+	}
+	w.stats.failed.Add(uint64(len(batch)))
+	w.failedPending += n
+	return true
+}
+
+// finalRecords writes the records of losses not yet stated when the queue
+// has closed (one attempt set, within the drain deadline).
+func (w *worker) finalRecords(ctx context.Context) {
+	if lost := w.lossRecords(); len(lost) > 0 && ctx.Err() == nil {
+		w.write(ctx, lost)
+	}
+}
+
+// syncLoop calls s.Sync every SyncEvery until ctx ends; errors are kept as
+// the sink's last error (the next WriteBatch reports them too).
+func (w *worker) syncLoop(ctx context.Context, s Syncer) {
+	t := time.NewTicker(SyncEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := s.Sync(ctx); err != nil && ctx.Err() == nil {
+				msg := "sync: " + err.Error()
+				w.stats.lastErr.Store(&msg)
+			}
+		}
+	}
+}
