@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cnstream/cnstream/pipeline"
 	"github.com/cnstream/cnstream/schema"
 	"github.com/cnstream/cnstream/source"
 	"github.com/cnstream/cnstream/transform"
@@ -143,12 +144,6 @@ func parseTail(args []string, stderr io.Writer) (*tailOptions, error) {
 	return o, nil
 }
 
-type readResult struct {
-	b   *source.Batch
-	n   int
-	err error
-}
-
 func tailCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	o, err := parseTail(args, stderr)
 	if err != nil {
@@ -200,70 +195,28 @@ func tailCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-
 	// The reader never waits for the printer unless every batch is full:
 	// then the kernel's queue absorbs the burst, and what it cannot hold is
 	// counted as drops and shown.
-	free := make(chan *source.Batch, o.batches)
-	for range o.batches {
-		free <- source.NewBatch(o.batch, o.dgramSize)
+	rd, err := pipeline.NewReader(pipeline.ReaderConfig{Source: conn, Transform: tr,
+		BatchLen: o.batch, DgramBytes: o.dgramSize, ReadQueue: o.batches, StopAtOnce: true})
+	if err != nil {
+		return err
 	}
-	full := make(chan readResult, o.batches)
-	go func() {
-		defer close(full)
-		for {
-			var b *source.Batch
-			select {
-			case b = <-free:
-			case <-ctx.Done():
-				return
-			}
-			n, err := conn.ReadBatch(ctx, b)
-			full <- readResult{b, n, err}
-			if err != nil {
-				return
-			}
-		}
-	}()
-
 	w := bufio.NewWriterSize(stdout, 64<<10)
 	p := &printer{w: w, json: o.json, count: o.count, id: o.id}
-	var events []schema.Event
-	var readErr, writeErr error
-	for r := range full {
-		if r.err != nil {
-			if !errors.Is(r.err, context.Canceled) && !errors.Is(r.err, source.ErrClosed) {
-				readErr = r.err
-			}
-			continue
-		}
-		events = tr.Batch(r.b, r.n, events[:0])
-		free <- r.b
+	var writeErr error
+	readErr := rd.Run(ctx, func(events []schema.Event, more bool) bool {
 		for i := range events {
 			p.print(&events[i])
 		}
-		if len(full) == 0 || p.done() {
-			if err := w.Flush(); err != nil {
-				writeErr = err
-				cancel()
-				break
+		if !more || p.done() {
+			if writeErr = w.Flush(); writeErr != nil {
+				return false
 			}
 		}
-		if p.done() {
-			cancel()
-		}
-	}
-	for range full { // wait for the reader to stop (after a write error)
-	}
-	// The reader has stopped: account for drops nothing prompted it to read.
-	if d, err := conn.CheckDrops(); err == nil && d > 0 {
-		events = tr.Drops(d, events[:0])
-		for i := range events {
-			p.print(&events[i])
-		}
-	}
+		return !p.done()
+	})
 	stats := conn.Stats()
 	closeErr := conn.Close()
 	stats.Subscription = conn.Stats().Subscription // with the IGNORE sent by Close
