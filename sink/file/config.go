@@ -5,6 +5,8 @@ import (
 	"io/fs"
 	"strings"
 	"time"
+
+	"github.com/cnstream/cnstream/sink"
 )
 
 // Format is how events are written in a file.
@@ -62,7 +64,8 @@ type Config struct {
 	// hold a path separator. Default "events".
 	Prefix string
 
-	// Format is JSONL or Msgpack. Default JSONL.
+	// Format is JSONL or Msgpack; "json" is JSONL (cnstream's YAML names
+	// it encoding: json, as for the other sinks). Default JSONL.
 	Format Format
 
 	// MaxSize rotates the active file before a record would take it past
@@ -129,27 +132,41 @@ const (
 	defaultDirMode      = 0o750
 )
 
-// resolve returns c with defaults applied, or an error naming the first bad
-// field.
+// Validate checks c as New does, without touching the file system:
+// cnstream validate uses it. Errors are permanent and wrap a
+// *sink.ConfigError naming the field as cnstream's YAML spells it
+// ("file.prefix").
+func (c Config) Validate() error {
+	if _, err := c.resolve(); err != nil {
+		return sink.Permanent(err)
+	}
+	return nil
+}
+
+// resolve returns c with defaults applied, or a *sink.ConfigError naming
+// the first bad field.
 func (c Config) resolve() (Config, error) {
 	bad := func(field string, format string, args ...any) (Config, error) {
-		return Config{}, fmt.Errorf("file: Config.%s: %s", field, fmt.Sprintf(format, args...))
+		return Config{}, &sink.ConfigError{Field: "file." + field, Msg: fmt.Sprintf(format, args...)}
 	}
 	if c.Dir == "" {
 		c.Dir = defaultDir
+	}
+	if strings.ContainsRune(c.Dir, 0) {
+		return bad("dir", "%q holds a NUL byte", c.Dir)
 	}
 	if c.Prefix == "" {
 		c.Prefix = defaultPrefix
 	}
 	if strings.ContainsAny(c.Prefix, `/\`) || c.Prefix == "." || c.Prefix == ".." || strings.ContainsRune(c.Prefix, 0) {
-		return bad("Prefix", "%q is not a file name", c.Prefix)
+		return bad("prefix", "%q is not a file name (no '/', '\\', NUL, and not . or ..)", c.Prefix)
 	}
 	switch c.Format {
-	case "":
+	case "", "json":
 		c.Format = JSONL
 	case JSONL, Msgpack:
 	default:
-		return bad("Format", "unknown format %q (want %q or %q)", c.Format, JSONL, Msgpack)
+		return bad("encoding", "%q: want json (JSON lines) or msgpack", c.Format)
 	}
 	switch {
 	case c.MaxSize == 0:
@@ -168,32 +185,32 @@ func (c Config) resolve() (Config, error) {
 		c.Compression = Zstd
 	case Zstd, None:
 	default:
-		return bad("Compression", "unknown compression %q (want %q or %q)", c.Compression, Zstd, None)
+		return bad("compression", "%q: want %s or %s", c.Compression, Zstd, None)
 	}
 	switch c.Sync {
 	case "":
 		c.Sync = SyncAlways
 	case SyncAlways, SyncInterval, SyncNever:
 	default:
-		return bad("Sync", "unknown policy %q (want %q, %q or %q)", c.Sync, SyncAlways, SyncInterval, SyncNever)
+		return bad("sync", "%q: want %s, %s or %s", c.Sync, SyncAlways, SyncInterval, SyncNever)
 	}
 	switch {
 	case c.SyncInterval == 0:
 		c.SyncInterval = defaultSyncInterval
 	case c.SyncInterval < 0:
-		return bad("SyncInterval", "negative (%v)", c.SyncInterval)
+		return bad("sync_interval", "%v: must not be negative", c.SyncInterval)
 	}
 	if c.FileMode == 0 {
 		c.FileMode = defaultFileMode
 	}
 	if c.FileMode&^fs.ModePerm != 0 {
-		return bad("FileMode", "%v has bits other than permissions", c.FileMode)
+		return bad("file_mode", "%v has bits other than permissions", c.FileMode)
 	}
 	if c.DirMode == 0 {
 		c.DirMode = defaultDirMode
 	}
 	if c.DirMode&^fs.ModePerm != 0 {
-		return bad("DirMode", "%v has bits other than permissions", c.DirMode)
+		return bad("dir_mode", "%v has bits other than permissions", c.DirMode)
 	}
 	if c.Now == nil {
 		c.Now = time.Now

@@ -136,14 +136,14 @@ func TestConfigErrors(t *testing.T) {
 		cfg   Config
 		field string
 	}{
-		{Config{Format: "xml"}, "Config.Format"},
-		{Config{Sync: "sometimes"}, "Config.Sync"},
-		{Config{Compression: "gzip"}, "Config.Compression"},
-		{Config{SyncInterval: -time.Second}, "Config.SyncInterval"},
-		{Config{Prefix: "a/b"}, "Config.Prefix"},
-		{Config{Prefix: ".."}, "Config.Prefix"},
-		{Config{FileMode: os.ModeDir | 0o640}, "Config.FileMode"},
-		{Config{DirMode: os.ModeSetuid | 0o750}, "Config.DirMode"},
+		{Config{Format: "xml"}, "file.encoding"},
+		{Config{Sync: "sometimes"}, "file.sync"},
+		{Config{Compression: "gzip"}, "file.compression"},
+		{Config{SyncInterval: -time.Second}, "file.sync_interval"},
+		{Config{Prefix: "a/b"}, "file.prefix"},
+		{Config{Prefix: ".."}, "file.prefix"},
+		{Config{FileMode: os.ModeDir | 0o640}, "file.file_mode"},
+		{Config{DirMode: os.ModeSetuid | 0o750}, "file.dir_mode"},
 	} {
 		c.cfg.Dir = t.TempDir()
 		_, err := New(c.cfg)

@@ -72,7 +72,7 @@ type Config struct {
 	// is acknowledged, kafka-go's own retries of a failed request included;
 	// it is also the timeout of each request. A WriteBatch that runs out
 	// of it returns a retriable error matching ErrWriteTimeout. Default 10
-	// seconds.
+	// seconds. cnstream's YAML calls it timeout, as for the NATS sink.
 	WriteTimeout time.Duration
 
 	// MetadataTTL is how long topic metadata (partitions, leaders) is
@@ -154,6 +154,12 @@ const (
 	maxTopicLen         = 249 // Kafka's limit
 )
 
+// configError is a permanent *sink.ConfigError about field (spelled as in
+// cnstream's YAML, without the "kafka." prefix).
+func configError(field, format string, args ...any) error {
+	return sink.Permanent(&sink.ConfigError{Field: "kafka." + field, Msg: fmt.Sprintf(format, args...)})
+}
+
 // resolved is a Config with defaults applied, in kafka-go's terms.
 type resolved struct {
 	cfg         Config
@@ -169,18 +175,18 @@ type resolved struct {
 // permanent.
 func (c Config) resolve() (*resolved, error) {
 	bad := func(field, format string, args ...any) (*resolved, error) {
-		return nil, sink.Permanent(fmt.Errorf("kafka: Config.%s: %s", field, fmt.Sprintf(format, args...)))
+		return nil, configError(field, format, args...)
 	}
 	r := &resolved{}
 	if len(c.Brokers) == 0 {
-		return bad("Brokers", "empty: at least one host:port is required")
+		return bad("brokers", "required: the bootstrap brokers, host:port")
 	}
 	var brokers []string
 	for i, list := range c.Brokers {
 		for b := range strings.SplitSeq(list, ",") {
 			b = strings.TrimSpace(b)
 			if b == "" || strings.ContainsAny(b, " \t") {
-				return bad("Brokers", "element %d: %q is not a host:port (or a comma-separated list of them)", i, list)
+				return bad("brokers", "element %d: %q is not a host:port (or a comma-separated list of them)", i, list)
 			}
 			brokers = append(brokers, b)
 		}
@@ -192,14 +198,14 @@ func (c Config) resolve() (*resolved, error) {
 	}
 	t, err := parseTemplate(c.Topic, true)
 	if err != nil {
-		return bad("Topic", "%v", err)
+		return bad("topic", "%v", err)
 	}
 	r.topic = t
 	if c.Key == "" {
 		c.Key = defaultKey
 	}
 	if r.key, err = parseTemplate(c.Key, false); err != nil {
-		return bad("Key", "%v", err)
+		return bad("key", "%v", err)
 	}
 
 	switch strings.ToLower(c.RequiredAcks) {
@@ -210,7 +216,7 @@ func (c Config) resolve() (*resolved, error) {
 	case "none":
 		c.RequiredAcks, r.acks = "none", kafkago.RequireNone
 	default:
-		return bad("RequiredAcks", "unknown value %q (want \"all\", \"one\" or \"none\")", c.RequiredAcks)
+		return bad("required_acks", "%q: want all, one or none", c.RequiredAcks)
 	}
 
 	switch strings.ToLower(c.Compression) {
@@ -225,7 +231,7 @@ func (c Config) resolve() (*resolved, error) {
 	case "lz4":
 		c.Compression, r.compression = "lz4", kafkago.Lz4
 	default:
-		return bad("Compression", "unknown codec %q (want \"none\", \"gzip\", \"snappy\", \"lz4\" or \"zstd\")", c.Compression)
+		return bad("compression", "%q: want zstd, lz4, snappy, gzip or none", c.Compression)
 	}
 
 	switch strings.ToLower(c.Encoding) {
@@ -234,7 +240,7 @@ func (c Config) resolve() (*resolved, error) {
 	case "json":
 		c.Encoding, r.json = "json", true
 	default:
-		return bad("Encoding", "unknown encoding %q (want \"msgpack\" or \"json\")", c.Encoding)
+		return bad("encoding", "%q: want msgpack or json", c.Encoding)
 	}
 
 	for _, d := range []struct {
@@ -242,21 +248,21 @@ func (c Config) resolve() (*resolved, error) {
 		v     *time.Duration
 		def   time.Duration
 	}{
-		{"WriteTimeout", &c.WriteTimeout, defaultWriteTimeout},
-		{"MetadataTTL", &c.MetadataTTL, defaultMetadataTTL},
+		{"timeout", &c.WriteTimeout, defaultWriteTimeout},
+		{"metadata_ttl", &c.MetadataTTL, defaultMetadataTTL},
 	} {
 		switch {
 		case *d.v == 0:
 			*d.v = d.def
 		case *d.v < 0:
-			return bad(d.field, "negative (%v)", *d.v)
+			return bad(d.field, "%v: must not be negative", *d.v)
 		}
 	}
 	switch {
 	case c.MaxRequestBytes == 0:
 		c.MaxRequestBytes = defaultMaxRequest
 	case c.MaxRequestBytes < 1024 || c.MaxRequestBytes > 64<<20:
-		return bad("MaxRequestBytes", "%d: want 1024..67108864 bytes (0: 1000000)", c.MaxRequestBytes)
+		return bad("max_request_bytes", "%d: want 1024..67108864 bytes (0: 1000000)", c.MaxRequestBytes)
 	}
 
 	if r.tls, err = c.TLS.build(); err != nil {
@@ -266,7 +272,7 @@ func (c Config) resolve() (*resolved, error) {
 		return nil, err
 	}
 	if strings.EqualFold(c.SASL.Mechanism, "PLAIN") && !c.TLS.Enable && !c.SASL.AllowPlaintext {
-		return bad("SASL.Mechanism", "PLAIN without TLS sends the password in clear: enable TLS, use SCRAM-SHA-512, or set SASL.AllowPlaintext")
+		return bad("sasl.mechanism", "PLAIN without TLS sends the password in clear: set tls.enable, use SCRAM-SHA-512, or set sasl.allow_plaintext")
 	}
 	r.cfg = c
 	return r, nil
@@ -274,16 +280,16 @@ func (c Config) resolve() (*resolved, error) {
 
 func (c TLSConfig) build() (*tls.Config, error) {
 	bad := func(field, format string, args ...any) (*tls.Config, error) {
-		return nil, sink.Permanent(fmt.Errorf("kafka: Config.TLS.%s: %s", field, fmt.Sprintf(format, args...)))
+		return nil, configError("tls."+field, format, args...)
 	}
 	if !c.Enable {
 		for _, f := range []struct {
 			name string
 			set  bool
-		}{{"CAFile", c.CAFile != ""}, {"CertFile", c.CertFile != ""}, {"KeyFile", c.KeyFile != ""},
-			{"ServerName", c.ServerName != ""}, {"InsecureSkipVerify", c.InsecureSkipVerify}} {
+		}{{"ca_file", c.CAFile != ""}, {"cert_file", c.CertFile != ""}, {"key_file", c.KeyFile != ""},
+			{"server_name", c.ServerName != ""}, {"insecure_skip_verify", c.InsecureSkipVerify}} {
 			if f.set {
-				return bad(f.name, "set while TLS.Enable is false")
+				return bad(f.name, "set while tls.enable is false")
 			}
 		}
 		return nil, nil
@@ -296,23 +302,23 @@ func (c TLSConfig) build() (*tls.Config, error) {
 	if c.CAFile != "" {
 		pem, err := os.ReadFile(c.CAFile)
 		if err != nil {
-			return bad("CAFile", "%v", err)
+			return bad("ca_file", "%v", err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return bad("CAFile", "%s holds no PEM certificate", c.CAFile)
+			return bad("ca_file", "%s holds no PEM certificate", c.CAFile)
 		}
 		tc.RootCAs = pool
 	}
 	switch {
 	case c.CertFile != "" && c.KeyFile == "":
-		return bad("KeyFile", "empty while TLS.CertFile is set")
+		return bad("key_file", "empty while tls.cert_file is set")
 	case c.CertFile == "" && c.KeyFile != "":
-		return bad("CertFile", "empty while TLS.KeyFile is set")
+		return bad("cert_file", "empty while tls.key_file is set")
 	case c.CertFile != "":
 		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
 		if err != nil {
-			return bad("CertFile", "loading %s with key %s: %v", c.CertFile, c.KeyFile, err)
+			return bad("cert_file", "loading %s with key %s: %v", c.CertFile, c.KeyFile, err)
 		}
 		tc.Certificates = []tls.Certificate{cert}
 	}
@@ -321,23 +327,23 @@ func (c TLSConfig) build() (*tls.Config, error) {
 
 func (c SASLConfig) build() (sasl.Mechanism, error) {
 	bad := func(field, format string, args ...any) (sasl.Mechanism, error) {
-		return nil, sink.Permanent(fmt.Errorf("kafka: Config.SASL.%s: %s", field, fmt.Sprintf(format, args...)))
+		return nil, configError("sasl."+field, format, args...)
 	}
 	mech := strings.ToUpper(c.Mechanism)
 	if mech == "" {
 		if c.Username != "" {
-			return bad("Mechanism", "empty while SASL.Username is set")
+			return bad("mechanism", "empty while sasl.username is set")
 		}
 		if c.Password != "" {
-			return bad("Mechanism", "empty while SASL.Password is set")
+			return bad("mechanism", "empty while sasl.password is set")
 		}
 		return nil, nil
 	}
 	if c.Username == "" {
-		return bad("Username", "empty: SASL %s needs one", mech)
+		return bad("username", "empty: SASL %s needs one", mech)
 	}
 	if c.Password == "" {
-		return bad("Password", "empty: SASL %s needs one", mech)
+		return bad("password", "empty: SASL %s needs one", mech)
 	}
 	switch mech {
 	case "PLAIN":
@@ -351,16 +357,18 @@ func (c SASLConfig) build() (sasl.Mechanism, error) {
 		if err != nil {
 			// The error is about the username or password (SASLprep): do
 			// not repeat either.
-			return bad("Username", "SASL %s rejects the username or the password (not valid SASLprep)", mech)
+			return bad("username", "SASL %s rejects the username or the password (not valid SASLprep)", mech)
 		}
 		return m, nil
 	default:
-		return bad("Mechanism", "unknown mechanism %q (want \"PLAIN\", \"SCRAM-SHA-256\" or \"SCRAM-SHA-512\")", c.Mechanism)
+		return bad("mechanism", "%q: want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", c.Mechanism)
 	}
 }
 
 // Validate checks c as New does, without connecting: cnstream validate uses
-// it. Errors name the field and are permanent.
+// it. Errors are permanent and wrap a *sink.ConfigError naming the field as
+// cnstream's YAML spells it ("kafka.tls.ca_file"); they never show the
+// password.
 func (c Config) Validate() error {
 	_, err := c.resolve()
 	return err

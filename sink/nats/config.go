@@ -3,6 +3,7 @@ package natssink
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -72,8 +73,9 @@ type Config struct {
 	// Token is an authentication token. Default: none. Not with User.
 	Token string
 
-	// User and Password authenticate with a user name and password.
-	// Default: none. Password needs User.
+	// User and Password authenticate with a user name and password
+	// (cnstream's YAML: username and password, as for the Kafka sink's
+	// SASL). Default: none. Password needs User.
 	User     string
 	Password string
 
@@ -101,6 +103,10 @@ type Config struct {
 // TLS configures the connection's TLS. The zero value uses the system's
 // roots and no client certificate.
 type TLS struct {
+	// Enable turns TLS on, verified against the system's roots when CAFile
+	// is empty. Setting any other field, or a "tls://" URL, turns it on
+	// too. Default false.
+	Enable bool
 	// CAFile is a PEM file of the roots that verify the server. Default:
 	// the system's roots.
 	CAFile string
@@ -113,7 +119,7 @@ type TLS struct {
 }
 
 func (t TLS) enabled() bool {
-	return t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.InsecureSkipVerify
+	return t.Enable || t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.InsecureSkipVerify
 }
 
 const (
@@ -133,33 +139,40 @@ type resolved struct {
 	tlsConfig *tls.Config // nil: nats.go's default
 }
 
-// resolve returns c with defaults applied, or a permanent error naming the
-// first bad field. Errors never hold a secret (Password, Token, a URL's
-// user information).
+// resolve returns c with defaults applied, or a permanent *sink.ConfigError
+// naming the first bad field as cnstream's YAML spells it ("nats.url").
+// Errors never hold a secret (Password, Token, a URL's user information).
 func (c Config) resolve() (*resolved, error) {
+	secrets := c.secrets()
 	bad := func(field, format string, args ...any) (*resolved, error) {
-		return nil, sink.Permanent(fmt.Errorf("nats: Config.%s: %s", field, fmt.Sprintf(format, args...)))
+		msg := fmt.Sprintf(format, args...)
+		for _, s := range secrets {
+			if len(s) >= 3 { // shorter, it would mangle the message and hide nothing
+				msg = strings.ReplaceAll(msg, s, "REDACTED")
+			}
+		}
+		return nil, sink.Permanent(&sink.ConfigError{Field: "nats." + field, Msg: msg})
 	}
 	r := &resolved{Config: c}
 	if strings.TrimSpace(c.URL) == "" {
-		return bad("URL", "required (nats://host:port)")
+		return bad("url", "required: the server URL, nats://host:port")
 	}
 	for i, u := range strings.Split(c.URL, ",") {
 		u = strings.TrimSpace(u)
 		if u == "" {
-			return bad("URL", "server %d of the list is empty", i+1)
+			return bad("url", "server %d of the list is empty", i+1)
 		}
 		if !strings.Contains(u, "://") {
 			u = "nats://" + u
 		}
 		p, err := url.Parse(u)
 		if err != nil || p.Host == "" {
-			return bad("URL", "server %d (%s) is not a URL like nats://host:port", i+1, redactURL(u))
+			return bad("url", "server %d (%s) is not a URL like nats://host:port", i+1, redactURL(u))
 		}
 		switch p.Scheme {
 		case "nats", "tls", "ws", "wss":
 		default:
-			return bad("URL", "server %d (%s): unknown scheme %q (want nats, tls, ws or wss)", i+1, redactURL(u), p.Scheme)
+			return bad("url", "server %d (%s): scheme %q: want nats, tls, ws or wss", i+1, redactURL(u), p.Scheme)
 		}
 		r.urls = append(r.urls, u)
 	}
@@ -169,44 +182,44 @@ func (c Config) resolve() (*resolved, error) {
 	}
 	t, err := parseTemplate(r.Subject)
 	if err != nil {
-		return bad("Subject", "%v", err)
+		return bad("subject", "%v", err)
 	}
 	r.subject = t
 
 	if c.Stream != "" {
 		if !c.JetStream {
-			return bad("Stream", "set without JetStream (a stream stores JetStream publishes only)")
+			return bad("stream", "set without jetstream: true (a stream stores JetStream publishes only)")
 		}
 		if strings.ContainsAny(c.Stream, " \t\r\n.*>/\\") {
-			return bad("Stream", "%q is not a stream name (no whitespace, '.', '*', '>', '/' or '\\')", c.Stream)
+			return bad("stream", "%q is not a stream name (no whitespace, '.', '*', '>', '/' or '\\')", c.Stream)
 		}
 	}
 	switch {
 	case c.MaxPending == 0:
 		r.MaxPending = defaultMaxPending
 	case c.MaxPending < 0:
-		return bad("MaxPending", "%d is negative", c.MaxPending)
+		return bad("max_pending", "%d: must not be negative", c.MaxPending)
 	}
 	switch c.Encoding {
 	case "":
 		r.Encoding = Msgpack
 	case Msgpack, JSON:
 	default:
-		return bad("Encoding", "unknown encoding %q (want %q or %q)", c.Encoding, Msgpack, JSON)
+		return bad("encoding", "%q: want %s or %s", c.Encoding, Msgpack, JSON)
 	}
 
 	if c.CredsFile != "" && c.NKeyFile != "" {
-		return bad("NKeyFile", "set with CredsFile: choose one")
+		return bad("nkey_file", "set with creds_file: choose one")
 	}
 	if c.Token != "" && c.User != "" {
-		return bad("Token", "set with User: choose one")
+		return bad("token", "set with username: choose one")
 	}
 	if c.Password != "" && c.User == "" {
-		return bad("Password", "set without User")
+		return bad("password", "set without username")
 	}
 	for _, f := range []struct{ field, path string }{
-		{"CredsFile", c.CredsFile}, {"NKeyFile", c.NKeyFile},
-		{"TLS.CAFile", c.TLS.CAFile}, {"TLS.CertFile", c.TLS.CertFile}, {"TLS.KeyFile", c.TLS.KeyFile},
+		{"creds_file", c.CredsFile}, {"nkey_file", c.NKeyFile},
+		{"tls.ca_file", c.TLS.CAFile}, {"tls.cert_file", c.TLS.CertFile}, {"tls.key_file", c.TLS.KeyFile},
 	} {
 		if f.path == "" {
 			continue
@@ -216,18 +229,18 @@ func (c Config) resolve() (*resolved, error) {
 		}
 	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
-		return bad("TLS.KeyFile", "TLS.CertFile and TLS.KeyFile go together")
+		return bad("tls.key_file", "tls.cert_file and tls.key_file go together")
 	}
 	if c.TLS.enabled() {
 		tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: c.TLS.InsecureSkipVerify} //nolint:gosec // the operator's choice, documented
 		if c.TLS.CAFile != "" {
 			pem, err := os.ReadFile(c.TLS.CAFile)
 			if err != nil {
-				return bad("TLS.CAFile", "%v", err)
+				return bad("tls.ca_file", "%v", err)
 			}
 			pool := x509.NewCertPool()
 			if !pool.AppendCertsFromPEM(pem) {
-				return bad("TLS.CAFile", "%s holds no PEM certificate", c.TLS.CAFile)
+				return bad("tls.ca_file", "%s holds no PEM certificate", c.TLS.CAFile)
 			}
 			tc.RootCAs = pool
 		}
@@ -235,7 +248,7 @@ func (c Config) resolve() (*resolved, error) {
 			cert, err := tls.LoadX509KeyPair(c.TLS.CertFile, c.TLS.KeyFile)
 			if err != nil {
 				// The message names the files, never the key's bytes.
-				return bad("TLS.CertFile", "%v", err)
+				return bad("tls.cert_file", "%v", err)
 			}
 			tc.Certificates = []tls.Certificate{cert}
 		}
@@ -246,7 +259,7 @@ func (c Config) resolve() (*resolved, error) {
 	case c.ReconnectWait == 0:
 		r.ReconnectWait = defaultReconnectWait
 	case c.ReconnectWait < 0:
-		return bad("ReconnectWait", "%v is negative", c.ReconnectWait)
+		return bad("reconnect_wait", "%v: must not be negative", c.ReconnectWait)
 	}
 	if c.MaxReconnects <= 0 {
 		r.MaxReconnects = -1
@@ -255,7 +268,7 @@ func (c Config) resolve() (*resolved, error) {
 	case c.Timeout == 0:
 		r.Timeout = defaultTimeout
 	case c.Timeout < 0:
-		return bad("Timeout", "%v is negative", c.Timeout)
+		return bad("timeout", "%v: must not be negative", c.Timeout)
 	}
 	return r, nil
 }
@@ -317,6 +330,10 @@ func redact(err error, secrets []string) error {
 	if err == nil || len(secrets) == 0 {
 		return err
 	}
+	var ce *sink.ConfigError
+	if errors.As(err, &ce) {
+		return err // resolve's errors: their messages are redacted already
+	}
 	msg := err.Error()
 	for _, s := range secrets {
 		if strings.Contains(msg, s) {
@@ -327,7 +344,8 @@ func redact(err error, secrets []string) error {
 }
 
 // Validate checks c as New does, without connecting: cnstream validate uses
-// it. Errors name the field, are permanent and hold no secret.
+// it. Errors are permanent, wrap a *sink.ConfigError naming the field as
+// cnstream's YAML spells it ("nats.tls.ca_file"), and hold no secret.
 func (c Config) Validate() error {
 	if _, err := c.resolve(); err != nil {
 		return redact(err, c.secrets())

@@ -242,27 +242,27 @@ func TestConfigErrors(t *testing.T) {
 		field string
 		cfg   Config
 	}{
-		{"URL", Config{}},
-		{"URL", Config{URL: "nats://a:1,,nats://b:2"}},
-		{"URL", Config{URL: "http://host:4222"}},
-		{"Subject", Config{URL: url, Subject: "a.{hostname}"}},
-		{"Subject", Config{URL: url, Subject: "a..{kind}"}},
-		{"Subject", Config{URL: url, Subject: "a.*.{kind}"}},
-		{"Subject", Config{URL: url, Subject: "a.{kind"}},
-		{"Subject", Config{URL: url, Subject: "a b.{kind}"}},
-		{"Stream", Config{URL: url, Stream: "S"}},
-		{"Stream", Config{URL: url, JetStream: true, Stream: "a.b"}},
-		{"MaxPending", Config{URL: url, MaxPending: -1}},
-		{"Encoding", Config{URL: url, Encoding: "xml"}},
-		{"NKeyFile", Config{URL: url, CredsFile: "/dev/null", NKeyFile: "/dev/null"}},
-		{"CredsFile", Config{URL: url, CredsFile: "/nonexistent/creds"}},
-		{"Token", Config{URL: url, Token: "t", User: "u"}},
-		{"Password", Config{URL: url, Password: "p"}},
-		{"TLS.CAFile", Config{URL: url, TLS: TLS{CAFile: "/nonexistent/ca.pem"}}},
-		{"TLS.CAFile", Config{URL: url, TLS: TLS{CAFile: "/dev/null"}}},
-		{"TLS.KeyFile", Config{URL: url, TLS: TLS{CertFile: "/dev/null"}}},
-		{"ReconnectWait", Config{URL: url, ReconnectWait: -1}},
-		{"Timeout", Config{URL: url, Timeout: -1}},
+		{"url", Config{}},
+		{"url", Config{URL: "nats://a:1,,nats://b:2"}},
+		{"url", Config{URL: "http://host:4222"}},
+		{"subject", Config{URL: url, Subject: "a.{hostname}"}},
+		{"subject", Config{URL: url, Subject: "a..{kind}"}},
+		{"subject", Config{URL: url, Subject: "a.*.{kind}"}},
+		{"subject", Config{URL: url, Subject: "a.{kind"}},
+		{"subject", Config{URL: url, Subject: "a b.{kind}"}},
+		{"stream", Config{URL: url, Stream: "S"}},
+		{"stream", Config{URL: url, JetStream: true, Stream: "a.b"}},
+		{"max_pending", Config{URL: url, MaxPending: -1}},
+		{"encoding", Config{URL: url, Encoding: "xml"}},
+		{"nkey_file", Config{URL: url, CredsFile: "/dev/null", NKeyFile: "/dev/null"}},
+		{"creds_file", Config{URL: url, CredsFile: "/nonexistent/creds"}},
+		{"token", Config{URL: url, Token: "t", User: "u"}},
+		{"password", Config{URL: url, Password: "p"}},
+		{"tls.ca_file", Config{URL: url, TLS: TLS{CAFile: "/nonexistent/ca.pem"}}},
+		{"tls.ca_file", Config{URL: url, TLS: TLS{CAFile: "/dev/null"}}},
+		{"tls.key_file", Config{URL: url, TLS: TLS{CertFile: "/dev/null"}}},
+		{"reconnect_wait", Config{URL: url, ReconnectWait: -1}},
+		{"timeout", Config{URL: url, Timeout: -1}},
 	} {
 		s, err := New(c.cfg)
 		if err == nil {
@@ -270,8 +270,8 @@ func TestConfigErrors(t *testing.T) {
 			t.Errorf("New(%+v) succeeded, want an error naming %s", c.cfg, c.field)
 			continue
 		}
-		if !strings.Contains(err.Error(), "Config."+c.field+":") {
-			t.Errorf("New(%+v) = %v, want an error naming Config.%s", c.cfg, err, c.field)
+		if !strings.HasPrefix(err.Error(), "nats."+c.field+": ") {
+			t.Errorf("New(%+v) = %v, want an error naming nats.%s", c.cfg, err, c.field)
 		}
 		if !sink.IsPermanent(err) {
 			t.Errorf("New(%+v) = %v: not permanent", c.cfg, err)

@@ -49,8 +49,8 @@ type Stats struct {
 
 // New returns a Sink for cfg.
 func New(cfg Config) (*Sink, error) {
-	if cfg.BufferSize < 0 {
-		return nil, sink.Permanent(fmt.Errorf("stdout: Config.BufferSize: negative (%d)", cfg.BufferSize))
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	s := &Sink{w: cfg.Writer, size: cfg.BufferSize, turn: sink.NewTurn()}
 	if s.w == nil {

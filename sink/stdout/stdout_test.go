@@ -125,7 +125,7 @@ func TestDefaults(t *testing.T) {
 	if s.w != os.Stdout || s.size != 64<<10 {
 		t.Errorf("defaults: writer %v, buffer %d", s.w, s.size)
 	}
-	if _, err := New(Config{BufferSize: -1}); err == nil || !strings.Contains(err.Error(), "Config.BufferSize") || !sink.IsPermanent(err) {
+	if _, err := New(Config{BufferSize: -1}); err == nil || !strings.HasPrefix(err.Error(), "stdout.buffer_size: ") || !sink.IsPermanent(err) {
 		t.Errorf("New with a negative buffer = %v", err)
 	}
 }
