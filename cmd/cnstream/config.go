@@ -6,6 +6,8 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
 	"net/url"
 	"os"
 	"reflect"
@@ -19,8 +21,11 @@ import (
 
 	"github.com/cnstream/cnstream/pipeline"
 	"github.com/cnstream/cnstream/schema"
+	"github.com/cnstream/cnstream/sink"
+	"github.com/cnstream/cnstream/sink/file"
 	kafkasink "github.com/cnstream/cnstream/sink/kafka"
 	natssink "github.com/cnstream/cnstream/sink/nats"
+	stdoutsink "github.com/cnstream/cnstream/sink/stdout"
 	"github.com/cnstream/cnstream/source"
 	"github.com/cnstream/cnstream/transform"
 )
@@ -82,10 +87,11 @@ type PipelineConfig struct {
 	DrainTimeout Duration `yaml:"drain_timeout"` // default 10s
 }
 
-// SinkConfig is one output.
+// SinkConfig is one output. The section named after its type (file, kafka,
+// nats; stdout has none) configures the backend; sinkTypes says how.
 type SinkConfig struct {
 	Name  string       `yaml:"name"`
-	Type  string       `yaml:"type"` // file, stdout
+	Type  string       `yaml:"type"` // file, kafka, nats, stdout
 	Queue QueueConfig  `yaml:"queue"`
 	Batch BatchConfig  `yaml:"batch"`
 	Retry RetryConfig  `yaml:"retry"`
@@ -103,7 +109,7 @@ type KafkaConfig struct {
 	Compression     string    `yaml:"compression"`       // zstd (default), lz4, snappy, gzip, none
 	Encoding        string    `yaml:"encoding"`          // msgpack (default) or json
 	MaxRequestBytes Size      `yaml:"max_request_bytes"` // default 1000000: uncompressed bytes per produce request
-	WriteTimeout    Duration  `yaml:"write_timeout"`     // default 10s
+	Timeout         Duration  `yaml:"timeout"`           // default 10s: a batch until every message is acknowledged
 	MetadataTTL     Duration  `yaml:"metadata_ttl"`      // default 500ms
 	TLS             struct {
 		Enable             bool   `yaml:"enable"`
@@ -134,12 +140,13 @@ type NATSConfig struct {
 	CredsFile     string    `yaml:"creds_file"`     //
 	NKeyFile      string    `yaml:"nkey_file"`      //
 	Token         string    `yaml:"token"`          //
-	User          string    `yaml:"user"`           //
+	Username      string    `yaml:"username"`       //
 	Password      string    `yaml:"password"`       //
 	ReconnectWait Duration  `yaml:"reconnect_wait"` // default 1s
 	MaxReconnects int       `yaml:"max_reconnects"` // default forever
-	Timeout       Duration  `yaml:"timeout"`        // default 10s
+	Timeout       Duration  `yaml:"timeout"`        // default 10s: a batch until it is acknowledged
 	TLS           struct {
+		Enable             bool   `yaml:"enable"` // default false; any other key, or a tls:// URL, turns TLS on too
 		CAFile             string `yaml:"ca_file"`
 		CertFile           string `yaml:"cert_file"`
 		KeyFile            string `yaml:"key_file"`
@@ -172,7 +179,7 @@ type RetryConfig struct {
 type FileConfig struct {
 	Dir          string   `yaml:"dir"`           // default ./cnstream-data
 	Prefix       string   `yaml:"prefix"`        // default events
-	Format       string   `yaml:"format"`        // jsonl (default) or msgpack
+	Encoding     string   `yaml:"encoding"`      // json (default: JSON lines, files *.jsonl) or msgpack
 	MaxSize      Size     `yaml:"max_size"`      // default 64MiB
 	MaxAge       Duration `yaml:"max_age"`       // default 1h
 	Compression  string   `yaml:"compression"`   // zstd (default) or none
@@ -521,9 +528,12 @@ func redactURL(raw string) string {
 
 var unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
 
+var renamerType = reflect.TypeFor[renamer]()
+
 // unknownKeys returns an error for every key of n that t has no field for
-// (yaml.v3 checks this only when it parses the text itself).
-func unknownKeys(file string, n *yaml.Node, t reflect.Type, depth int) []error {
+// (yaml.v3 checks this only when it parses the text itself), and for every
+// renamed key, naming the new one. path is n's field path ("sinks[0].file").
+func unknownKeys(file string, n *yaml.Node, t reflect.Type, path string, depth int) []error {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
@@ -535,15 +545,19 @@ func unknownKeys(file string, n *yaml.Node, t reflect.Type, depth int) []error {
 		if len(n.Content) == 0 {
 			return nil
 		}
-		return unknownKeys(file, n.Content[0], t, depth+1)
+		return unknownKeys(file, n.Content[0], t, path, depth+1)
 	case yaml.AliasNode:
-		return unknownKeys(file, n.Alias, t, depth+1)
+		return unknownKeys(file, n.Alias, t, path, depth+1)
 	}
 	var errs []error
 	switch t.Kind() {
 	case reflect.Struct:
 		if n.Kind != yaml.MappingNode {
 			return nil // the decoder reports the type
+		}
+		var renamed map[string]string
+		if reflect.PointerTo(t).Implements(renamerType) {
+			renamed = reflect.New(t).Interface().(renamer).renamed()
 		}
 		fields := map[string]reflect.Type{}
 		for i := range t.NumField() {
@@ -557,31 +571,36 @@ func unknownKeys(file string, n *yaml.Node, t reflect.Type, depth int) []error {
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
 			if k.Tag == "!!merge" {
-				errs = append(errs, unknownKeys(file, v, t, depth+1)...)
+				errs = append(errs, unknownKeys(file, v, t, path, depth+1)...)
 				if v.Kind == yaml.SequenceNode {
 					for _, c := range v.Content {
-						errs = append(errs, unknownKeys(file, c, t, depth+1)...)
+						errs = append(errs, unknownKeys(file, c, t, path, depth+1)...)
 					}
 				}
 				continue
 			}
+			at := strings.TrimPrefix(path+"."+k.Value, ".")
 			ft, ok := fields[k.Value]
-			if !ok {
+			switch {
+			case !ok && renamed[k.Value] != "":
+				errs = append(errs, &ConfigError{File: file, Line: k.Line, Field: at, Msg: "renamed: use " + renamed[k.Value]})
+				continue
+			case !ok:
 				errs = append(errs, &ConfigError{File: file, Line: k.Line, Msg: "unknown key " + strconv.Quote(k.Value)})
 				continue
 			}
-			errs = append(errs, unknownKeys(file, v, ft, depth+1)...)
+			errs = append(errs, unknownKeys(file, v, ft, at, depth+1)...)
 		}
 	case reflect.Slice, reflect.Array:
 		if n.Kind == yaml.SequenceNode {
-			for _, c := range n.Content {
-				errs = append(errs, unknownKeys(file, c, t.Elem(), depth+1)...)
+			for i, c := range n.Content {
+				errs = append(errs, unknownKeys(file, c, t.Elem(), fmt.Sprintf("%s[%d]", path, i), depth+1)...)
 			}
 		}
 	case reflect.Map:
 		if n.Kind == yaml.MappingNode {
-			for i := 1; i < len(n.Content); i += 2 {
-				errs = append(errs, unknownKeys(file, n.Content[i], t.Elem(), depth+1)...)
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				errs = append(errs, unknownKeys(file, n.Content[i+1], t.Elem(), path+"."+n.Content[i].Value, depth+1)...)
 			}
 		}
 	}
@@ -605,7 +624,7 @@ func LoadConfig(file string, text []byte) (*Config, error) {
 	x.collectSecrets(&root)
 	var c Config
 	if root.Kind == yaml.DocumentNode && len(root.Content) > 0 {
-		errs := unknownKeys(file, &root, reflect.TypeFor[Config](), 0)
+		errs := unknownKeys(file, &root, reflect.TypeFor[Config](), "", 0)
 		if err := root.Decode(&c); err != nil {
 			errs = append(errs, yamlError(file, err))
 		}
@@ -697,14 +716,8 @@ func lineOf(root *yaml.Node, path string) int {
 // size, so they take larger batches (a busy queue fills them; an idle one
 // still sends after linger).
 func (s SinkConfig) batchDefaults() (events int, bytes int64) {
-	events, bytes = s.Batch.Events, int64(s.Batch.Bytes)
-	switch s.Type {
-	case "kafka":
-		events, bytes = cmp.Or(events, 8192), cmp.Or(bytes, 8<<20)
-	case "nats":
-		events, bytes = cmp.Or(events, 4096), cmp.Or(bytes, 4<<20)
-	}
-	return events, bytes
+	t := sinkTypes[s.Type]
+	return cmp.Or(s.Batch.Events, t.batchEvents), cmp.Or(int64(s.Batch.Bytes), t.batchBytes)
 }
 
 // processEvents reports whether the source subscribes to process events.
@@ -778,7 +791,7 @@ func (c *Config) validate() error {
 		return fieldErr("pipeline.drain_timeout", "must not be negative")
 	}
 	if len(c.Sinks) == 0 {
-		return fieldErr("sinks", "no sink: configure at least one (types: file, kafka, nats, stdout)")
+		return fieldErr("sinks", "no sink: configure at least one (types: %s)", strings.Join(sinkTypeNames, ", "))
 	}
 	names := map[string]bool{}
 	for i, s := range c.Sinks {
@@ -790,35 +803,8 @@ func (c *Config) validate() error {
 			return fieldErr(at+".name", "%q is used by another sink", s.Name)
 		}
 		names[s.Name] = true
-		switch s.Type {
-		case "file":
-			if err := s.File.validate(at + ".file"); err != nil {
-				return err
-			}
-		case "stdout":
-		case "kafka":
-			if s.Kafka == nil || len(s.Kafka.Brokers) == 0 {
-				return fieldErr(at+".kafka.brokers", "required: the bootstrap brokers, host:port")
-			}
-			if err := checkSinkConfig(s); err != nil {
-				return fieldErr(at+".kafka", "%v", err)
-			}
-		case "nats":
-			if s.NATS == nil || len(s.NATS.URL) == 0 {
-				return fieldErr(at+".nats.url", "required: the server URL, nats://host:port")
-			}
-			if err := checkSinkConfig(s); err != nil {
-				return fieldErr(at+".nats", "%v", err)
-			}
-		case "":
-			return fieldErr(at+".type", "required: file, kafka, nats or stdout")
-		default:
-			return fieldErr(at+".type", "%q: unknown sink type (file, kafka, nats, stdout)", s.Type)
-		}
-		for sec, set := range map[string]bool{"file": s.File != nil, "kafka": s.Kafka != nil, "nats": s.NATS != nil} {
-			if set && sec != s.Type {
-				return fieldErr(at+"."+sec, "only for sinks of type %s (this sink is %s)", sec, s.Type)
-			}
+		if err := s.validate(at); err != nil {
+			return err
 		}
 		if s.Queue.Policy != "" {
 			if _, ok := pipeline.ParsePolicy(s.Queue.Policy); !ok {
@@ -840,37 +826,13 @@ func (c *Config) validate() error {
 func (c *Config) warnings() []string {
 	var w []string
 	for i, s := range c.Sinks {
-		at := fmt.Sprintf("sinks[%d]", i)
-		switch {
-		case s.Kafka != nil && s.Kafka.TLS.InsecureSkipVerify:
-			w = append(w, at+".kafka.tls.insecure_skip_verify is true: the brokers' certificates are not verified, anyone on the path can read and change what is sent (for tests only)")
-		case s.NATS != nil && s.NATS.TLS.InsecureSkipVerify:
-			w = append(w, at+".nats.tls.insecure_skip_verify is true: the server's certificate is not verified, anyone on the path can read and change what is sent (for tests only)")
-		}
-		if s.Kafka != nil && s.Kafka.SASL.AllowPlaintext && strings.EqualFold(s.Kafka.SASL.Mechanism, "PLAIN") && !s.Kafka.TLS.Enable {
-			w = append(w, at+".kafka.sasl.allow_plaintext is true: the SASL PLAIN password is sent in clear")
+		if sec, _ := s.section(); sec != nil {
+			for _, m := range sec.warnings() {
+				w = append(w, fmt.Sprintf("sinks[%d].%s.%s", i, s.Type, m))
+			}
 		}
 	}
 	return w
-}
-
-func (f *FileConfig) validate(at string) error {
-	if f == nil {
-		return nil // all defaults
-	}
-	if f.Format != "" && f.Format != "jsonl" && f.Format != "msgpack" {
-		return fieldErr(at+".format", "%q: want jsonl or msgpack", f.Format)
-	}
-	if f.Compression != "" && f.Compression != "zstd" && f.Compression != "none" {
-		return fieldErr(at+".compression", "%q: want zstd or none", f.Compression)
-	}
-	if f.Sync != "" && f.Sync != "always" && f.Sync != "interval" && f.Sync != "never" {
-		return fieldErr(at+".sync", "%q: want always, interval or never", f.Sync)
-	}
-	if strings.ContainsRune(f.Prefix, '/') {
-		return fieldErr(at+".prefix", "%q: must not hold a /", f.Prefix)
-	}
-	return nil
 }
 
 func (f FilterConfig) filter() (transform.Filter, error) {
@@ -917,22 +879,169 @@ func kernelMask(names []string) (schema.What, error) {
 	return mask, nil
 }
 
-// checkSinkConfig validates a kafka or nats section as the sink would,
-// without connecting.
-func checkSinkConfig(s SinkConfig) error {
-	switch s.Type {
-	case "kafka":
-		return s.Kafka.sinkConfig().Validate()
-	case "nats":
-		return s.NATS.sinkConfig().Validate()
+// sinkType is what cmd knows of one sink type: where its YAML section is
+// in a SinkConfig, and the batch bounds that suit it. The section maps
+// itself to its library's Config, which validates itself (Validate, errors
+// naming the key) and builds the sink: validate, run and the warnings all
+// go through this table.
+type sinkType struct {
+	// section returns s's section of this type (its zero value when
+	// absent) and whether s has one.
+	section func(s *SinkConfig) (sec sinkSection, set bool)
+	// batchEvents and batchBytes are the defaults of batch.events and
+	// batch.bytes: a Kafka or NATS write costs a round trip to the broker
+	// whatever its size, so they take larger batches (a busy queue fills
+	// them; an idle one still sends after linger). 0: 512 and 1MiB.
+	batchEvents int
+	batchBytes  int64
+}
+
+var sinkTypes = map[string]sinkType{
+	"file":   {section: func(s *SinkConfig) (sinkSection, bool) { return sectionOf(s.File) }},
+	"kafka":  {section: func(s *SinkConfig) (sinkSection, bool) { return sectionOf(s.Kafka) }, batchEvents: 8192, batchBytes: 8 << 20},
+	"nats":   {section: func(s *SinkConfig) (sinkSection, bool) { return sectionOf(s.NATS) }, batchEvents: 4096, batchBytes: 4 << 20},
+	"stdout": {section: func(*SinkConfig) (sinkSection, bool) { return stdoutSection{}, false }},
+}
+
+var sinkTypeNames = slices.Sorted(maps.Keys(sinkTypes))
+
+// sinkSection is the YAML section of a sink type. Each maps itself to its
+// library's Config in one function (config or sinkConfig below).
+type sinkSection interface {
+	// validate checks the section as the sink's New would, without
+	// connecting: the library's Validate.
+	validate() error
+	// open builds the sink; stdout is where the stdout sink writes.
+	open(stdout io.Writer) (sink.Sink, error)
+	// warnings says what is valid but weakens security, one line each,
+	// naming the key from the section ("tls.insecure_skip_verify ...").
+	warnings() []string
+}
+
+// sectionOf returns p, or a zero section when p is nil, and whether p is set.
+func sectionOf[T any, P interface {
+	*T
+	sinkSection
+}](p P) (sinkSection, bool) {
+	if p == nil {
+		return P(new(T)), false
+	}
+	return p, true
+}
+
+// section returns s's section, nil for an unknown type.
+func (s *SinkConfig) section() (sinkSection, bool) {
+	t, ok := sinkTypes[s.Type]
+	if !ok {
+		return nil, false
+	}
+	return t.section(s)
+}
+
+// validate checks s's type and section; at is "sinks[i]".
+func (s *SinkConfig) validate(at string) error {
+	if _, ok := sinkTypes[s.Type]; !ok {
+		if s.Type == "" {
+			return fieldErr(at+".type", "required: %s", strings.Join(sinkTypeNames, ", "))
+		}
+		return fieldErr(at+".type", "%q: unknown sink type (%s)", s.Type, strings.Join(sinkTypeNames, ", "))
+	}
+	for _, name := range sinkTypeNames {
+		if _, set := sinkTypes[name].section(s); set && name != s.Type {
+			return fieldErr(at+"."+name, "only for sinks of type %s (this sink is %s)", name, s.Type)
+		}
+	}
+	sec, _ := s.section()
+	if err := sec.validate(); err != nil {
+		// The library names the key as the YAML spells it ("kafka.tls.ca_file").
+		if ce, ok := errors.AsType[*sink.ConfigError](err); ok {
+			return fieldErr(at+"."+ce.Field, "%s", ce.Msg)
+		}
+		return fieldErr(at+"."+s.Type, "%v", err)
 	}
 	return nil
 }
 
+// open builds s's sink (s is valid).
+func (s *SinkConfig) open(stdout io.Writer) (sink.Sink, error) {
+	sec, _ := s.section()
+	if sec == nil {
+		return nil, fmt.Errorf("unknown sink type %q", s.Type)
+	}
+	return sec.open(stdout)
+}
+
+// opened returns s as a sink.Sink, nil (not a typed nil) on error.
+func opened[S sink.Sink](s S, err error) (sink.Sink, error) {
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// renamer is a YAML struct some of whose keys were renamed: old key -> the
+// key to use instead, as an error says it. unknownKeys reports them.
+type renamer interface{ renamed() map[string]string }
+
+// config maps the file section to the library's Config.
+func (f *FileConfig) config() file.Config {
+	return file.Config{Dir: f.Dir, Prefix: f.Prefix, Format: file.Format(f.Encoding), MaxSize: int64(f.MaxSize),
+		MaxAge: time.Duration(f.MaxAge), Compression: file.Compression(f.Compression), Sync: file.SyncPolicy(f.Sync),
+		SyncInterval: time.Duration(f.SyncInterval)}
+}
+
+func (f *FileConfig) validate() error {
+	if f.Encoding == string(file.JSONL) { // the library's name for it; the YAML has one vocabulary across sinks
+		return &sink.ConfigError{Field: "file.encoding", Msg: `"jsonl": want json (files are JSON lines) or msgpack`}
+	}
+	return f.config().Validate()
+}
+
+func (f *FileConfig) open(io.Writer) (sink.Sink, error) { return opened(file.New(f.config())) }
+
+func (f *FileConfig) warnings() []string { return nil }
+
+func (f *FileConfig) renamed() map[string]string {
+	return map[string]string{"format": "encoding (json | msgpack)"}
+}
+
+// stdoutSection stands for the stdout sink's section, which has no key.
+type stdoutSection struct{}
+
+func (stdoutSection) validate() error { return stdoutsink.Config{}.Validate() }
+
+func (stdoutSection) open(w io.Writer) (sink.Sink, error) {
+	return opened(stdoutsink.New(stdoutsink.Config{Writer: w}))
+}
+
+func (stdoutSection) warnings() []string { return nil }
+
+func (k *KafkaConfig) validate() error { return k.sinkConfig().Validate() }
+
+func (k *KafkaConfig) open(io.Writer) (sink.Sink, error) {
+	return opened(kafkasink.New(k.sinkConfig()))
+}
+
+func (k *KafkaConfig) renamed() map[string]string {
+	return map[string]string{"write_timeout": "timeout", "tls_config": "tls"}
+}
+
+func (k *KafkaConfig) warnings() []string {
+	var w []string
+	if k.TLS.InsecureSkipVerify {
+		w = append(w, "tls.insecure_skip_verify is true: the brokers' certificates are not verified, anyone on the path can read and change what is sent (for tests only)")
+	}
+	if k.SASL.AllowPlaintext && strings.EqualFold(k.SASL.Mechanism, "PLAIN") && !k.TLS.Enable {
+		w = append(w, "sasl.allow_plaintext is true: the SASL PLAIN password is sent in clear")
+	}
+	return w
+}
+
+// sinkConfig maps the kafka section to the library's Config.
 func (k *KafkaConfig) sinkConfig() kafkasink.Config {
 	c := kafkasink.Config{Brokers: k.Brokers, Topic: k.Topic, Key: k.Key, RequiredAcks: k.RequiredAcks,
 		Compression: k.Compression, Encoding: k.Encoding, MaxRequestBytes: int(k.MaxRequestBytes),
-		WriteTimeout: time.Duration(k.WriteTimeout), MetadataTTL: time.Duration(k.MetadataTTL)}
+		WriteTimeout: time.Duration(k.Timeout), MetadataTTL: time.Duration(k.MetadataTTL)}
 	c.TLS = kafkasink.TLSConfig{Enable: k.TLS.Enable, CAFile: k.TLS.CAFile, CertFile: k.TLS.CertFile, KeyFile: k.TLS.KeyFile,
 		ServerName: k.TLS.ServerName, InsecureSkipVerify: k.TLS.InsecureSkipVerify}
 	c.SASL = kafkasink.SASLConfig{Mechanism: k.SASL.Mechanism, Username: k.SASL.Username, Password: k.SASL.Password,
@@ -940,10 +1049,27 @@ func (k *KafkaConfig) sinkConfig() kafkasink.Config {
 	return c
 }
 
+func (n *NATSConfig) validate() error { return n.sinkConfig().Validate() }
+
+func (n *NATSConfig) open(io.Writer) (sink.Sink, error) { return opened(natssink.New(n.sinkConfig())) }
+
+func (n *NATSConfig) renamed() map[string]string {
+	return map[string]string{"user": "username", "tls_config": "tls"}
+}
+
+func (n *NATSConfig) warnings() []string {
+	if n.TLS.InsecureSkipVerify {
+		return []string{"tls.insecure_skip_verify is true: the server's certificate is not verified, anyone on the path can read and change what is sent (for tests only)"}
+	}
+	return nil
+}
+
+// sinkConfig maps the nats section to the library's Config.
 func (n *NATSConfig) sinkConfig() natssink.Config {
 	return natssink.Config{URL: strings.Join(n.URL, ","), Subject: n.Subject, JetStream: n.JetStream, Stream: n.Stream, MaxPending: n.MaxPending,
-		Encoding: natssink.Encoding(n.Encoding), CredsFile: n.CredsFile, NKeyFile: n.NKeyFile, Token: n.Token, User: n.User,
+		Encoding: natssink.Encoding(n.Encoding), CredsFile: n.CredsFile, NKeyFile: n.NKeyFile, Token: n.Token, User: n.Username,
 		Password: n.Password, ReconnectWait: time.Duration(n.ReconnectWait), MaxReconnects: n.MaxReconnects,
 		Timeout: time.Duration(n.Timeout),
-		TLS:     natssink.TLS{CAFile: n.TLS.CAFile, CertFile: n.TLS.CertFile, KeyFile: n.TLS.KeyFile, InsecureSkipVerify: n.TLS.InsecureSkipVerify}}
+		TLS: natssink.TLS{Enable: n.TLS.Enable, CAFile: n.TLS.CAFile, CertFile: n.TLS.CertFile, KeyFile: n.TLS.KeyFile,
+			InsecureSkipVerify: n.TLS.InsecureSkipVerify}}
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -61,7 +62,15 @@ func TestConfigErrors(t *testing.T) {
 		{"kernel filter without proc", "source:\n  process_events: false\n  groups: [20]\n  kernel_filter: [exec]\nsinks: [{name: a, type: stdout}]\n", "source.kernel_filter: set while source.process_events is false"},
 		{"datagram size", "source:\n  datagram_size: 10\nsinks: [{name: a, type: stdout}]\n", "c.yaml:2: source.datagram_size: 10"},
 		{"batch over queue by type default", "sinks:\n  - name: k\n    type: kafka\n    queue:\n      events: 1000\n    kafka:\n      brokers: [127.0.0.1:9092]\n", "sinks[0].batch.events: 8192 is larger than queue.events 1000"},
-		{"file format", "sinks:\n  - name: a\n    type: file\n    file:\n      format: csv\n", "c.yaml:5: sinks[0].file.format: \"csv\": want jsonl or msgpack"},
+		{"file encoding", "sinks:\n  - name: a\n    type: file\n    file:\n      encoding: jsonl\n", "c.yaml:5: sinks[0].file.encoding: \"jsonl\": want json (files are JSON lines) or msgpack"},
+		{"file encoding csv", "sinks:\n  - name: a\n    type: file\n    file:\n      encoding: csv\n", "c.yaml:5: sinks[0].file.encoding: \"csv\": want json (JSON lines) or msgpack"},
+		{"file prefix dotdot", "sinks:\n  - name: a\n    type: file\n    file:\n      dir: /tmp\n      prefix: \"..\"\n", "c.yaml:6: sinks[0].file.prefix: \"..\" is not a file name"},
+		{"file prefix slash", "sinks:\n  - name: a\n    type: file\n    file: {prefix: a/b}\n", "c.yaml:4: sinks[0].file.prefix: \"a/b\" is not a file name"},
+		{"kafka brokers required", "sinks:\n  - name: k\n    type: kafka\n", "c.yaml:2: sinks[0].kafka.brokers: required: the bootstrap brokers, host:port"},
+		{"kafka field", "sinks:\n  - name: k\n    type: kafka\n    kafka:\n      brokers: [127.0.0.1:9092]\n      tls:\n        ca_file: /x\n", "c.yaml:7: sinks[0].kafka.tls.ca_file: set while tls.enable is false"},
+		{"nats url required", "sinks:\n  - name: n\n    type: nats\n    nats: {subject: x}\n", "c.yaml:4: sinks[0].nats.url: required: the server URL, nats://host:port"},
+		{"nats field", "sinks:\n  - name: n\n    type: nats\n    nats:\n      url: nats://127.0.0.1:4222\n      timeout: -1s\n", "c.yaml:6: sinks[0].nats.timeout: -1s: must not be negative"},
+		{"section of another type", "sinks:\n  - name: n\n    type: stdout\n    nats: {url: nats://127.0.0.1:4222}\n", "c.yaml:4: sinks[0].nats: only for sinks of type nats (this sink is stdout)"},
 		{"unset env", "sinks:\n  - name: ${CNSTREAM_TEST_UNSET}\n    type: stdout\n", "c.yaml:2: ${CNSTREAM_TEST_UNSET} is not set"},
 		{"required env", "sinks:\n  - name: ${CNSTREAM_TEST_UNSET:?set the sink name}\n    type: stdout\n", "c.yaml:2: ${CNSTREAM_TEST_UNSET}: set the sink name"},
 		{"yaml syntax", "sinks:\n  - name: [\n", "c.yaml:"},
@@ -269,7 +278,53 @@ func TestConfigWarnings(t *testing.T) {
 		}
 	}
 	_, err = LoadConfig("c.yaml", []byte("sinks:\n  - name: p\n    type: kafka\n    kafka:\n      brokers: [127.0.0.1:9092]\n      sasl: {mechanism: PLAIN, username: u, password: p}\n"))
-	if err == nil || !strings.Contains(err.Error(), "sinks[0].kafka: kafka: Config.SASL.Mechanism: PLAIN without TLS") {
+	if err == nil || !strings.Contains(err.Error(), "c.yaml:6: sinks[0].kafka.sasl.mechanism: PLAIN without TLS") {
 		t.Errorf("PLAIN without TLS: %v, want it refused", err)
+	}
+}
+
+// TestConfigRenamedKeys: the keys renamed for one vocabulary across sinks
+// are refused with an error that names the new key, at the old key's line.
+func TestConfigRenamedKeys(t *testing.T) {
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"file format", "sinks:\n  - name: a\n    type: file\n    file:\n      format: jsonl\n",
+			"c.yaml:5: sinks[0].file.format: renamed: use encoding (json | msgpack)"},
+		{"kafka write_timeout", "sinks:\n  - name: k\n    type: kafka\n    kafka:\n      brokers: [127.0.0.1:9092]\n      write_timeout: 5s\n",
+			"c.yaml:6: sinks[0].kafka.write_timeout: renamed: use timeout"},
+		{"kafka tls_config", "sinks:\n  - {name: s, type: stdout}\n  - name: k\n    type: kafka\n    kafka:\n      brokers: [127.0.0.1:9092]\n      tls_config: {enable: true}\n",
+			"c.yaml:7: sinks[1].kafka.tls_config: renamed: use tls"},
+		{"nats user", "sinks:\n  - name: n\n    type: nats\n    nats: {url: nats://127.0.0.1:4222, user: u, password: p}\n",
+			"c.yaml:4: sinks[0].nats.user: renamed: use username"},
+		{"nats tls_config", "sinks:\n  - name: n\n    type: nats\n    nats:\n      url: nats://127.0.0.1:4222\n      tls_config: {ca_file: /x}\n",
+			"c.yaml:6: sinks[0].nats.tls_config: renamed: use tls"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := LoadConfig("c.yaml", []byte(tc.yaml))
+			if err == nil || err.Error() != tc.want {
+				t.Errorf("error %v\nwant %q", err, tc.want)
+			}
+			var ce *ConfigError
+			if !errors.As(err, &ce) {
+				t.Errorf("error %T is not a *ConfigError", err)
+			}
+		})
+	}
+	// The new spellings are accepted, and reach the library Configs.
+	c, err := LoadConfig("c.yaml", []byte(`sinks:
+  - {name: f, type: file, file: {encoding: msgpack}}
+  - {name: k, type: kafka, kafka: {brokers: [127.0.0.1:9092], timeout: 3s, tls: {enable: true}}}
+  - {name: n, type: nats, nats: {url: nats://127.0.0.1:4222, username: u, password: p, timeout: 2s, tls: {enable: true}}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := c.Sinks[0].File.config(); f.Format != "msgpack" {
+		t.Errorf("file format %q, want msgpack", f.Format)
+	}
+	if k := c.Sinks[1].Kafka.sinkConfig(); k.WriteTimeout != 3*time.Second || !k.TLS.Enable {
+		t.Errorf("kafka %v: want a 3s timeout and TLS", k)
+	}
+	if n := c.Sinks[2].NATS.sinkConfig(); n.User != "u" || n.Timeout != 2*time.Second || !n.TLS.Enable {
+		t.Errorf("nats %+v: want user u, a 2s timeout and TLS", n)
 	}
 }

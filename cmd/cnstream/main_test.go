@@ -866,7 +866,7 @@ func TestRunFromGroup(t *testing.T) {
 	const count = 50000
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "group.yaml")
-	yaml := fmt.Sprintf("source:\n  process_events: false\n  groups: [%d]\ntransform:\n  enrich: false\nsinks:\n  - name: files\n    type: file\n    file:\n      dir: %s\n      sync: never\n      format: msgpack\n", groupRun, filepath.Join(dir, "data"))
+	yaml := fmt.Sprintf("source:\n  process_events: false\n  groups: [%d]\ntransform:\n  enrich: false\nsinks:\n  - name: files\n    type: file\n    file:\n      dir: %s\n      sync: never\n      encoding: msgpack\n", groupRun, filepath.Join(dir, "data"))
 	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -10,11 +10,6 @@ import (
 
 	"github.com/cnstream/cnstream/pipeline"
 	"github.com/cnstream/cnstream/schema"
-	"github.com/cnstream/cnstream/sink"
-	"github.com/cnstream/cnstream/sink/file"
-	kafkasink "github.com/cnstream/cnstream/sink/kafka"
-	natssink "github.com/cnstream/cnstream/sink/nats"
-	"github.com/cnstream/cnstream/sink/stdout"
 	"github.com/cnstream/cnstream/source"
 	"github.com/cnstream/cnstream/transform"
 	"github.com/cnstream/cnstream/transform/enrich"
@@ -245,24 +240,7 @@ func buildTransform(c *Config, host schema.Host) (*transform.Transformer, *enric
 func buildSinks(c *Config, stdoutW io.Writer) ([]pipeline.SinkConfig, error) {
 	var out []pipeline.SinkConfig
 	for _, sc := range c.Sinks {
-		var s sink.Sink
-		var err error
-		switch sc.Type {
-		case "file":
-			fc := file.Config{}
-			if f := sc.File; f != nil {
-				fc = file.Config{Dir: f.Dir, Prefix: f.Prefix, Format: file.Format(f.Format), MaxSize: int64(f.MaxSize),
-					MaxAge: time.Duration(f.MaxAge), Compression: file.Compression(f.Compression), Sync: file.SyncPolicy(f.Sync),
-					SyncInterval: time.Duration(f.SyncInterval)}
-			}
-			s, err = file.New(fc)
-		case "stdout":
-			s, err = stdout.New(stdout.Config{Writer: stdoutW})
-		case "kafka":
-			s, err = kafkasink.New(sc.Kafka.sinkConfig())
-		case "nats":
-			s, err = natssink.New(sc.NATS.sinkConfig())
-		}
+		s, err := sc.open(stdoutW)
 		if err != nil {
 			for _, o := range out {
 				_ = o.Sink.Close(context.Background())

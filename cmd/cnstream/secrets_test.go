@@ -97,7 +97,7 @@ log:
 `, closed),
 		fmt.Sprintf(`  - name: nats
     type: nats
-    nats: {url: "nats://%s", user: cnstream, password: "%s", timeout: 500ms, tls: {ca_file: %s, cert_file: %s, key_file: %s}}
+    nats: {url: "nats://%s", username: cnstream, password: "%s", timeout: 500ms, tls: {ca_file: %s, cert_file: %s, key_file: %s}}
 `, closed, secret, certFile, certFile, keyFile),
 		fmt.Sprintf(`  - name: nats
     type: nats
