@@ -58,8 +58,10 @@
 //
 // # Errors
 //
-// New checks the Config; its errors name the field ("kafka: Config.Topic:
-// ...") and are permanent (sink.IsPermanent). WriteBatch returns:
+// New checks the Config (as Validate does); its errors wrap a
+// *sink.ConfigError naming the field as cnstream's YAML spells it
+// ("kafka.topic: ...") and are permanent (sink.IsPermanent). WriteBatch
+// returns:
 //
 //   - ctx's error (wrapped) when ctx ends; messages already handed to
 //     kafka-go may still be written.

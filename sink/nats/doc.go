@@ -61,7 +61,8 @@
 // been stored. Errors are retriable (the pipeline retries the batch)
 // except these, marked sink.Permanent:
 //
-//   - invalid configuration, from New, naming the field (Config.URL, ...);
+//   - invalid configuration, from New (and Validate): a *sink.ConfigError
+//     naming the field as cnstream's YAML spells it (nats.url, ...);
 //   - an authorization violation when New connects;
 //   - under JetStream, no stream storing the subject (no responders): a
 //     configuration error, the operator must create the stream or set
