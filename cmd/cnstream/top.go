@@ -20,6 +20,8 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"golang.org/x/term"
+
+	"github.com/cnstream/cnstream/pipeline"
 )
 
 const topSynopsis = `top [--url URL] [--interval D] [--once]
@@ -414,19 +416,137 @@ func (m metricSet) histogram(name string, match ...string) []histBucket {
 	return sum
 }
 
+// The families top reads, by their Prometheus names: pipeline's instrument
+// names (pipeline/metrics.go, the one place they are written) translated as
+// the OpenTelemetry Prometheus exporter does, with the unit and the kind each
+// instrument is registered with there. TestTopMetricNames checks them
+// against a real scrape of cnstream run.
+var (
+	promSourceDatagrams   = promName(pipeline.MetricSourceDatagrams, "{datagram}", promCounter)
+	promSourceReads       = promName(pipeline.MetricSourceReads, "{call}", promCounter)
+	promSourceKernelDrops = promName(pipeline.MetricSourceKernelDrops, "{datagram}", promCounter)
+	promSourceENOBUFS     = promName(pipeline.MetricSourceENOBUFS, "{error}", promCounter)
+	promSourceForged      = promName(pipeline.MetricSourceForged, "{datagram}", promCounter)
+	promSourceTruncated   = promName(pipeline.MetricSourceTruncated, "{datagram}", promCounter)
+	promSourceQueueUsage  = promName(pipeline.MetricSourceQueueUsage, "By", promGauge)
+	promSourceQueueLimit  = promName(pipeline.MetricSourceQueueLimit, "By", promGauge)
+
+	promTransformEvents    = promName(pipeline.MetricTransformEvents, "{event}", promCounter)
+	promTransformGaps      = promName(pipeline.MetricTransformGaps, "{gap}", promCounter)
+	promTransformMissing   = promName(pipeline.MetricTransformMissing, "{event}", promCounter)
+	promTransformMalformed = promName(pipeline.MetricTransformMalformed, "{message}", promCounter)
+	promTransformFiltered  = promName(pipeline.MetricTransformFiltered, "{event}", promCounter)
+
+	promEnrichProcesses = promName(pipeline.MetricEnrichProcesses, "{process}", promGauge)
+	promEnrichMisses    = promName(pipeline.MetricEnrichMisses, "{read}", promCounter)
+
+	promSinkQueueEvents    = promName(pipeline.MetricSinkQueueEvents, "{event}", promGauge)
+	promSinkQueueMaxEvents = promName(pipeline.MetricSinkQueueMaxEvents, "{event}", promGauge)
+	promSinkQueueBytes     = promName(pipeline.MetricSinkQueueBytes, "By", promGauge)
+	promSinkQueueMaxBytes  = promName(pipeline.MetricSinkQueueMaxBytes, "By", promGauge)
+	promSinkDelivered      = promName(pipeline.MetricSinkDelivered, "{event}", promCounter)
+	promSinkDropped        = promName(pipeline.MetricSinkDropped, "{event}", promCounter)
+	promSinkFailed         = promName(pipeline.MetricSinkFailed, "{event}", promCounter)
+	promSinkRetries        = promName(pipeline.MetricSinkRetries, "{retry}", promCounter)
+	promSinkUndelivered    = promName(pipeline.MetricSinkUndelivered, "{event}", promCounter)
+	promSinkWriteDuration  = promName(pipeline.MetricSinkWriteDuration, "s", promHistogram)
+	promEventLatency       = promName(pipeline.MetricEventLatency, "s", promHistogram)
+
+	// The sink attributes, as labels.
+	promSinkName = promLabel(string(pipeline.AttrSinkName))
+	promSinkType = promLabel(string(pipeline.AttrSinkType))
+)
+
+// promSinkFamilies are the families with one series per sink.
+var promSinkFamilies = []string{
+	promSinkQueueEvents,
+	promSinkQueueMaxEvents,
+	promSinkQueueBytes,
+	promSinkQueueMaxBytes,
+	promSinkDelivered,
+	promSinkDropped,
+	promSinkFailed,
+	promSinkRetries,
+	promSinkUndelivered,
+	promSinkWriteDuration,
+	promEventLatency,
+}
+
+// promKind is the kind of an instrument, as far as its Prometheus name
+// depends on it.
+type promKind int
+
+const (
+	promGauge promKind = iota
+	promCounter
+	promHistogram
+)
+
+// promName is the name under which the OpenTelemetry Prometheus exporter
+// (go.opentelemetry.io/otel/exporters/prometheus, with its default
+// translation: prometheus/otlptranslator, underscores and suffixes) exposes
+// an instrument: each run of characters other than [a-zA-Z0-9:] in the name
+// becomes one underscore; the unit's word is appended unless the name has
+// it already ("By" bytes, "s" seconds, "ms" milliseconds, another unit as
+// written; none for "1" or an annotation in braces such as "{event}"); a
+// counter ends in _total, a gauge of unit "1" in _ratio. A histogram's
+// family has the plain name (its series add _bucket, _sum, _count).
+// cnstream has no "x/y" units, so they are not translated.
+func promName(name, unit string, kind promKind) string {
+	isSep := func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == ':')
+	}
+	words := strings.FieldsFunc(name, isSep)
+	suffix := unit
+	switch {
+	case unit == "1" || strings.ContainsAny(unit, "{}"):
+		suffix = ""
+	case unit == "By":
+		suffix = "bytes"
+	case unit == "s":
+		suffix = "seconds"
+	case unit == "ms":
+		suffix = "milliseconds"
+	}
+	suffix = strings.Join(strings.FieldsFunc(suffix, isSep), "_")
+	if suffix != "" && !slices.Contains(words, suffix) {
+		words = append(words, suffix)
+	}
+	var last string
+	switch {
+	case kind == promCounter:
+		last = "total"
+	case kind == promGauge && unit == "1":
+		last = "ratio"
+	}
+	if last != "" {
+		words = append(slices.DeleteFunc(words, func(w string) bool { return w == last }), last)
+	}
+	return strings.Join(words, "_")
+}
+
+// promLabel is the label an attribute key becomes: characters other than
+// [a-zA-Z0-9_] replaced by underscores (sink.name: sink_name).
+func promLabel(key string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' {
+			return r
+		}
+		return '_'
+	}, key)
+}
+
 type topSink struct{ name, typ string }
 
-// sinks are the sinks named by the labels of the cnstream_sink_* and
-// cnstream_event_latency families, by name.
+// sinks are the sinks named by the labels of the per-sink families
+// (promSinkFamilies), by name.
 func (m metricSet) sinks() []topSink {
 	seen := map[topSink]bool{}
 	var out []topSink
-	for name, ss := range m {
-		if !strings.HasPrefix(name, "cnstream_sink_") && !strings.HasPrefix(name, "cnstream_event_latency") {
-			continue
-		}
+	for _, name := range promSinkFamilies {
+		ss := m[name]
 		for i := range ss {
-			k := topSink{ss[i].labels["sink_name"], ss[i].labels["sink_type"]}
+			k := topSink{ss[i].labels[promSinkName], ss[i].labels[promSinkType]}
 			if k.name != "" && !seen[k] {
 				seen[k] = true
 				out = append(out, k)
@@ -658,41 +778,41 @@ func renderTop(v topView) []string {
 
 	// Source.
 	src := []string{
-		rate("cnstream_source_datagrams_total") + " datagrams/s",
-		rate("cnstream_transform_events_total") + " events/s",
+		rate(promSourceDatagrams) + " datagrams/s",
+		rate(promTransformEvents) + " events/s",
 	}
 	perRead := "-"
-	if dg, ok := delta("cnstream_source_datagrams_total"); ok {
-		if rd, _ := delta("cnstream_source_reads_total"); rd > 0 {
+	if dg, ok := delta(promSourceDatagrams); ok {
+		if rd, _ := delta(promSourceReads); rd > 0 {
 			perRead = human(dg / rd)
 		}
 	}
 	src = append(src, perRead+" datagrams/read")
 	fill := "-"
-	if u, ok := m.value("cnstream_source_queue_usage_bytes"); ok {
-		if l, _ := m.value("cnstream_source_queue_limit_bytes"); l > 0 {
+	if u, ok := m.value(promSourceQueueUsage); ok {
+		if l, _ := m.value(promSourceQueueLimit); l > 0 {
 			fill = fmtPercent(u/l*100) + " of " + humanBytes(l)
 		}
 	}
 	src = append(src, "rcvq "+fill,
-		"kernel drops "+total("cnstream_source_kernel_drops_total")+" ("+rate("cnstream_source_kernel_drops_total")+"/s)",
-		"ENOBUFS "+total("cnstream_source_enobufs_total"))
-	if t, _ := m.value("cnstream_source_truncated_total"); t > 0 {
+		"kernel drops "+total(promSourceKernelDrops)+" ("+rate(promSourceKernelDrops)+"/s)",
+		"ENOBUFS "+total(promSourceENOBUFS))
+	if t, _ := m.value(promSourceTruncated); t > 0 {
 		src = append(src, "truncated "+human(t))
 	}
 	lines = append(lines, flow("source", src, width)...)
 
 	// Transform and enrichment.
 	tr := []string{
-		"gaps " + total("cnstream_transform_gaps_total"),
-		"missing " + total("cnstream_transform_missing_total"),
-		"malformed " + total("cnstream_transform_malformed_total"),
-		"forged " + total("cnstream_source_forged_total"),
-		"filtered " + total("cnstream_transform_filtered_total"),
+		"gaps " + total(promTransformGaps),
+		"missing " + total(promTransformMissing),
+		"malformed " + total(promTransformMalformed),
+		"forged " + total(promSourceForged),
+		"filtered " + total(promTransformFiltered),
 	}
-	if _, ok := m.value("cnstream_enrich_processes"); ok {
-		tr = append(tr, "processes "+total("cnstream_enrich_processes"),
-			"enrich misses "+total("cnstream_enrich_misses_total"))
+	if _, ok := m.value(promEnrichProcesses); ok {
+		tr = append(tr, "processes "+total(promEnrichProcesses),
+			"enrich misses "+total(promEnrichMisses))
 	} else {
 		tr = append(tr, "enrichment off")
 	}
@@ -712,15 +832,15 @@ func renderTop(v topView) []string {
 	add(truncate(tableRow(h1), width))
 	add(hl(truncate(tableRow(h2), width), ansiBold))
 	for _, s := range sinks {
-		l := []string{"sink_name", s.name, "sink_type", s.typ}
+		l := []string{promSinkName, s.name, promSinkType, s.typ}
 		fill := "-"
-		if qe, ok := m.value("cnstream_sink_queue_events", l...); ok {
+		if qe, ok := m.value(promSinkQueueEvents, l...); ok {
 			var f float64
-			if me, _ := m.value("cnstream_sink_queue_max_events", l...); me > 0 {
+			if me, _ := m.value(promSinkQueueMaxEvents, l...); me > 0 {
 				f = qe / me
 			}
-			qb, _ := m.value("cnstream_sink_queue_bytes", l...)
-			if mb, _ := m.value("cnstream_sink_queue_max_bytes", l...); mb > 0 {
+			qb, _ := m.value(promSinkQueueBytes, l...)
+			if mb, _ := m.value(promSinkQueueMaxBytes, l...); mb > 0 {
 				f = max(f, qb/mb)
 			}
 			fill = fmtPercent(f * 100)
@@ -733,15 +853,15 @@ func renderTop(v topView) []string {
 		}
 		add(truncate(tableRow([]string{
 			s.name, s.typ,
-			rate("cnstream_sink_delivered_total", l...),
+			rate(promSinkDelivered, l...),
 			fill,
-			total("cnstream_sink_dropped_total", l...),
-			total("cnstream_sink_failed_total", l...),
-			total("cnstream_sink_retries_total", l...),
-			total("cnstream_sink_undelivered_total", l...),
-			quant("cnstream_sink_write_duration_seconds", 0.5),
-			quant("cnstream_sink_write_duration_seconds", 0.99),
-			quant("cnstream_event_latency_seconds", 0.99),
+			total(promSinkDropped, l...),
+			total(promSinkFailed, l...),
+			total(promSinkRetries, l...),
+			total(promSinkUndelivered, l...),
+			quant(promSinkWriteDuration, 0.5),
+			quant(promSinkWriteDuration, 0.99),
+			quant(promEventLatency, 0.99),
 		}), width))
 	}
 	return fitHeight(lines, v.Height, width)

@@ -26,6 +26,9 @@ import (
 	"github.com/cnstream/cnstream/testenv/need"
 
 	"github.com/google/go-cmp/cmp"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // The fixtures in testdata/top are scrapes of a real `cnstream run` (groups
@@ -419,7 +422,7 @@ func delivered(t *testing.T, url string) float64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, _ := m.value("cnstream_sink_delivered_total", "sink_name", "files")
+	v, _ := m.value(promSinkDelivered, promSinkName, "files")
 	return v
 }
 
@@ -490,6 +493,152 @@ func TestTopOnce(t *testing.T) {
 			t.Fatalf("%v of %d delivered", delivered(t, url), count)
 		}
 		time.Sleep(20 * time.Millisecond) // polling /metrics with a deadline
+	}
+}
+
+// TestTopPromName: the OpenTelemetry -> Prometheus name translation of the
+// exporter's default (prometheus/otlptranslator with suffixes), on names
+// like cnstream's and on the cases it treats specially.
+func TestTopPromName(t *testing.T) {
+	for _, c := range []struct {
+		name, unit string
+		kind       promKind
+		want       string
+	}{
+		{"cnstream.sink.delivered", "{event}", promCounter, "cnstream_sink_delivered_total"},
+		{"cnstream.source.kernel_drops", "{datagram}", promCounter, "cnstream_source_kernel_drops_total"},
+		{"cnstream.source.bytes", "By", promCounter, "cnstream_source_bytes_total"}, // has the unit's word
+		{"cnstream.source.queue.usage", "By", promGauge, "cnstream_source_queue_usage_bytes"},
+		{"cnstream.sink.queue.max_bytes", "By", promGauge, "cnstream_sink_queue_max_bytes"},
+		{"cnstream.sink.queue.events", "{event}", promGauge, "cnstream_sink_queue_events"},
+		{"cnstream.sink.write.duration", "s", promHistogram, "cnstream_sink_write_duration_seconds"},
+		{"rpc.duration", "ms", promHistogram, "rpc_duration_milliseconds"},
+		{"jobs.total", "{job}", promCounter, "jobs_total"}, // _total once, last
+		{"a.total.b", "", promCounter, "a_b_total"},
+		{"cpu.utilization", "1", promGauge, "cpu_utilization_ratio"},
+		{"cpu.time", "1", promCounter, "cpu_time_total"},
+		{"weird..name-x", "m", promGauge, "weird_name_x_m"},
+		{"ns:name", "", promGauge, "ns:name"},
+	} {
+		if got := promName(c.name, c.unit, c.kind); got != c.want {
+			t.Errorf("promName(%q, %q, %v) = %q, want %q", c.name, c.unit, c.kind, got, c.want)
+		}
+	}
+	if got := promLabel("sink.name"); got != "sink_name" {
+		t.Errorf("promLabel(sink.name) = %q", got)
+	}
+}
+
+// TestTopMetricNames: every family top reads, named from pipeline's
+// constants by promName, is in a real scrape of `cnstream run` (process
+// events, enriched, and messages on groupTop, to files) with its kind, and
+// the per-sink ones carry the sink labels.
+func TestTopMetricNames(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "names.yaml")
+	yaml := fmt.Sprintf(`source: {process_events: true, groups: [%d], userspace_groups: [%d]}
+transform: {enrich: true}
+sinks:
+  - name: files
+    type: file
+    file: {dir: %s, sync: never, encoding: msgpack}
+telemetry: {listen: "127.0.0.1:0"}
+`, groupTop, groupTop, filepath.Join(dir, "data"))
+	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr := startRun(t, cfg)
+	addr := regexp.MustCompile(`msg="telemetry endpoint" addr=(\S+)`).FindStringSubmatch(stderr.String())
+	if addr == nil {
+		t.Fatalf("no telemetry endpoint address in the run's log: %s", stderr.String())
+	}
+	url := "http://" + addr[1]
+	// Events make the histograms appear.
+	if err := startSend(t, 100, 10000).Wait(); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	scrape := func() map[string]*dto.MetricFamily {
+		t.Helper()
+		resp, err := http.Get(url + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		parser := expfmt.NewTextParser(model.UTF8Validation)
+		fams, err := parser.TextToMetricFamilies(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fams
+	}
+	// Wait for the 100 messages by the metric's literal name: a wrong
+	// promName must not stall the test, it must fail the checks below.
+	var fams map[string]*dto.MetricFamily
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		fams = scrape()
+		var n float64
+		for _, mt := range fams["cnstream_sink_delivered_total"].GetMetric() {
+			n += mt.GetCounter().GetValue()
+		}
+		if n >= 100 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%v of 100 delivered after 10 s", n)
+		}
+		time.Sleep(20 * time.Millisecond) // polling /metrics with a deadline
+	}
+	for _, c := range []struct {
+		name string
+		typ  dto.MetricType
+	}{
+		{promSourceDatagrams, dto.MetricType_COUNTER},
+		{promSourceReads, dto.MetricType_COUNTER},
+		{promSourceKernelDrops, dto.MetricType_COUNTER},
+		{promSourceENOBUFS, dto.MetricType_COUNTER},
+		{promSourceForged, dto.MetricType_COUNTER},
+		{promSourceTruncated, dto.MetricType_COUNTER},
+		{promSourceQueueUsage, dto.MetricType_GAUGE},
+		{promSourceQueueLimit, dto.MetricType_GAUGE},
+		{promTransformEvents, dto.MetricType_COUNTER},
+		{promTransformGaps, dto.MetricType_COUNTER},
+		{promTransformMissing, dto.MetricType_COUNTER},
+		{promTransformMalformed, dto.MetricType_COUNTER},
+		{promTransformFiltered, dto.MetricType_COUNTER},
+		{promEnrichProcesses, dto.MetricType_GAUGE},
+		{promEnrichMisses, dto.MetricType_COUNTER},
+		{promSinkQueueEvents, dto.MetricType_GAUGE},
+		{promSinkQueueMaxEvents, dto.MetricType_GAUGE},
+		{promSinkQueueBytes, dto.MetricType_GAUGE},
+		{promSinkQueueMaxBytes, dto.MetricType_GAUGE},
+		{promSinkDelivered, dto.MetricType_COUNTER},
+		{promSinkDropped, dto.MetricType_COUNTER},
+		{promSinkFailed, dto.MetricType_COUNTER},
+		{promSinkRetries, dto.MetricType_COUNTER},
+		{promSinkUndelivered, dto.MetricType_COUNTER},
+		{promSinkWriteDuration, dto.MetricType_HISTOGRAM},
+		{promEventLatency, dto.MetricType_HISTOGRAM},
+	} {
+		f, ok := fams[c.name]
+		if !ok {
+			t.Errorf("%s: not in the scrape", c.name)
+			continue
+		}
+		if f.GetType() != c.typ {
+			t.Errorf("%s: type %v, want %v", c.name, f.GetType(), c.typ)
+		}
+	}
+	for _, name := range promSinkFamilies {
+		for _, mt := range fams[name].GetMetric() {
+			labels := map[string]string{}
+			for _, l := range mt.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels[promSinkName] != "files" || labels[promSinkType] != "file" {
+				t.Errorf("%s: labels %v, want %s=files and %s=file", name, labels, promSinkName, promSinkType)
+			}
+		}
 	}
 }
 
