@@ -396,7 +396,7 @@ transform: {enrich: false}
 sinks:
   - name: files
     type: file
-    file: {dir: %s, sync: never, format: msgpack}
+    file: {dir: %s, sync: never, encoding: msgpack}
 telemetry: {listen: "127.0.0.1:0"}
 `, groupTop, groupTop, filepath.Join(dir, "data"))
 	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
