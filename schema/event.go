@@ -42,9 +42,11 @@ const (
 	KindMalformed // a datagram or message that does not decode
 	KindForged    // datagrams rejected by the sender check
 	KindDropped   // events the pipeline dropped (queue policy, sink failure)
+	KindFiltered  // events of a stream a filter removed on purpose (not a loss)
+	KindClosed    // a stream cnstream stopped following (idle, or evicted at the cap)
 )
 
-var kindNames = [...]string{"unknown", "fork", "exec", "exit", "uid", "gid", "sid", "ptrace", "comm", "coredump", "ack", "raw", "gap", "overrun", "malformed", "forged", "dropped"}
+var kindNames = [...]string{"unknown", "fork", "exec", "exit", "uid", "gid", "sid", "ptrace", "comm", "coredump", "ack", "raw", "gap", "overrun", "malformed", "forged", "dropped", "filtered", "stream_closed"}
 
 // Kinds lists every kind but KindUnknown, in order.
 func Kinds() []Kind {
@@ -72,9 +74,13 @@ func ParseKind(s string) (Kind, bool) {
 	return KindUnknown, false
 }
 
-// IsLoss reports the kinds that state a loss.
+// IsLoss reports the records a completeness audit counts: the records of
+// loss (gap, overrun, malformed, forged, dropped) and of accounting
+// (filtered: events removed on purpose; stream_closed: where cnstream
+// stopped following a stream). A filter never removes them, a queue policy
+// must not drop them, and they are never counted as events.
 func (k Kind) IsLoss() bool {
-	return k == KindGap || k == KindOverrun || k == KindMalformed || k == KindForged || k == KindDropped
+	return k >= KindGap && k <= KindClosed
 }
 
 // MarshalText writes the kind's name.
@@ -173,6 +179,8 @@ type Event struct {
 	Malformed *MalformedInfo `json:"malformed,omitempty" msgpack:"malformed,omitempty"`
 	Forged    *ForgedInfo    `json:"forged,omitempty" msgpack:"forged,omitempty"`
 	Dropped   *DroppedInfo   `json:"dropped,omitempty" msgpack:"dropped,omitempty"`
+	Filtered  *FilteredInfo  `json:"filtered,omitempty" msgpack:"filtered,omitempty"`
+	Closed    *ClosedInfo    `json:"stream_closed,omitempty" msgpack:"stream_closed,omitempty"`
 	Process   *Process       `json:"process,omitempty" msgpack:"process,omitempty"` // enrichment of the subject process
 }
 
@@ -255,6 +263,28 @@ type DroppedInfo struct {
 	Count  uint64 `json:"count" msgpack:"count"`
 	Reason string `json:"reason" msgpack:"reason"` // "drop_newest", "drop_oldest", "sink_failed", ...
 	Sink   string `json:"sink,omitempty" msgpack:"sink,omitempty"`
+}
+
+// FilteredInfo: a filter removed Count events of the record's stream (and
+// epoch), numbered First .. Last in the stream's wrap order; not every number
+// in between was removed (kept events interleave). Kinds counts them by kind
+// name. With it, delivered + missing + dropped + filtered == the seq span.
+type FilteredInfo struct {
+	Count uint64            `json:"count" msgpack:"count"`
+	First uint32            `json:"first" msgpack:"first"`
+	Last  uint32            `json:"last" msgpack:"last"`
+	Kinds map[string]uint64 `json:"kinds,omitempty" msgpack:"kinds,omitempty"`
+}
+
+// ClosedInfo: cnstream stopped following the record's stream (and epoch):
+// Reason "idle" (no message for the idle timeout) or "evicted" (the number of
+// streams reached its cap and this one was the least recently seen). First
+// and Last are the first and the last number seen in this epoch; a later
+// message on the same stream starts a new epoch.
+type ClosedInfo struct {
+	Reason string `json:"reason" msgpack:"reason"`
+	First  uint32 `json:"first" msgpack:"first"`
+	Last   uint32 `json:"last" msgpack:"last"`
 }
 
 // Process is what cnstream knows of an event's subject process. Source says

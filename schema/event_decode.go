@@ -130,6 +130,10 @@ func (e *Event) hasMember() bool {
 		return e.Forged != nil
 	case KindDropped:
 		return e.Dropped != nil
+	case KindFiltered:
+		return e.Filtered != nil
+	case KindClosed:
+		return e.Closed != nil
 	}
 	return false
 }

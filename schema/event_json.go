@@ -172,10 +172,46 @@ func AppendJSON(b []byte, e *Event) []byte {
 		}
 		b = append(b, '}')
 	}
+	if x := e.Filtered; x != nil {
+		b = appendJSONUint(b, `,"filtered":{"count":`, x.Count)
+		b = appendJSONUint(b, `,"first":`, x.First)
+		b = appendJSONUint(b, `,"last":`, x.Last)
+		if len(x.Kinds) > 0 {
+			b = append(b, `,"kinds":{`...)
+			var buf [24]string
+			for i, k := range sortedKeys(buf[:0], x.Kinds) {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				b = appendJSONString(b, k)
+				b = append(b, ':')
+				b = appendDecimal(b, x.Kinds[k])
+			}
+			b = append(b, '}')
+		}
+		b = append(b, '}')
+	}
+	if x := e.Closed; x != nil {
+		b = append(b, `,"stream_closed":{"reason":`...)
+		b = appendJSONString(b, x.Reason)
+		b = appendJSONUint(b, `,"first":`, x.First)
+		b = appendJSONUint(b, `,"last":`, x.Last)
+		b = append(b, '}')
+	}
 	if p := e.Process; p != nil {
 		b = appendJSONProcess(b, p)
 	}
 	return append(b, '}')
+}
+
+// sortedKeys appends the keys of m to buf in the order encoding/json writes
+// them (sorted by their bytes).
+func sortedKeys(buf []string, m map[string]uint64) []string {
+	for k := range m {
+		buf = append(buf, k)
+	}
+	slices.Sort(buf)
+	return buf
 }
 
 func appendJSONIDEvent(b []byte, prefix string, x *IDEvent) []byte {

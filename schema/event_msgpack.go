@@ -24,7 +24,8 @@ func AppendMsgpack(b []byte, e *Event) []byte {
 		e.Fork != nil, e.Exec != nil, e.Exit != nil, e.UID != nil, e.GID != nil,
 		e.SID != nil, e.Ptrace != nil, e.Comm != nil, e.Coredump != nil,
 		e.Ack != nil, e.Raw != nil, e.Gap != nil, e.Overrun != nil,
-		e.Malformed != nil, e.Forged != nil, e.Dropped != nil, e.Process != nil,
+		e.Malformed != nil, e.Forged != nil, e.Dropped != nil, e.Filtered != nil,
+		e.Closed != nil, e.Process != nil,
 	} {
 		if set {
 			n++
@@ -196,6 +197,33 @@ func AppendMsgpack(b []byte, e *Event) []byte {
 		b = mpKeyUint(b, "count", x.Count)
 		b = mpKeyStr(b, "reason", x.Reason)
 		b = mpOptStr(b, "sink", x.Sink)
+	}
+	if x := e.Filtered; x != nil {
+		n := 3
+		if len(x.Kinds) > 0 {
+			n++
+		}
+		b = mpKey(b, "filtered")
+		b = mpMap(b, n)
+		b = mpKeyUint(b, "count", x.Count)
+		b = mpKeyUint(b, "first", x.First)
+		b = mpKeyUint(b, "last", x.Last)
+		if len(x.Kinds) > 0 {
+			b = mpKey(b, "kinds")
+			b = mpMap(b, len(x.Kinds))
+			var buf [24]string
+			for _, k := range sortedKeys(buf[:0], x.Kinds) {
+				b = mpStr(b, k)
+				b = mpUint(b, x.Kinds[k])
+			}
+		}
+	}
+	if x := e.Closed; x != nil {
+		b = mpKey(b, "stream_closed")
+		b = mpMap(b, 3)
+		b = mpKeyStr(b, "reason", x.Reason)
+		b = mpKeyUint(b, "first", x.First)
+		b = mpKeyUint(b, "last", x.Last)
 	}
 	if p := e.Process; p != nil {
 		b = mpKey(b, "process")

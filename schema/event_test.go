@@ -170,6 +170,19 @@ func goldenEvents() []namedEvent {
 	e.Dropped = &DroppedInfo{Count: 4096, Reason: "drop_oldest"}
 	add("dropped-queue", e)
 
+	// A uid filter removed 40 process events of CPU 3 in one batch.
+	e = record(KindFiltered, 23, 598000000)
+	e.Stream = goldenStream(48290)
+	e.Filtered = &FilteredInfo{Count: 40, First: 48241, Last: 48290, Kinds: map[string]uint64{"exec": 12, "exit": 14, "fork": 14}}
+	add("filtered", e)
+
+	// A userspace sender fell silent; its stream was closed after the idle
+	// timeout. The epoch is the one the stream had (a millisecond count).
+	e = record(KindClosed, 24, 599000000)
+	e.Stream = &Stream{Idx: 11, Val: 77, Sender: 4242, Epoch: 73115991, Seq: 311}
+	e.Closed = &ClosedInfo{Reason: "idle", First: 0, Last: 311}
+	add("stream_closed", e)
+
 	for i := range out {
 		out[i].e.ID = out[i].e.EventID()
 	}
@@ -692,7 +705,7 @@ func genEvent(s *eventSource, k Kind) Event {
 	}
 	if k.IsLoss() {
 		e.Record = &Record{Run: s.word(), Seq: s.u64()}
-		if k == KindGap || s.r.IntN(4) == 0 {
+		if k == KindGap || k == KindFiltered || k == KindClosed || s.r.IntN(4) == 0 {
 			e.Stream = stream()
 		}
 	} else {
@@ -731,6 +744,16 @@ func genEvent(s *eventSource, k Kind) Event {
 		e.Forged = &ForgedInfo{Count: s.u64()}
 	case KindDropped:
 		e.Dropped = &DroppedInfo{Count: s.u64(), Reason: s.str(), Sink: s.str()}
+	case KindFiltered:
+		e.Filtered = &FilteredInfo{Count: s.u64(), First: s.u32(), Last: s.u32()}
+		for range s.r.IntN(4) {
+			if e.Filtered.Kinds == nil {
+				e.Filtered.Kinds = map[string]uint64{}
+			}
+			e.Filtered.Kinds[s.nonEmpty()] = s.u64()
+		}
+	case KindClosed:
+		e.Closed = &ClosedInfo{Reason: s.str(), First: s.u32(), Last: s.u32()}
 	}
 	if !k.IsLoss() && k != KindAck && k != KindRaw && s.r.IntN(2) == 0 {
 		e.Process = s.process()
@@ -799,6 +822,10 @@ func setMember(dst, src *Event, k Kind) {
 		dst.Forged = src.Forged
 	case KindDropped:
 		dst.Dropped = src.Dropped
+	case KindFiltered:
+		dst.Filtered = src.Filtered
+	case KindClosed:
+		dst.Closed = src.Closed
 	}
 }
 

@@ -16,9 +16,10 @@ const (
 	KindForged                             // datagrams rejected by the sender check (Count)
 	KindMalformed                          // a datagram that does not decode (Err)
 	KindNetlinkError                       // an NLMSG_ERROR message (Errno)
+	KindClosed                             // the Tracker stopped following a stream (Closed)
 )
 
-var kindNames = [...]string{"", "proc", "raw", "gap", "overrun", "forged", "malformed", "netlink_error"}
+var kindNames = [...]string{"", "proc", "raw", "gap", "overrun", "forged", "malformed", "netlink_error", "closed"}
 
 func (k RecordKind) String() string {
 	if int(k) < len(kindNames) {
@@ -46,6 +47,7 @@ type Record struct {
 	Errno   int32  // NetlinkError
 	Err     error  // Malformed
 	Data    []byte // Malformed: the datagram
+	Closed  Closed // Closed: the stream, its last counters and why
 }
 
 // DecoderStats are a Decoder's counters.
@@ -59,6 +61,9 @@ type DecoderStats struct {
 	Drops      uint64 // kernel drops reported by the source
 	ENOBUFS    uint64
 	Forged     uint64
+	Closed     uint64 // userspace streams closed after the idle timeout
+	Evicted    uint64 // userspace streams evicted at the cap on streams
+	Streams    uint64 // streams followed now
 }
 
 // A Decoder turns source batches into Records, tracking sequence streams.
@@ -67,6 +72,7 @@ type Decoder struct {
 	Tracker *Tracker
 	msgs    []schema.NetlinkMessage
 	rec     Record
+	closed  []Closed
 	stats   DecoderStats
 }
 
@@ -77,15 +83,20 @@ func NewDecoder() *Decoder { return &Decoder{Tracker: NewTracker()} }
 func (d *Decoder) Stats() DecoderStats {
 	s := d.stats
 	s.Gaps, s.Missing, s.Duplicates, s.Restarts = d.Tracker.Totals()
+	s.Closed, s.Evicted = d.Tracker.Closes()
+	s.Streams = uint64(d.Tracker.Len())
 	return s
 }
 
 // DecodeBatch decodes the first n datagrams of b, calling emit for each
-// Record in stream order: loss statements first (the kernel dropped before
-// this batch was read), then each message, preceded by a Gap record when its
-// sequence number reveals missing messages. The *Record passed to emit is
-// reused: copy it to keep it.
+// Record in stream order: the streams closed for being idle first, loss
+// statements next (the kernel dropped before this batch was read), then
+// each message, preceded by a Gap record when its sequence number reveals
+// missing messages, and by a Closed record when a new stream evicted one.
+// The *Record passed to emit is reused: copy it to keep it.
 func (d *Decoder) DecodeBatch(b *source.Batch, n int, emit func(*Record)) {
+	d.Tracker.Advance()
+	d.emitClosed(emit)
 	if b.Dropped > 0 || b.ENOBUFS > 0 {
 		d.stats.Drops += b.Dropped
 		d.stats.ENOBUFS += b.ENOBUFS
@@ -150,6 +161,9 @@ func (d *Decoder) DecodeDatagram(dg *source.Datagram, emit func(*Record)) {
 			r.Stream = StreamKey{Idx: cn.ID.Idx, Val: cn.ID.Val, Sender: dg.Addr.PortID}
 		}
 		r.Obs = d.Tracker.Observe(r.Stream, cn.Seq)
+		if r.Obs.Verdict == First && r.Stream.Userspace() {
+			d.emitClosed(emit) // an eviction made room; r is not touched
+		}
 		if r.Obs.Verdict == Gap {
 			g := Record{Kind: KindGap, Addr: dg.Addr, Stream: r.Stream, Obs: r.Obs, Seq: cn.Seq}
 			emit(&g)
@@ -158,6 +172,15 @@ func (d *Decoder) DecodeDatagram(dg *source.Datagram, emit func(*Record)) {
 	}
 	if err != nil {
 		d.malformed(dg, err, emit)
+	}
+}
+
+// emitClosed emits a Closed record for each stream the Tracker closed.
+func (d *Decoder) emitClosed(emit func(*Record)) {
+	d.closed = d.Tracker.Closed(d.closed[:0])
+	for i := range d.closed {
+		c := Record{Kind: KindClosed, Stream: d.closed[i].Key, Closed: d.closed[i]}
+		emit(&c)
 	}
 }
 

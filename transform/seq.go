@@ -7,8 +7,51 @@
 // for every message, whether it continues the stream, leaves a gap (and how
 // many numbers are missing), repeats or arrives late, or restarts the stream.
 // A Tracker is not safe for concurrent use: one goroutine owns it.
-
+//
+// # Bounded state
+//
+// Kernel streams (sender port 0: one per CPU for process events, one per
+// kernel connector id otherwise) are few and followed for the Tracker's
+// lifetime. Userspace senders are not bounded by anything but the senders:
+// their streams are kept in a list ordered by last use, a stream idle for
+// TrackerConfig.IdleTimeout is closed, and when TrackerConfig.MaxStreams are
+// followed the least recently used one is evicted to make room. Each close
+// is reported (Tracker.Closed, a stream_closed record) with the last number
+// seen. Work per message and per batch is O(1) plus the streams closed: no
+// batch scans all streams.
+//
+// # Epochs
+//
+// (boot, stream, epoch, seq) is an event's identity. For kernel streams the
+// epoch counts the wraps (and restarts) of the counter since the Tracker
+// started: the kernel's counters live as long as the boot, so a process
+// event gets the same id from every run of cnstream within a boot. Only
+// after a CPU's counter wrapped (2^32 events on that CPU) can a run started
+// later give an id that a run before the wrap gave.
+//
+// For userspace senders the epoch is a time: the millisecond of
+// CLOCK_MONOTONIC (mod 2^32) at which the Tracker began following this
+// numbering, or one more than the stream's previous epoch when that is not
+// earlier. A new epoch starts when the stream is first seen, when its counter
+// wraps, when the sender restarts its numbering (any number at or behind the
+// last one: netlink multicast never repeats a message, so a number going
+// back is a restart), and when a closed stream reappears. Epochs of one
+// stream strictly increase within a run, also across closes (a table of the
+// highest epoch given to streams that were forgotten, by hash of the key),
+// and a later run starts from a later millisecond, so ids do not repeat
+// across runs or restarts of a sender's numbering. The limits: a stream
+// restarting more than once a millisecond runs ahead of the clock, and a
+// run started within that lead could meet its epochs again; epochs repeat
+// after 2^32 ms (49.7 days), for the same sender port and number only.
 package transform
+
+import (
+	"cmp"
+	"slices"
+	"time"
+
+	"github.com/cnstream/cnstream/source"
+)
 
 // StreamKey identifies a sequence stream.
 type StreamKey struct {
@@ -18,6 +61,10 @@ type StreamKey struct {
 	// Sender is the sender's port id for other connector ids, 0 for proc.
 	Sender uint32
 }
+
+// Userspace reports whether the stream's sender is a userspace socket (a
+// port id other than the kernel's 0).
+func (k StreamKey) Userspace() bool { return k.Sender != 0 }
 
 // Verdict classifies one observed sequence number.
 type Verdict uint8
@@ -39,9 +86,9 @@ type Observation struct {
 	Verdict  Verdict
 	Expected uint32 // the number that was expected (Gap, Duplicate, Restart)
 	Missing  uint64 // numbers skipped (Gap)
-	// Epoch counts the stream's wraps past 2^32 and restarts before this
-	// message: (stream, epoch, seq) identifies a message for the lifetime of
-	// the Tracker, even after the u32 counter wraps.
+	// Epoch tells apart the stream's numberings: (stream, epoch, seq)
+	// identifies a message, even after the u32 counter wraps or the sender
+	// restarts it (see the package's Epochs section).
 	Epoch uint32
 }
 
@@ -52,10 +99,39 @@ type Observation struct {
 // billions-long gap.
 const MaxGap = 1 << 30
 
-// RestartWindow is how far behind the expected number a message may be and
-// still count as a duplicate or late arrival; anything further back is taken
-// as a restart of the sender's counter, never as a 4-billion gap.
+// RestartWindow is how far behind the expected number a message of a kernel
+// stream may be and still count as a duplicate or late arrival; anything
+// further back is taken as a restart of the counter, never as a 4-billion
+// gap. On a userspace sender's stream any number going back is a restart.
 const RestartWindow = 1 << 20
+
+// Defaults of TrackerConfig.
+const (
+	DefaultIdleTimeout = 10 * time.Minute
+	DefaultMaxStreams  = 16384
+)
+
+// Reasons of a Closed stream.
+const (
+	ClosedIdle    = "idle"
+	ClosedEvicted = "evicted"
+)
+
+// TrackerConfig bounds a Tracker's userspace streams.
+type TrackerConfig struct {
+	// IdleTimeout closes a userspace sender's stream that had no message
+	// for this long. Default DefaultIdleTimeout (10 minutes); negative:
+	// never.
+	IdleTimeout time.Duration
+	// MaxStreams caps the userspace senders' streams followed at once;
+	// at the cap the least recently used one is evicted. Default
+	// DefaultMaxStreams (16384, a few MiB); negative: no cap.
+	MaxStreams int
+	// Now returns CLOCK_MONOTONIC in nanoseconds: the clock of idle
+	// timeouts and of userspace epochs. Default: source.Monotonic, read once
+	// and advanced by Go's monotonic clock.
+	Now func() uint64
+}
 
 // StreamStats are the counters of one stream.
 type StreamStats struct {
@@ -67,44 +143,138 @@ type StreamStats struct {
 	Gaps       uint64 // gap count
 	Duplicates uint64
 	Restarts   uint64
-	Epoch      uint32 // wraps and restarts so far
+	Filtered   uint64 // messages a filter removed (Tracker.AddFiltered)
+	Epoch      uint32 // the current epoch
 }
 
 // Span is the count of numbers from First to Last inclusive: the messages
 // the sender produced on this stream while it was watched.
 func (s StreamStats) Span() uint64 { return uint64(s.Last-s.First) + 1 }
 
-// Tracker follows sequence streams.
-type Tracker struct {
-	streams map[StreamKey]*StreamStats
-	order   []StreamKey
+// Closed is a stream the Tracker stopped following.
+type Closed struct {
+	StreamStats
+	Reason string // ClosedIdle or ClosedEvicted
 }
 
-// NewTracker returns an empty Tracker.
-func NewTracker() *Tracker { return &Tracker{streams: make(map[StreamKey]*StreamStats)} }
+type stream struct {
+	StreamStats
+	lastSeen   uint64 // Tracker.now at the last message
+	born       uint64 // order of first appearance
+	prev, next *stream
+}
+
+// floorBuckets is the size of the table of epochs given to forgotten
+// streams: 4096 buckets of 5 bytes.
+const floorBuckets = 4096
+
+// Tracker follows sequence streams.
+type Tracker struct {
+	streams map[StreamKey]*stream
+	// head is the most recently used userspace stream, tail the least.
+	head, tail *stream
+	nuser      int
+	idle       uint64 // ns; 0: never
+	max        int    // 0: no cap
+	clock      func() uint64
+	now        uint64
+	born       uint64
+	closed     []Closed
+
+	floor    [floorBuckets]uint32
+	floorSet [floorBuckets]bool
+
+	gaps, missing, duplicates, restarts, idleClosed, evicted uint64
+}
+
+// NewTracker returns an empty Tracker with the default TrackerConfig.
+func NewTracker() *Tracker { return NewTrackerConfig(TrackerConfig{}) }
+
+// NewTrackerConfig returns an empty Tracker bounded by c.
+func NewTrackerConfig(c TrackerConfig) *Tracker {
+	t := &Tracker{streams: make(map[StreamKey]*stream), clock: c.Now}
+	switch {
+	case c.IdleTimeout == 0:
+		t.idle = uint64(DefaultIdleTimeout)
+	case c.IdleTimeout > 0:
+		t.idle = uint64(c.IdleTimeout)
+	}
+	switch {
+	case c.MaxStreams == 0:
+		t.max = DefaultMaxStreams
+	case c.MaxStreams > 0:
+		t.max = c.MaxStreams
+	}
+	if t.clock == nil {
+		t.clock = monotonicClock()
+	}
+	t.now = t.clock()
+	return t
+}
+
+// Advance reads the clock and closes the userspace streams idle for the
+// idle timeout, oldest first; call it once per batch, before observing the
+// batch's messages. The closes are reported by Closed.
+func (t *Tracker) Advance() {
+	t.now = t.clock()
+	if t.idle == 0 {
+		return
+	}
+	for s := t.tail; s != nil && t.now-s.lastSeen >= t.idle; s = t.tail {
+		t.forget(s, ClosedIdle)
+		t.idleClosed++
+	}
+}
+
+// Closed appends to dst the streams closed since the last call, and
+// forgets them.
+func (t *Tracker) Closed(dst []Closed) []Closed {
+	dst = append(dst, t.closed...)
+	clear(t.closed)
+	t.closed = t.closed[:0]
+	return dst
+}
 
 // Observe records seq on stream k.
 func (t *Tracker) Observe(k StreamKey, seq uint32) Observation {
+	user := k.Userspace()
 	s := t.streams[k]
 	if s == nil {
-		s = &StreamStats{Key: k, First: seq, Last: seq, Seen: 1}
+		if user && t.max > 0 && t.nuser >= t.max {
+			t.forget(t.tail, ClosedEvicted)
+			t.evicted++
+		}
+		t.born++
+		s = &stream{StreamStats: StreamStats{Key: k, First: seq, Last: seq, Seen: 1}, lastSeen: t.now, born: t.born}
+		if user {
+			s.Epoch = t.newEpoch(k, 0, false)
+			t.pushFront(s)
+			t.nuser++
+		}
 		t.streams[k] = s
-		t.order = append(t.order, k)
-		return Observation{Verdict: First}
+		return Observation{Verdict: First, Epoch: s.Epoch}
 	}
 	s.Seen++
+	s.lastSeen = t.now
+	if user && t.head != s {
+		t.unlink(s)
+		t.pushFront(s)
+	}
 	next := s.Last + 1
 	switch d := seq - next; {
 	case d == 0:
-		s.advance(seq)
+		t.advance(s, seq)
 		return Observation{Verdict: InOrder, Epoch: s.Epoch}
 	case d < MaxGap: // ahead of the expected number (u32 arithmetic handles wrap)
-		s.advance(seq)
+		t.advance(s, seq)
 		s.Missing += uint64(d)
 		s.Gaps++
+		t.missing += uint64(d)
+		t.gaps++
 		return Observation{Verdict: Gap, Expected: next, Missing: uint64(d), Epoch: s.Epoch}
-	case next-seq <= RestartWindow:
+	case !user && next-seq <= RestartWindow:
 		s.Duplicates++
+		t.duplicates++
 		e := s.Epoch
 		if seq > s.Last && e > 0 { // from before the last wrap
 			e--
@@ -112,43 +282,146 @@ func (t *Tracker) Observe(k StreamKey, seq uint32) Observation {
 		return Observation{Verdict: Duplicate, Expected: next, Epoch: e}
 	default:
 		s.Restarts++
-		s.Epoch++
+		t.restarts++
+		s.Epoch = t.nextEpoch(s)
 		s.First, s.Last = seq, seq
 		return Observation{Verdict: Restart, Expected: next, Epoch: s.Epoch}
 	}
 }
 
-// advance moves the stream forward to seq, counting a wrap past 2^32.
-func (s *StreamStats) advance(seq uint32) {
+// advance moves the stream forward to seq, starting a new epoch when the
+// counter wraps past 2^32.
+func (t *Tracker) advance(s *stream, seq uint32) {
 	if seq < s.Last {
-		s.Epoch++
+		s.Epoch = t.nextEpoch(s)
 	}
 	s.Last = seq
 }
 
-// Reset forgets every stream: call it when the numbering changed for all of
-// them, such as a new boot id.
-func (t *Tracker) Reset() {
-	clear(t.streams)
-	t.order = t.order[:0]
+func (t *Tracker) nextEpoch(s *stream) uint32 {
+	if !s.Key.Userspace() {
+		return s.Epoch + 1
+	}
+	return t.newEpoch(s.Key, s.Epoch, true)
 }
 
-// Streams returns the counters of every stream, in order of first appearance.
+// newEpoch returns a userspace stream's next epoch: the current millisecond,
+// unless that is not after the stream's current epoch (cur, when has) or
+// the highest epoch given to a forgotten stream of the same hash bucket:
+// then one more than that.
+func (t *Tracker) newEpoch(k StreamKey, cur uint32, has bool) uint32 {
+	e := uint32(t.now / 1e6)
+	// ahead reports whether b is at or after a by less than 2^30 ms (12
+	// days): older values, across the 49.7-day wrap, no longer count.
+	ahead := func(a, b uint32) bool { return b-a < 1<<30 }
+	if has && ahead(e, cur) {
+		e = cur + 1
+	}
+	if h := bucket(k); t.floorSet[h] && ahead(e, t.floor[h]) {
+		e = t.floor[h] + 1
+	}
+	return e
+}
+
+func bucket(k StreamKey) int {
+	h := uint32(2166136261)
+	for _, v := range [...]uint32{k.Idx, k.Val, k.CPU, k.Sender} {
+		h = (h ^ v) * 16777619
+	}
+	return int(h>>16^h) % floorBuckets
+}
+
+// forget closes s: it leaves the map and the list, its epoch raises its
+// bucket's floor, and a Closed is queued.
+func (t *Tracker) forget(s *stream, reason string) {
+	delete(t.streams, s.Key)
+	t.unlink(s)
+	t.nuser--
+	h := bucket(s.Key)
+	if !t.floorSet[h] || s.Epoch-t.floor[h] < 1<<31 {
+		t.floor[h], t.floorSet[h] = s.Epoch, true
+	}
+	t.closed = append(t.closed, Closed{StreamStats: s.StreamStats, Reason: reason})
+}
+
+func (t *Tracker) pushFront(s *stream) {
+	s.prev, s.next = nil, t.head
+	if t.head != nil {
+		t.head.prev = s
+	}
+	t.head = s
+	if t.tail == nil {
+		t.tail = s
+	}
+}
+
+func (t *Tracker) unlink(s *stream) {
+	if s.prev != nil {
+		s.prev.next = s.next
+	} else if t.head == s {
+		t.head = s.next
+	}
+	if s.next != nil {
+		s.next.prev = s.prev
+	} else if t.tail == s {
+		t.tail = s.prev
+	}
+	s.prev, s.next = nil, nil
+}
+
+// AddFiltered counts n messages of stream k that a filter removed; a
+// stream no longer followed is ignored.
+func (t *Tracker) AddFiltered(k StreamKey, n uint64) {
+	if s := t.streams[k]; s != nil {
+		s.Filtered += n
+	}
+}
+
+// Reset forgets every stream: call it when the numbering changed for all of
+// them, such as a new boot id. Nothing is reported closed.
+func (t *Tracker) Reset() {
+	clear(t.streams)
+	t.head, t.tail, t.nuser = nil, nil, 0
+	t.floor, t.floorSet = [floorBuckets]uint32{}, [floorBuckets]bool{}
+}
+
+// Len returns the number of streams followed.
+func (t *Tracker) Len() int { return len(t.streams) }
+
+// Streams returns the counters of the streams followed now (closed ones are
+// gone), in order of first appearance. It sorts: call it for reports, not
+// per batch.
 func (t *Tracker) Streams() []StreamStats {
-	out := make([]StreamStats, 0, len(t.order))
-	for _, k := range t.order {
-		out = append(out, *t.streams[k])
+	all := make([]*stream, 0, len(t.streams))
+	for _, s := range t.streams {
+		all = append(all, s)
+	}
+	slices.SortFunc(all, func(a, b *stream) int { return cmp.Compare(a.born, b.born) })
+	out := make([]StreamStats, len(all))
+	for i, s := range all {
+		out[i] = s.StreamStats
 	}
 	return out
 }
 
-// Totals sums the counters over all streams.
+// Totals sums the counters over all streams the Tracker followed, closed
+// ones included. It is O(1).
 func (t *Tracker) Totals() (gaps, missing, duplicates, restarts uint64) {
-	for _, s := range t.streams {
-		gaps += s.Gaps
-		missing += s.Missing
-		duplicates += s.Duplicates
-		restarts += s.Restarts
+	return t.gaps, t.missing, t.duplicates, t.restarts
+}
+
+// Closes returns how many userspace streams were closed for being idle and
+// how many were evicted at the cap.
+func (t *Tracker) Closes() (idle, evicted uint64) { return t.idleClosed, t.evicted }
+
+// monotonicClock returns CLOCK_MONOTONIC in nanoseconds, read once and
+// advanced by Go's monotonic clock (no system call per batch). Where the
+// kernel clock cannot be read, it counts from 0 at the call.
+func monotonicClock() func() uint64 {
+	base, err := source.Monotonic()
+	if err != nil {
+		base = 0
 	}
-	return
+	start := time.Now()
+	return func() uint64 { return base + uint64(time.Since(start)) }
 }

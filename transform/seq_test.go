@@ -10,6 +10,7 @@ func TestTrackerObserve(t *testing.T) {
 	cpu0 := StreamKey{Idx: 1, Val: 1, CPU: 0}
 	cpu1 := StreamKey{Idx: 1, Val: 1, CPU: 1}
 	sender := StreamKey{Idx: 11, Val: 77, Sender: 4242}
+	kernelID := StreamKey{Idx: 11, Val: 77} // another kernel connector: sender 0
 	type step struct {
 		k    StreamKey
 		seq  uint32
@@ -50,13 +51,20 @@ func TestTrackerObserve(t *testing.T) {
 			{cpu1, 10, Observation{Verdict: Gap, Expected: 9, Missing: 1}},
 			{cpu0, 102, Observation{Verdict: InOrder}},
 		}, 1, 1, 0, 0},
-		{"duplicate and late arrival", []step{
+		{"duplicate and late arrival on a kernel stream", []step{
+			{kernelID, 5, Observation{Verdict: First}},
+			{kernelID, 6, Observation{Verdict: InOrder}},
+			{kernelID, 6, Observation{Verdict: Duplicate, Expected: 7}},
+			{kernelID, 3, Observation{Verdict: Duplicate, Expected: 7}},
+			{kernelID, 7, Observation{Verdict: InOrder}},
+		}, 0, 0, 2, 0},
+		{"a userspace sender going back restarted its numbering: a new epoch", []step{
 			{sender, 5, Observation{Verdict: First}},
 			{sender, 6, Observation{Verdict: InOrder}},
-			{sender, 6, Observation{Verdict: Duplicate, Expected: 7}},
-			{sender, 3, Observation{Verdict: Duplicate, Expected: 7}},
-			{sender, 7, Observation{Verdict: InOrder}},
-		}, 0, 0, 2, 0},
+			{sender, 6, Observation{Verdict: Restart, Expected: 7, Epoch: 1}},
+			{sender, 0, Observation{Verdict: Restart, Expected: 7, Epoch: 2}},
+			{sender, 1, Observation{Verdict: InOrder, Epoch: 2}},
+		}, 0, 0, 0, 2},
 		{"large backward jump restarts, never a 4-billion gap", []step{
 			{sender, 3_000_000_000, Observation{Verdict: First}},
 			{sender, 0, Observation{Verdict: Restart, Expected: 3_000_000_001, Epoch: 1}},
@@ -70,7 +78,8 @@ func TestTrackerObserve(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			tr := NewTracker()
+			// A clock standing at 0: userspace epochs count from 0.
+			tr := NewTrackerConfig(TrackerConfig{Now: func() uint64 { return 0 }})
 			for i, s := range tc.steps {
 				if diff := cmp.Diff(s.want, tr.Observe(s.k, s.seq)); diff != "" {
 					t.Errorf("step %d (%+v seq %d) (-want +got):\n%s", i, s.k, s.seq, diff)

@@ -42,8 +42,13 @@ type Config struct {
 	Clock WallClock
 	// Enricher adds process details. Default: none.
 	Enricher Enricher
-	// Filter keeps or drops events. Default: keep everything.
+	// Filter keeps or drops events. Default: keep everything. What it
+	// removes is stated per stream and batch by a filtered record.
 	Filter Filter
+	// Streams bounds the sequence tracker's userspace streams (idle
+	// timeout, cap) and sets its clock. Default: TrackerConfig's defaults
+	// (10 minutes, 16384 streams, CLOCK_MONOTONIC).
+	Streams TrackerConfig
 }
 
 // Stats are the Transformer's counters.
@@ -51,7 +56,7 @@ type Stats struct {
 	DecoderStats
 	Events   uint64 // events produced (after filtering), records included
 	Records  uint64 // records numbered by the run's schema.Records: the transform's (gap, overrun, malformed, forged) and the delivery's dropped records when it shares them
-	Filtered uint64 // events the filter dropped (on purpose: not a loss)
+	Filtered uint64 // events the filter dropped (on purpose: not a loss), stated by filtered records
 }
 
 // A Transformer turns source batches into schema.Events: decoding, sequence
@@ -66,6 +71,7 @@ type Transformer struct {
 	filter *filter
 	out    []schema.Event
 	slab   []holder
+	facc   []filterAcc // this batch's filtered events, per stream and epoch
 
 	nevents, nfiltered uint64 // this batch's counts, published after it
 
@@ -86,7 +92,8 @@ func New(cfg Config) (*Transformer, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &Transformer{dec: NewDecoder(), recs: recs, host: recs.Host(), clock: cfg.Clock, enrich: cfg.Enricher, filter: f}
+	dec := &Decoder{Tracker: NewTrackerConfig(cfg.Streams)}
+	t := &Transformer{dec: dec, recs: recs, host: recs.Host(), clock: cfg.Clock, enrich: cfg.Enricher, filter: f}
 	if t.clock == nil {
 		off, err := source.ClockOffset()
 		if err != nil {
@@ -120,6 +127,7 @@ func (t *Transformer) Tracker() *Tracker { return t.dec.Tracker }
 func (t *Transformer) Batch(b *source.Batch, n int, out []schema.Event) []schema.Event {
 	t.out = out
 	t.dec.DecodeBatch(b, n, t.record)
+	t.flushFiltered()
 	out, t.out = t.out, nil
 	t.events.Add(t.nevents)
 	t.filtered.Add(t.nfiltered)
@@ -203,6 +211,13 @@ func (t *Transformer) record(r *Record) {
 	case KindForged:
 		*e = t.newRecord(schema.KindForged)
 		e.Forged = &schema.ForgedInfo{Count: r.Count}
+	case KindClosed:
+		*e = t.newRecord(schema.KindClosed)
+		c := &r.Closed
+		h := t.holder()
+		h.stream = schema.Stream{Idx: c.Key.Idx, Val: c.Key.Val, CPU: c.Key.CPU, Sender: c.Key.Sender, Epoch: c.Epoch, Seq: c.Last}
+		e.Stream = &h.stream
+		e.Closed = &schema.ClosedInfo{Reason: c.Reason, First: c.First, Last: c.Last}
 	case KindMalformed, KindNetlinkError:
 		*e = t.newRecord(schema.KindMalformed)
 		msg := ""
@@ -218,10 +233,69 @@ func (t *Transformer) record(r *Record) {
 	}
 	if !t.filter.keep(e) {
 		t.nfiltered++
+		t.countFiltered(e)
 		t.out = t.out[:len(t.out)-1]
 		return
 	}
 	t.nevents++
+}
+
+// filterAcc counts the events a filter removed from one stream and epoch
+// in one batch.
+type filterAcc struct {
+	key         StreamKey
+	epoch       uint32
+	count       uint64
+	first, last uint32
+	kinds       [32]uint64 // by schema.Kind
+}
+
+// countFiltered adds the removed event e to its stream's count.
+func (t *Transformer) countFiltered(e *schema.Event) {
+	s := e.Stream
+	if s == nil { // only events with a stream are ever filtered
+		return
+	}
+	k := StreamKey{Idx: s.Idx, Val: s.Val, CPU: s.CPU, Sender: s.Sender}
+	var a *filterAcc
+	for i := len(t.facc) - 1; i >= 0; i-- {
+		if t.facc[i].key == k && t.facc[i].epoch == s.Epoch {
+			a = &t.facc[i]
+			break
+		}
+	}
+	if a == nil {
+		t.facc = append(t.facc, filterAcc{key: k, epoch: s.Epoch, first: s.Seq})
+		a = &t.facc[len(t.facc)-1]
+	}
+	a.count++
+	a.last = s.Seq
+	if int(e.Kind) < len(a.kinds) {
+		a.kinds[e.Kind]++
+	}
+}
+
+// flushFiltered appends one filtered record per stream and epoch that had
+// events removed in this batch.
+func (t *Transformer) flushFiltered() {
+	for i := range t.facc {
+		a := &t.facc[i]
+		t.dec.Tracker.AddFiltered(a.key, a.count)
+		kinds := make(map[string]uint64, 4)
+		for k, n := range a.kinds {
+			if n > 0 {
+				kinds[schema.Kind(k).String()] = n
+			}
+		}
+		t.out = append(t.out, t.newRecord(schema.KindFiltered))
+		e := &t.out[len(t.out)-1]
+		h := t.holder()
+		h.stream = schema.Stream{Idx: a.key.Idx, Val: a.key.Val, CPU: a.key.CPU, Sender: a.key.Sender, Epoch: a.epoch, Seq: a.last}
+		e.Stream = &h.stream
+		e.Filtered = &schema.FilteredInfo{Count: a.count, First: a.first, Last: a.last, Kinds: kinds}
+		t.nevents++
+	}
+	t.facc = t.facc[:0]
 }
 
 func (t *Transformer) procEvent(r *Record, e *schema.Event) {

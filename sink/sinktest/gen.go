@@ -91,6 +91,7 @@ var weights = map[schema.Kind]int{
 	schema.KindGID: 3, schema.KindSID: 2, schema.KindPtrace: 2, schema.KindComm: 8,
 	schema.KindCoredump: 1, schema.KindAck: 1, schema.KindRaw: 3, schema.KindGap: 2,
 	schema.KindOverrun: 1, schema.KindMalformed: 1, schema.KindForged: 1, schema.KindDropped: 2,
+	schema.KindFiltered: 1, schema.KindClosed: 1,
 }
 
 // Next returns the next event. The first len(schema.Kinds()) events are
@@ -195,6 +196,13 @@ func (g *Generator) Next() schema.Event {
 		if g.rng.IntN(2) == 0 {
 			e.Dropped.Reason, e.Dropped.Sink = "sink_failed", "kafka"
 		}
+	case schema.KindFiltered:
+		st := h.procStream(g)
+		e.Stream = st
+		e.Filtered = &schema.FilteredInfo{Count: 1, First: st.Seq, Last: st.Seq, Kinds: map[string]uint64{"exec": 1}}
+	case schema.KindClosed:
+		e.Stream = &schema.Stream{Idx: 11, Val: 77, Sender: 4242, Epoch: 73115991, Seq: 311}
+		e.Closed = &schema.ClosedInfo{Reason: "idle", First: 0, Last: 311}
 	}
 	switch k {
 	case schema.KindExec, schema.KindExit, schema.KindFork, schema.KindComm:
