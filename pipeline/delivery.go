@@ -92,6 +92,14 @@ type SinkStats struct {
 	PolicyDropped uint64 // events dropped by the queue policy
 	Undelivered   uint64 // events still queued when the shutdown deadline passed
 	LastError     string
+	// Lost counts, by reason, the events the sink lost by itself and
+	// handed over (sink.LossReporter), each stated in a dropped record;
+	// nil if none.
+	Lost map[string]uint64
+	// Backend are the sink's own counters (sink.StatsReporter); zero for
+	// a sink without them (HasBackend false).
+	Backend    sink.Counters
+	HasBackend bool
 }
 
 // DeliveryConfig configures a Delivery.
@@ -142,10 +150,15 @@ type worker struct {
 	failing       bool // the last write attempt failed (worker goroutine only)
 	q             Queue
 	recs          *schema.Records
-	failedPending uint64 // events given up on, not yet stated by a record (worker goroutine only)
+	failedPending uint64             // events given up on, not yet stated by a record (worker goroutine only)
+	reporter      sink.StatsReporter // nil if the sink has no counters of its own
+	losses        sink.LossReporter  // nil if the sink loses nothing by itself
+	seenErrors    uint64             // the reporter's Errors already logged (worker goroutine only)
 	stats         struct {
 		delivered, batches, retries, failed, undelivered atomic.Uint64
 		lastErr                                          atomic.Pointer[string]
+		mu                                               sync.Mutex
+		lost                                             map[string]uint64 // under mu
 	}
 }
 
@@ -184,7 +197,10 @@ func NewDelivery(cfg DeliveryConfig) (*Delivery, error) {
 		if q == nil {
 			q = newMemQueue(sc.QueueEvents, sc.QueueBytes, sc.Policy)
 		}
-		d.workers = append(d.workers, &worker{cfg: sc, q: q, recs: cfg.Records, tracer: cfg.Tracer, log: log.With("sink", sc.Name)})
+		w := &worker{cfg: sc, q: q, recs: cfg.Records, tracer: cfg.Tracer, log: log.With("sink", sc.Name)}
+		w.reporter, _ = sc.Sink.(sink.StatsReporter)
+		w.losses, _ = sc.Sink.(sink.LossReporter)
+		d.workers = append(d.workers, w)
 	}
 	if cfg.Meter != nil {
 		if err := d.registerMetrics(cfg.Meter); err != nil {
@@ -290,6 +306,17 @@ func (d *Delivery) Stats() []SinkStats {
 		if e := w.stats.lastErr.Load(); e != nil {
 			ss.LastError = *e
 		}
+		w.stats.mu.Lock()
+		if len(w.stats.lost) > 0 {
+			ss.Lost = make(map[string]uint64, len(w.stats.lost))
+			for r, n := range w.stats.lost {
+				ss.Lost[r] = n
+			}
+		}
+		w.stats.mu.Unlock()
+		if w.reporter != nil {
+			ss.Backend, ss.HasBackend = w.reporter.Counters(), true
+		}
 		out = append(out, ss)
 	}
 	return out
@@ -298,6 +325,11 @@ func (d *Delivery) Stats() []SinkStats {
 // run takes batches from the queue and writes them, with retries, until the
 // queue is closed and empty or ctx (the drain deadline) ends.
 func (w *worker) run(ctx context.Context) {
+	// What the sink lost before the first event (a torn file tail found
+	// by New) is stated at once, not at the first event.
+	if lost := w.lossRecords(); len(lost) > 0 && ctx.Err() == nil {
+		w.write(ctx, lost)
+	}
 	batch := make([]schema.Event, 0, w.cfg.BatchEvents)
 	for {
 		var ok bool
@@ -336,9 +368,28 @@ func (w *worker) run(ctx context.Context) {
 }
 
 // lossRecords returns the dropped records of the losses not yet stated:
-// the queue policy's drops, and the events given up on.
+// the queue policy's drops, the events given up on, and what the sink lost
+// by itself (sink.LossReporter). It also logs the sink's own errors
+// (sink.StatsReporter) reported since the last call.
 func (w *worker) lossRecords() []schema.Event {
+	w.logBackendErrors()
 	var lost []schema.Event
+	if w.losses != nil {
+		for _, l := range w.losses.TakeLosses() {
+			if l.Count == 0 {
+				continue
+			}
+			reason := or(l.Reason, "sink_lost")
+			w.log.Error("the sink lost events by itself: they become a dropped record", "reason", reason, "events", l.Count, "detail", l.Detail)
+			w.stats.mu.Lock()
+			if w.stats.lost == nil {
+				w.stats.lost = map[string]uint64{}
+			}
+			w.stats.lost[reason] += l.Count
+			w.stats.mu.Unlock()
+			lost = append(lost, w.recs.Dropped(l.Count, reason, w.cfg.Name))
+		}
+	}
 	if d := w.q.TakeDropped(); d > 0 {
 		lost = append(lost, w.recs.Dropped(d, "queue_full_"+w.cfg.Policy.String(), w.cfg.Name))
 	}
@@ -347,6 +398,19 @@ func (w *worker) lossRecords() []schema.Event {
 		w.failedPending = 0
 	}
 	return lost
+}
+
+// logBackendErrors logs the errors the sink counted since the last call
+// that no WriteBatch returned (asynchronous errors, background work).
+func (w *worker) logBackendErrors() {
+	if w.reporter == nil {
+		return
+	}
+	c := w.reporter.Counters()
+	if c.Errors > w.seenErrors {
+		w.log.Warn("the sink reports errors outside its writes", "errors", c.Errors-w.seenErrors, "last", c.LastError)
+		w.seenErrors = c.Errors
+	}
 }
 
 // write writes batch with retries. It reports whether the batch is done:

@@ -4,7 +4,8 @@
 // (Delivery: queues, batching, retries, loss records, metrics), which any
 // other producer can feed too (a replay of an archive, a consumer of
 // Kafka). Pipeline.Run composes the two; cmd/cnstream's tail uses the
-// reader alone, with the terminal as its consumer.
+// reader alone, with the terminal as its consumer. Package assemble builds
+// the reader's source and transform from one Config for both.
 //
 //	Source --ReadBatch--> [batch pool] --> Transform --Emit--> Delivery.Push
 //	                                                             | fan-out
@@ -55,7 +56,16 @@
 // dropped record (reason queue_full_<policy>) at the head of the sink's
 // next batch. A batch that still fails after the retry budget, or with a
 // permanent error, is counted as failed and stated the same way (reason
-// sink_failed). Nothing is dropped without a record and a counter.
+// sink_failed). What a sink lost by itself, where no write failed (a torn
+// file tail cut at start), it hands over as a sink.Loss (sink.LossReporter):
+// the worker takes them when it starts (and writes them at once), before
+// each batch and at shutdown, states each in a dropped record with the
+// sink's reason (torn_tail) at the head of the batch, counts it
+// (SinkStats.Lost, cnstream.sink.lost) and logs it. Nothing is dropped
+// without a record and a counter. A sink's own counters
+// (sink.StatsReporter: retries inside a write, errors no write returned,
+// reconnections) are exported as metrics; errors it counts are logged
+// with its last error before the next batch.
 //
 // Shutdown: Abort (the drain deadline; any goroutine) releases a Push
 // waiting for room and stops the workers, who count what they still hold

@@ -60,8 +60,15 @@ const (
 	MetricSinkFailed         = "cnstream.sink.failed"           // counter {event}: given up after the retry budget or a permanent error
 	MetricSinkDropped        = "cnstream.sink.dropped"          // counter {event}: dropped by the queue policy
 	MetricSinkUndelivered    = "cnstream.sink.undelivered"      // counter {event}: still queued at the shutdown deadline
+	MetricSinkLost           = "cnstream.sink.lost"             // counter {event}: lost by the sink itself (sink.LossReporter), stated in dropped records; attribute reason
 	MetricSinkWriteDuration  = "cnstream.sink.write.duration"   // histogram s: one WriteBatch call; attribute outcome
 	MetricEventLatency       = "cnstream.event.latency"         // histogram s: kernel timestamp to sink acknowledgement, sampled (up to 32 events a batch)
+
+	// The sinks' own counters (sink.StatsReporter), with sink.name and
+	// sink.type; only for sinks that report them.
+	MetricSinkBackendRetries    = "cnstream.sink.backend.retries"    // counter {request}: requests sent again inside one WriteBatch (Kafka partitions)
+	MetricSinkBackendErrors     = "cnstream.sink.backend.errors"     // counter {error}: errors no WriteBatch returned (NATS asynchronous errors, file compression)
+	MetricSinkBackendReconnects = "cnstream.sink.backend.reconnects" // counter {reconnect}: connections re-established (NATS)
 )
 
 // Attribute keys.
@@ -69,6 +76,7 @@ const (
 	AttrSinkName = attribute.Key("sink.name")
 	AttrSinkType = attribute.Key("sink.type")
 	AttrOutcome  = attribute.Key("outcome") // of a WriteBatch: "ok", "retriable", "permanent", "canceled"
+	AttrReason   = attribute.Key("reason")  // of a sink's own loss: the dropped record's reason ("torn_tail")
 )
 
 // SourceStats is a Source that reports its counters (source.Conn does).
@@ -213,6 +221,10 @@ func (d *Delivery) registerMetrics(m metric.Meter) error {
 	skFailed := counter(MetricSinkFailed, "{event}", "Events given up after the retry budget or a permanent error.")
 	skDropped := counter(MetricSinkDropped, "{event}", "Events dropped by the queue policy.")
 	skUndelivered := counter(MetricSinkUndelivered, "{event}", "Events still queued when the shutdown deadline passed.")
+	skLost := counter(MetricSinkLost, "{event}", "Events the sink lost by itself (a torn file tail cut at start), each stated in a dropped record with the reason.")
+	bkRetries := counter(MetricSinkBackendRetries, "{request}", "Requests the sink sent again inside one batch write (Kafka, per partition).")
+	bkErrors := counter(MetricSinkBackendErrors, "{error}", "Errors the sink met that no batch write returned: asynchronous (NATS) or background work (file compression).")
+	bkReconnects := counter(MetricSinkBackendReconnects, "{reconnect}", "Connections to the sink's backend re-established (NATS).")
 
 	errs := ob.errs
 	var err error
@@ -236,6 +248,7 @@ func (d *Delivery) registerMetrics(m metric.Meter) error {
 
 	observed := []metric.Observable{
 		skQEvents, skQBytes, skQMaxEvents, skQMaxBytes, skDelivered, skBatches, skRetries, skFailed, skDropped, skUndelivered,
+		skLost, bkRetries, bkErrors, bkReconnects,
 	}
 	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		for i, ss := range d.Stats() {
@@ -252,6 +265,14 @@ func (d *Delivery) registerMetrics(m metric.Meter) error {
 			c(skFailed, ss.Failed)
 			c(skDropped, ss.PolicyDropped)
 			c(skUndelivered, ss.Undelivered)
+			for reason, n := range ss.Lost {
+				observeCounter(o, skLost, n, a, metric.WithAttributes(AttrReason.String(reason)))
+			}
+			if ss.HasBackend {
+				c(bkRetries, ss.Backend.Retries)
+				c(bkErrors, ss.Backend.Errors)
+				c(bkReconnects, ss.Backend.Reconnects)
+			}
 		}
 		return nil
 	}, observed...)

@@ -23,6 +23,15 @@
 //
 // Close flushes what WriteBatch accepted and releases the backend; it honours
 // ctx as a deadline. WriteBatch after Close returns ErrClosed.
+//
+// # Optional abilities
+//
+// Found by type assertion: Pinger (readiness), StatsReporter (the sink's
+// own counters: retries inside a write, errors no write returned,
+// reconnections; the pipeline exports them as metrics), LossReporter
+// (events the sink lost by itself, outside any failed write, such as a
+// torn file tail cut at start: the pipeline states them in dropped records
+// with the sink's reason).
 package sink
 
 import (

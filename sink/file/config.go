@@ -101,16 +101,18 @@ type Config struct {
 	Now func() time.Time
 
 	// OnTorn, when set, is called when New cuts a torn record off the end of
-	// a file it finds (after a crash), with what was cut. Default: the cut
-	// is only counted in Stats.
+	// a file it finds (after a crash), with what was cut. Either way the
+	// cut is counted in Stats and handed over as a sink.Loss (TakeLosses,
+	// reason "torn_tail"), which the pipeline states in a dropped record.
 	OnTorn func(Torn)
 
 	// OnError, when set, is called with the errors that fail no WriteBatch
 	// or Close because no event is at stake: compressing a rotated file,
 	// and compression left for the next New because Close's ctx ended.
-	// They are counted in Stats.Errors. It is called from WriteBatch or
-	// Close, with the sink's lock held: it must not call the Sink. Default:
-	// counted only.
+	// They are counted in Stats.Errors and Stats.BackgroundErrors, and the
+	// last one is kept for Counters (the pipeline logs it). It is called
+	// from WriteBatch or Close, with the sink's lock held: it must not call
+	// the Sink. Default: counted and kept only.
 	OnError func(error)
 }
 
@@ -119,7 +121,11 @@ type Torn struct {
 	File   string // path of the file
 	Offset int64  // where the cut record started: the file's new size
 	Bytes  int64  // bytes cut
-	Reason string // why the tail is not a record
+	// Records is how many records the cut bytes held, at least 1: a
+	// partial record counts as one; after a corrupt msgpack length the
+	// rest cannot be counted and counts as one.
+	Records uint64
+	Reason  string // why the tail is not a record
 }
 
 const (

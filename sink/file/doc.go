@@ -66,9 +66,17 @@
 // A crash can leave a torn record at the end of the active file (a line
 // without its newline, a length prefix with fewer bytes after it, or a last
 // record that does not decode). New cuts it off (truncates the file to its
-// last whole record), counts it in Stats.Torn and Stats.TornBytes and
-// reports it to Config.OnTorn; writing then continues after the last whole
-// record. Records are never read in part.
+// last whole record), counts it in Stats.Torn and Stats.TornBytes,
+// reports it to Config.OnTorn and keeps it as a sink.Loss of reason
+// "torn_tail" counting the records the cut bytes held (Torn.Records), which
+// TakeLosses hands to the pipeline (sink.LossReporter) to state in a
+// dropped record; writing then continues after the last whole record.
+// Records are never read in part. Records wholly lost past the torn one
+// (never written, or written and lost with the page cache under
+// SyncInterval and SyncNever) leave no trace in the file and are not
+// counted; under a pipeline that redelivers what the sink did not
+// acknowledge (a durable spool), the cut records may come again after the
+// dropped record that counts them.
 //
 // # Errors and loss
 //
@@ -80,7 +88,10 @@
 // consumers dedupe on the event id, as the sink contract says. Invalid
 // configuration and an event whose record would exceed 64 MiB are permanent
 // errors (sink.Permanent). Stats counts events, bytes, batches, fsyncs,
-// rotations, compressed files, torn tails cut and errors.
+// rotations, compressed files, torn tails cut and errors. Errors that fail
+// no call (compressing a rotated file) go to Config.OnError and are
+// reported by Counters (sink.StatsReporter) with the last one's text, for
+// the pipeline's metrics and log.
 //
 // # Concurrency
 //

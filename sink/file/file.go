@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -46,7 +47,12 @@ type Sink struct {
 
 	st struct {
 		events, bytes, batches, syncs, rotations, compressed, torn, tornBytes, errors atomic.Uint64
+		bgErrors                                                                      atomic.Uint64
+		lastBgErr                                                                     atomic.Pointer[string]
 	}
+
+	lossMu sync.Mutex
+	losses []sink.Loss // found by New, not yet taken (under lossMu)
 }
 
 // Stats is a snapshot of a Sink's counters since New.
@@ -60,6 +66,9 @@ type Stats struct {
 	Torn       uint64 // torn tails New cut
 	TornBytes  uint64 // bytes they held
 	Errors     uint64 // failed WriteBatch, Sync and Close calls, and errors reported to OnError
+	// BackgroundErrors counts, of Errors, those that failed no call (the
+	// ones reported to OnError).
+	BackgroundErrors uint64
 }
 
 // Stats returns the counters. It is safe to call at any time, from any
@@ -69,10 +78,36 @@ func (s *Sink) Stats() Stats {
 		Events: s.st.events.Load(), Bytes: s.st.bytes.Load(), Batches: s.st.batches.Load(),
 		Syncs: s.st.syncs.Load(), Rotations: s.st.rotations.Load(), Compressed: s.st.compressed.Load(),
 		Torn: s.st.torn.Load(), TornBytes: s.st.tornBytes.Load(), Errors: s.st.errors.Load(),
+		BackgroundErrors: s.st.bgErrors.Load(),
 	}
 }
 
-var _ sink.Sink = (*Sink)(nil)
+// Counters reports the errors that failed no call (sink.StatsReporter):
+// compressing rotated files. Safe at any time, from any goroutine.
+func (s *Sink) Counters() sink.Counters {
+	c := sink.Counters{Errors: s.st.bgErrors.Load()}
+	if p := s.st.lastBgErr.Load(); p != nil {
+		c.LastError = *p
+	}
+	return c
+}
+
+// TakeLosses returns the torn tails New cut and not yet taken, as losses
+// of reason "torn_tail" counting the records cut (sink.LossReporter).
+// Safe at any time, from any goroutine.
+func (s *Sink) TakeLosses() []sink.Loss {
+	s.lossMu.Lock()
+	defer s.lossMu.Unlock()
+	l := s.losses
+	s.losses = nil
+	return l
+}
+
+var (
+	_ sink.Sink          = (*Sink)(nil)
+	_ sink.StatsReporter = (*Sink)(nil)
+	_ sink.LossReporter  = (*Sink)(nil)
+)
 
 const (
 	flushSize         = 1 << 20   // write to the file when this much is encoded
@@ -158,6 +193,8 @@ func open(c Config, root *os.Root) (*Sink, error) {
 		if torn != nil {
 			s.st.torn.Add(1)
 			s.st.tornBytes.Add(uint64(torn.Bytes))
+			s.losses = append(s.losses, sink.Loss{Count: torn.Records, Reason: "torn_tail",
+				Detail: fmt.Sprintf("%s: cut %d bytes (%d records) at offset %d: %s", torn.File, torn.Bytes, torn.Records, torn.Offset, torn.Reason)})
 			if c.OnTorn != nil {
 				c.OnTorn(*torn)
 			}
@@ -487,6 +524,9 @@ func (s *Sink) Close(ctx context.Context) error {
 
 func (s *Sink) reportErr(err error) {
 	s.st.errors.Add(1)
+	s.st.bgErrors.Add(1)
+	msg := err.Error()
+	s.st.lastBgErr.Store(&msg)
 	if s.cfg.OnError != nil {
 		s.cfg.OnError(err)
 	}

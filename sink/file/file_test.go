@@ -545,6 +545,9 @@ func TestTornRecovery(t *testing.T) {
 		// how many records stay whole.
 		do   func(t *testing.T, path string, ends []int64) int
 		want error // what a Reader says before New cuts
+		// records is how many records the cut holds (Torn.Records and the
+		// sink.Loss), 1 if zero.
+		records uint64
 	}
 	truncate := func(back func(last int64) int64) func(t *testing.T, path string, ends []int64) int {
 		return func(t *testing.T, path string, ends []int64) int {
@@ -571,19 +574,21 @@ func TestTornRecovery(t *testing.T) {
 	}
 	cases := map[Format][]damage{
 		JSONL: {
-			{"one byte of the last line", truncate(func(int64) int64 { return 1 }), ErrTorn},
-			{"half the last line", truncate(func(l int64) int64 { return l / 2 }), ErrTorn},
-			{"the last line without its newline", truncate(func(l int64) int64 { return l - 1 }), ErrTorn},
-			{"zeros after the last line", appendBytes(make([]byte, 4096)), ErrTorn},
-			{"a last line that does not decode", appendBytes([]byte("{\"v\":1,\"id\":\"x\"\x00\x00\x00\n")), ErrCorrupt},
+			{"one byte of the last line", truncate(func(int64) int64 { return 1 }), ErrTorn, 0},
+			{"half the last line", truncate(func(l int64) int64 { return l / 2 }), ErrTorn, 0},
+			{"the last line without its newline", truncate(func(l int64) int64 { return l - 1 }), ErrTorn, 0},
+			{"zeros after the last line", appendBytes(make([]byte, 4096)), ErrTorn, 0},
+			{"a last line that does not decode", appendBytes([]byte("{\"v\":1,\"id\":\"x\"\x00\x00\x00\n")), ErrCorrupt, 0},
+			{"a line that does not decode, then half a line", appendBytes([]byte("{\"v\":1,\"id\":\"x\"\x00\n{\"v\":1,\"i")), ErrCorrupt, 2},
 		},
 		Msgpack: {
-			{"two bytes of the length", truncate(func(int64) int64 { return 2 }), ErrTorn},
-			{"the length alone", truncate(func(int64) int64 { return 4 }), ErrTorn},
-			{"half the record", truncate(func(l int64) int64 { return l / 2 }), ErrTorn},
-			{"one byte short", truncate(func(l int64) int64 { return l - 1 }), ErrTorn},
-			{"zeros after the last record", appendBytes(make([]byte, 4096)), ErrCorrupt},
-			{"a length with zeros after it", appendBytes(append([]byte{0, 0, 0, 8}, make([]byte, 8)...)), ErrCorrupt},
+			{"two bytes of the length", truncate(func(int64) int64 { return 2 }), ErrTorn, 0},
+			{"the length alone", truncate(func(int64) int64 { return 4 }), ErrTorn, 0},
+			{"half the record", truncate(func(l int64) int64 { return l / 2 }), ErrTorn, 0},
+			{"one byte short", truncate(func(l int64) int64 { return l - 1 }), ErrTorn, 0},
+			{"zeros after the last record", appendBytes(make([]byte, 4096)), ErrCorrupt, 0},
+			{"a length with zeros after it", appendBytes(append([]byte{0, 0, 0, 8}, make([]byte, 8)...)), ErrCorrupt, 0},
+			{"a record that does not decode, then half a record", appendBytes(append(append([]byte{0, 0, 0, 8}, make([]byte, 8)...), 0, 0, 0, 100, 1, 2)), ErrCorrupt, 2},
 		},
 	}
 	for _, format := range formats {
@@ -621,7 +626,8 @@ func TestTornRecovery(t *testing.T) {
 				var torn []Torn
 				cfg.OnTorn = func(x Torn) { torn = append(torn, x) }
 				s = mustNew(t, cfg)
-				want := []Torn{{File: path, Offset: ends[whole-1], Bytes: damaged - ends[whole-1]}}
+				records := max(c.records, 1)
+				want := []Torn{{File: path, Offset: ends[whole-1], Bytes: damaged - ends[whole-1], Records: records}}
 				if d := cmp.Diff(want, torn, cmp.FilterPath(func(p cmp.Path) bool { return p.Last().String() == ".Reason" }, cmp.Ignore())); d != "" {
 					t.Errorf("OnTorn (-want +got):\n%s", d)
 				}
@@ -630,6 +636,14 @@ func TestTornRecovery(t *testing.T) {
 				}
 				if st := s.Stats(); st.Torn != 1 || st.TornBytes != uint64(damaged-ends[whole-1]) {
 					t.Errorf("Stats: Torn %d, TornBytes %d; want 1, %d", st.Torn, st.TornBytes, damaged-ends[whole-1])
+				}
+				// The pipeline takes it as a loss, once.
+				losses := s.TakeLosses()
+				if len(losses) != 1 || losses[0].Count != records || losses[0].Reason != "torn_tail" || !strings.Contains(losses[0].Detail, path) {
+					t.Errorf("TakeLosses: %+v, want one torn_tail loss of %d records naming %s", losses, records, path)
+				}
+				if again := s.TakeLosses(); again != nil {
+					t.Errorf("TakeLosses again: %+v, want nil", again)
 				}
 				more := g.Batch(5)
 				mustWrite(t, s, more)

@@ -125,11 +125,64 @@ func recoverFile(f *os.File, path string, format Format) (int64, *Torn, error) {
 	if keep == size {
 		return size, nil, nil
 	}
+	records, err := cutRecords(f, keep, size, format)
+	if err != nil {
+		return 0, nil, fmt.Errorf("file: checking %s: %w", path, err)
+	}
 	if err := f.Truncate(keep); err != nil {
 		return 0, nil, fmt.Errorf("file: cutting the torn tail of %s: %w", path, err)
 	}
 	if err := f.Sync(); err != nil {
 		return 0, nil, fmt.Errorf("file: cutting the torn tail of %s: %w", path, err)
 	}
-	return keep, &Torn{File: path, Offset: keep, Bytes: size - keep, Reason: reason}, nil
+	return keep, &Torn{File: path, Offset: keep, Bytes: size - keep, Records: records, Reason: reason}, nil
+}
+
+// cutRecords counts the records whose bytes lie in [from, size) of f, at
+// least 1: JSONL, the lines (a last one without its newline included);
+// msgpack, the frames, a partial or corrupt one counting as one and ending
+// the count (what follows a corrupt length cannot be told apart).
+func cutRecords(f *os.File, from, size int64, format Format) (uint64, error) {
+	r := bufio.NewReaderSize(io.NewSectionReader(f, from, size-from), 1<<20)
+	var n uint64
+	if format == JSONL {
+		buf := make([]byte, 64<<10)
+		var last byte
+		for {
+			k, err := r.Read(buf)
+			n += uint64(bytes.Count(buf[:k], []byte{'\n'}))
+			if k > 0 {
+				last = buf[k-1]
+			}
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return 0, err
+			}
+		}
+		if last != '\n' {
+			n++
+		}
+		return max(n, 1), nil
+	}
+	var hdr [4]byte
+	for off := from; off < size; {
+		n++
+		if size-off < 4 {
+			break
+		}
+		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+			return 0, err
+		}
+		l := binary.BigEndian.Uint32(hdr[:])
+		if l == 0 || l > maxRecord || size-off-4 < int64(l) {
+			break
+		}
+		if _, err := r.Discard(int(l)); err != nil {
+			return 0, err
+		}
+		off += 4 + int64(l)
+	}
+	return max(n, 1), nil
 }

@@ -159,6 +159,16 @@ func (s *Sink) Stats() Stats {
 	}
 }
 
+// Counters reports the sink's own counters (sink.StatsReporter): the
+// produce requests sent again inside a WriteBatch after a temporary error
+// (Stats.Retries). A request that failed for good fails its WriteBatch,
+// so Counters has no Errors. Safe at any time, from any goroutine.
+func (s *Sink) Counters() sink.Counters {
+	return sink.Counters{Retries: s.st.retries.Load()}
+}
+
+var _ sink.StatsReporter = (*Sink)(nil)
+
 // WriteBatch writes events and returns once the brokers acknowledged every
 // message (per Config.RequiredAcks), or with an error; see the package
 // documentation for which errors are permanent. The messages of each topic

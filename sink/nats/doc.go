@@ -42,6 +42,26 @@
 // and the server keeps nothing. A test subscriber must subscribe before the
 // sink publishes.
 //
+// A server that refuses to publish a message for want of permission
+// (a permissions violation: the user may not publish on its subject) says
+// so only asynchronously, with an -ERR, and the flush that follows still
+// succeeds. The server answers in order, so the -ERR arrives before the
+// flush's PONG, and nats.go sets it as the connection's last error as it
+// reads it, before it reads the PONG: WriteBatch compares the last error
+// after the flush with the one before the batch and, when it is a new
+// permissions violation, fails the batch with a permanent error wrapping
+// nats.ErrPermissionViolation, naming the subject the server named last
+// and how many of the batch's messages went to it (Stats.Rejected counts
+// these batches). The pipeline does not retry it (a refused subject stays
+// refused until the server's configuration changes) and states the whole
+// batch as lost (a dropped record, reason sink_failed), although the
+// batch's messages on allowed subjects were delivered: nats.go keeps only
+// the last -ERR, so which messages were refused cannot be told exactly,
+// and the record over-states rather than hides. The refusals are also
+// counted as asynchronous errors (Stats.AsyncErrors, Counters().Errors).
+// Under JetStream a refused message gets no PubAck: the batch fails when
+// Config.Timeout passes, and is retried like any timeout.
+//
 // JetStream (Config.JetStream) publishes every message asynchronously
 // (PublishMsgAsync, at most Config.MaxPending awaiting their ack: a larger
 // batch goes in windows) and returns nil once every message has its PubAck:
@@ -86,8 +106,9 @@
 // # Concurrency
 //
 // WriteBatch and Close may be called from any goroutine; they take turns,
-// and give up waiting for the other when their ctx ends. Stats may be called
-// at any time. The Sink starts no goroutine of its own and does not retry:
+// and give up waiting for the other when their ctx ends. Stats and
+// Counters (sink.StatsReporter: asynchronous errors, reconnections) may be
+// called at any time. The Sink starts no goroutine of its own and does not retry:
 // the only goroutines are nats.go's (the connection's reader and flusher,
 // JetStream's ack subscription and reconnect watcher), which Close stops by
 // closing the connection. The events passed to WriteBatch are only read and

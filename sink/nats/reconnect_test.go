@@ -212,7 +212,11 @@ type testServer struct {
 // test process (reconnect_linux_test.go).
 var serverProcAttr *syscall.SysProcAttr
 
-func startTestServer(t *testing.T) *testServer {
+func startTestServer(t *testing.T) *testServer { return startTestServerConf(t, "") }
+
+// startTestServerConf starts a testServer with extra lines in its
+// configuration file (authorization, ...).
+func startTestServerConf(t *testing.T, extra string) *testServer {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -224,7 +228,7 @@ func startTestServer(t *testing.T) *testServer {
 	s.conf = filepath.Join(s.dir, "nats.conf")
 	conf := fmt.Sprintf("server_name: cnstream-reconnect-test\nlisten: 127.0.0.1:%d\n"+
 		"jetstream {\n  store_dir: %q\n  max_memory_store: 64MB\n  max_file_store: 1GB\n}\n",
-		port, filepath.Join(s.dir, "jetstream"))
+		port, filepath.Join(s.dir, "jetstream")) + extra
 	if err := os.WriteFile(s.conf, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}

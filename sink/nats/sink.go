@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -51,6 +52,11 @@ type Stats struct {
 	Disconnects    uint64
 	AsyncErrors    uint64
 	LastAsyncError string
+
+	// Rejected counts core NATS batches failed because the server refused
+	// some of their messages (a permissions violation; see the package
+	// documentation).
+	Rejected uint64
 }
 
 // Sink publishes events to NATS, one message per event. See the package
@@ -86,7 +92,7 @@ type Sink struct {
 
 	st struct {
 		published, acked, duplicates, errors atomic.Uint64
-		disconnects, asyncErrors             atomic.Uint64
+		disconnects, asyncErrors, rejected   atomic.Uint64
 		lastAsync                            atomic.Pointer[string]
 	}
 }
@@ -345,6 +351,10 @@ func (s *Sink) connLost() bool {
 
 func (s *Sink) writeCore(ctx context.Context) error {
 	s.connLost() // losses before this batch are not its concern
+	// nats.go sets the connection's last error as its reader meets a
+	// server's -ERR, before it reads the PONG that ends the flush: a new
+	// permissions violation at the end of the flush is this batch's.
+	before := s.nc.LastError()
 	for i := range s.msgs {
 		if i%256 == 255 {
 			if err := ctx.Err(); err != nil {
@@ -373,8 +383,39 @@ func (s *Sink) writeCore(ctx context.Context) error {
 		// The PONG came on a later connection than some of the messages.
 		return fmt.Errorf("nats: publish: %d messages: %w: %w", len(s.msgs), errConnLost, nats.ErrDisconnected)
 	}
+	if err := s.refused(before); err != nil {
+		return err
+	}
 	s.st.acked.Add(uint64(len(s.msgs)))
 	return nil
+}
+
+// permissionsSubject finds the subject in nats.go's text of a server's
+// "Permissions Violation for Publish to "<subject>"".
+var permissionsSubject = regexp.MustCompile(`(?i)publish to "([^"]+)"`)
+
+// refused returns a permanent error when the connection's last error is a
+// permissions violation newer than before (the value of LastError when
+// the batch began): the server refused to publish some of the batch's
+// messages. It names the subject the server named last, and how many of
+// the batch's messages went to it; others may have been refused too.
+func (s *Sink) refused(before error) error {
+	err := s.nc.LastError()
+	if err == nil || err == before || !errors.Is(err, nats.ErrPermissionViolation) {
+		return nil
+	}
+	s.st.rejected.Add(1)
+	what := ""
+	if m := permissionsSubject.FindStringSubmatch(err.Error()); m != nil {
+		n := 0
+		for i := range s.msgs {
+			if s.msgs[i].Subject == m[1] {
+				n++
+			}
+		}
+		what = fmt.Sprintf(" (%d of the batch's %d messages went to %q)", n, len(s.msgs), m[1])
+	}
+	return sink.Permanent(fmt.Errorf("nats: publish: the server refused messages of the batch%s, the others were delivered: %w", what, s.redact(err)))
 }
 
 func (s *Sink) writeJetStream(ctx context.Context) error {
@@ -521,12 +562,27 @@ func (s *Sink) Stats() Stats {
 		Reconnects:  s.nc.Stats().Reconnects,
 		Disconnects: s.st.disconnects.Load(),
 		AsyncErrors: s.st.asyncErrors.Load(),
+		Rejected:    s.st.rejected.Load(),
 	}
 	if p := s.st.lastAsync.Load(); p != nil {
 		st.LastAsyncError = *p
 	}
 	return st
 }
+
+// Counters reports the sink's own counters (sink.StatsReporter): the
+// asynchronous errors nats.go reported (a permissions violation is also
+// the failure of its batch under core NATS), the last one redacted, and
+// the reconnections. Safe at any time, from any goroutine.
+func (s *Sink) Counters() sink.Counters {
+	c := sink.Counters{Errors: s.st.asyncErrors.Load(), Reconnects: s.nc.Stats().Reconnects}
+	if p := s.st.lastAsync.Load(); p != nil {
+		c.LastError = *p
+	}
+	return c
+}
+
+var _ sink.StatsReporter = (*Sink)(nil)
 
 // noteAsync keeps err, redacted, as the last asynchronous error.
 func (s *Sink) noteAsync(err error) {
