@@ -88,9 +88,9 @@ type SinkStats struct {
 	Delivered     uint64
 	Batches       uint64
 	Retries       uint64
-	Failed        uint64 // events given up after the retry budget or a permanent error
+	Failed        uint64 // events given up after the retry budget or a permanent error (loss records are restated, never counted here)
 	PolicyDropped uint64 // events dropped by the queue policy
-	Undelivered   uint64 // events still queued when the shutdown deadline passed
+	Undelivered   uint64 // events (and loss records) still queued or unwritten when the shutdown deadline passed
 	LastError     string
 	// Lost counts, by reason, the events the sink lost by itself and
 	// handed over (sink.LossReporter), each stated in a dropped record;
@@ -150,11 +150,21 @@ type worker struct {
 	failing       bool // the last write attempt failed (worker goroutine only)
 	q             Queue
 	recs          *schema.Records
-	failedPending uint64             // events given up on, not yet stated by a record (worker goroutine only)
-	reporter      sink.StatsReporter // nil if the sink has no counters of its own
-	losses        sink.LossReporter  // nil if the sink loses nothing by itself
-	seenErrors    uint64             // the reporter's Errors already logged (worker goroutine only)
-	stats         struct {
+	failedPending uint64 // events given up on, not yet stated by a record (worker goroutine only)
+	// carry holds the loss records of batches given up (gap, overrun,
+	// malformed, forged, filtered, stream_closed, dropped...): they are
+	// restated, unchanged and with their ids, at the head of the next
+	// batch until a write delivers them (worker goroutine only).
+	carry []schema.Event
+	// stalled: the last batch held no event of the queue (only records)
+	// and was given up; the next one waits for an event (or the queue's
+	// close) instead of retrying the records at once (worker goroutine
+	// only).
+	stalled    bool
+	reporter   sink.StatsReporter // nil if the sink has no counters of its own
+	losses     sink.LossReporter  // nil if the sink loses nothing by itself
+	seenErrors uint64             // the reporter's Errors already logged (worker goroutine only)
+	stats      struct {
 		delivered, batches, retries, failed, undelivered atomic.Uint64
 		lastErr                                          atomic.Pointer[string]
 		mu                                               sync.Mutex
@@ -332,36 +342,50 @@ func (w *worker) run(ctx context.Context) {
 	}
 	batch := make([]schema.Event, 0, w.cfg.BatchEvents)
 	for {
+		// Loss records of batches given up travel first, at most a
+		// batch of them at a time; the events taken fill the rest (at
+		// least one).
+		head := w.carry
+		w.carry = nil
+		if len(head) > w.cfg.BatchEvents {
+			w.carry = append([]schema.Event(nil), head[w.cfg.BatchEvents:]...)
+			head = head[:w.cfg.BatchEvents]
+		}
+		room := max(1, w.cfg.BatchEvents-len(head))
 		var ok bool
-		if w.failedPending > 0 {
+		if (w.failedPending > 0 || len(head) > 0) && !w.stalled {
 			// A failure to state: do not wait for new events.
-			batch, ok = w.q.TryTake(batch[:0], w.cfg.BatchEvents, w.cfg.BatchBytes), true
+			batch, ok = w.q.TryTake(batch[:0], room, w.cfg.BatchBytes), true
 		} else {
-			batch, ok = w.q.Take(batch[:0], w.cfg.BatchEvents, w.cfg.BatchBytes)
+			batch, ok = w.q.Take(batch[:0], room, w.cfg.BatchBytes)
 		}
 		if !ok {
+			w.carry = append(head, w.carry...)
 			w.finalRecords(ctx)
 			return
 		}
-		if len(batch) > 0 && len(batch) < w.cfg.BatchEvents && w.cfg.Linger > 0 {
+		if len(batch) > 0 && len(batch) < room && w.cfg.Linger > 0 {
 			t := time.NewTimer(w.cfg.Linger)
 			select {
 			case <-t.C:
 			case <-ctx.Done():
 				t.Stop()
 			}
-			batch = w.q.TryTake(batch, w.cfg.BatchEvents, w.cfg.BatchBytes)
+			batch = w.q.TryTake(batch, room, w.cfg.BatchBytes)
 		}
 		taken := len(batch)
 		// Losses since the last batch travel first, as records.
-		if lost := w.lossRecords(); lost != nil {
-			batch = append(lost, batch...)
+		if lost := w.lossRecords(); lost != nil || len(head) > 0 {
+			batch = append(append(head, lost...), batch...)
 		}
 		if ctx.Err() != nil {
-			w.stats.undelivered.Add(uint64(len(batch) + w.q.Drain()))
+			w.stats.undelivered.Add(uint64(len(batch) + len(w.carry) + w.q.Drain()))
+			w.carry = nil
 			return
 		}
-		if w.write(ctx, batch) {
+		delivered := w.write(ctx, batch)
+		w.stalled = taken == 0 && len(w.carry) > 0
+		if delivered {
 			w.q.Ack(taken)
 		}
 	}
@@ -477,26 +501,41 @@ func (w *worker) write(ctx context.Context, batch []schema.Event) bool {
 		w.stats.undelivered.Add(uint64(len(batch)))
 		return false
 	}
-	w.log.Error("sink write given up: the events become a dropped record (reason sink_failed)", "events", len(batch), "retries", retries, "permanent", sink.IsPermanent(err), "err", err)
 	// Given up: the events become a dropped record at the head of the next
-	// batch, and a metric. Loss records in the batch are counted, not
-	// restated.
+	// batch, and a metric. The loss records in the batch are not events:
+	// they are kept, unchanged, and restated at the head of the next
+	// batch (with the same ids: a consumer that got them from a write
+	// that failed in part dedupes them), however many batches fail.
 	var n uint64
 	for i := range batch {
-		if !batch[i].Kind.IsLoss() {
+		if batch[i].Kind.IsLoss() {
+			w.carry = append(w.carry, batch[i])
+		} else {
 			n++
 		}
 	}
-	w.stats.failed.Add(uint64(len(batch)))
+	w.log.Error("sink write given up: the events become a dropped record (reason sink_failed), its loss records go with the next batch",
+		"events", n, "records", uint64(len(batch))-n, "retries", retries, "permanent", sink.IsPermanent(err), "err", err)
+	w.stats.failed.Add(n)
 	w.failedPending += n
 	return true
 }
 
-// finalRecords writes the records of losses not yet stated when the queue
-// has closed (one attempt set, within the drain deadline).
+// finalRecords writes the loss records not yet delivered when the queue
+// has closed: those of batches given up and of losses not yet stated (one
+// attempt set, within the drain deadline). What it cannot write is
+// counted undelivered, so that Close reports it.
 func (w *worker) finalRecords(ctx context.Context) {
-	if lost := w.lossRecords(); len(lost) > 0 && ctx.Err() == nil {
-		w.write(ctx, lost)
+	lost := append(w.carry, w.lossRecords()...)
+	w.carry = nil
+	if len(lost) > 0 && ctx.Err() == nil {
+		w.write(ctx, lost) // counts what the deadline cut; carries what it gave up
+		lost = w.carry
+		w.carry = nil
+	}
+	if len(lost) > 0 {
+		w.stats.undelivered.Add(uint64(len(lost)))
+		w.log.Error("loss records not written at shutdown", "records", len(lost))
 	}
 }
 

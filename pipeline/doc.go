@@ -56,7 +56,16 @@
 // dropped record (reason queue_full_<policy>) at the head of the sink's
 // next batch. A batch that still fails after the retry budget, or with a
 // permanent error, is counted as failed and stated the same way (reason
-// sink_failed). What a sink lost by itself, where no write failed (a torn
+// sink_failed, counting its events). The loss records in a batch given up
+// (gap, overrun, malformed, forged, filtered, stream_closed, and earlier
+// dropped records) are not events and are never folded into a count: they
+// are kept in memory and restated, unchanged and with their ids, at the
+// head of the next batch (at most a batch of them at a time), however many
+// batches fail, so their counts survive any outage exactly; a batch of
+// records alone that fails waits for the next event (or the shutdown) to be
+// tried again. What a write that failed in part already stored comes again
+// with the same id: consumers dedupe. Loss records still not written when
+// the shutdown's writes give up are counted undelivered. What a sink lost by itself, where no write failed (a torn
 // file tail cut at start), it hands over as a sink.Loss (sink.LossReporter):
 // the worker takes them when it starts (and writes them at once), before
 // each batch and at shutdown, states each in a dropped record with the
