@@ -54,7 +54,10 @@
 // whose overflow becomes counted kernel drops (overrun and gap records).
 // DropNewest and DropOldest discard events, count them, and state them in a
 // dropped record (reason queue_full_<policy>) at the head of the sink's
-// next batch. A batch that still fails after the retry budget, or with a
+// next batch. They never discard a loss record: one pushed into a full
+// queue takes the place of the newest (oldest) queued event, and a queue
+// holding records only keeps them past its bound (their number follows
+// the records the producer makes, not the event rate). A batch that still fails after the retry budget, or with a
 // permanent error, is counted as failed and stated the same way (reason
 // sink_failed, counting its events). The loss records in a batch given up
 // (gap, overrun, malformed, forged, filtered, stream_closed, and earlier

@@ -151,3 +151,42 @@ func TestDeliveryOutageKeepsLossRecords(t *testing.T) {
 	}
 	t.Logf("sent %d raw, %d loss records; %d batches given up; stats %+v", l.raw, len(l.records), len(gaveUp), st)
 }
+
+// TestDeliveryDropPoliciesKeepLossRecords: a stalled sink behind a small
+// queue under drop_newest and drop_oldest, fed events with gap and overrun
+// records among them: the policy drops events only, never a loss record
+// (each is delivered, unchanged), and delivered distinct + the policy's
+// dropped counts == sent, exactly.
+func TestDeliveryDropPoliciesKeepLossRecords(t *testing.T) {
+	for _, p := range []Policy{DropNewest, DropOldest} {
+		t.Run(p.String(), func(t *testing.T) {
+			s := &recordingSink{gate: make(chan struct{})}
+			d, recs := newTestDelivery(t, SinkConfig{Name: "slow", Sink: s, Policy: p, QueueEvents: 10, BatchEvents: 4, Linger: -1})
+			d.Start()
+			l := newLedger()
+			var seq uint32
+			for i := range 50 {
+				batch := []schema.Event{}
+				for range 3 {
+					batch = append(batch, ev(seq, 8))
+					seq++
+					l.raw++
+				}
+				batch = append(batch, l.gap(recs, uint64(i%5+1)))
+				if i%4 == 0 {
+					batch = append(batch, l.overrun(recs, uint64(i)))
+				}
+				d.Push(batch)
+			}
+			close(s.gate)
+			if err := d.Close(context.Background()); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+			dropped := l.audit(t, s.snapshot())
+			st := d.Stats()[0]
+			if dropped["queue_full_"+p.String()] != st.PolicyDropped || st.PolicyDropped == 0 || len(dropped) != 1 {
+				t.Errorf("dropped records %v, stats %d dropped by policy: want one reason, equal, not 0", dropped, st.PolicyDropped)
+			}
+		})
+	}
+}

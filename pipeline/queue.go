@@ -41,7 +41,11 @@ type Queue interface {
 	// Push adds a copy of *e under the queue's policy and reports whether
 	// it was kept. A policy drop is counted by the queue (TakeDropped,
 	// Stats); after Abort nothing is kept and the caller counts e
-	// undelivered. With Block it waits for room until Abort.
+	// undelivered. With Block it waits for room until Abort. A policy
+	// never drops a loss record (schema.Kind.IsLoss): under DropNewest
+	// and DropOldest it takes the place of a queued event (the newest,
+	// the oldest), which is counted dropped, or, when the queue holds
+	// records only, it is kept beyond the bound.
 	Push(e *schema.Event) bool
 	// Take appends up to max events (and about maxBytes) to dst, waiting
 	// until at least one is queued; ok is false once the queue is closed
@@ -84,16 +88,17 @@ type QueueStats struct {
 // memQueue is a bounded FIFO of events in memory, limited in events and in
 // (estimated) bytes, with counters of what its policy dropped.
 type memQueue struct {
-	mu       sync.Mutex
-	notEmpty sync.Cond
-	notFull  sync.Cond
-	buf      []schema.Event // ring
-	head, n  int
-	bytes    int64
-	maxBytes int64
-	policy   Policy
-	closed   bool // no more pushes; the consumer drains
-	aborted  bool // the producer gives up waiting (shutdown deadline)
+	mu        sync.Mutex
+	notEmpty  sync.Cond
+	notFull   sync.Cond
+	buf       []schema.Event // ring; grows past maxEvents only for loss records
+	head, n   int
+	bytes     int64
+	maxEvents int
+	maxBytes  int64
+	policy    Policy
+	closed    bool // no more pushes; the consumer drains
+	aborted   bool // the producer gives up waiting (shutdown deadline)
 
 	// dropped counts events discarded by the policy since the consumer last
 	// took them (TakeDropped), so that it can emit a dropped record;
@@ -110,7 +115,7 @@ func NewMemoryQueue(maxEvents int, maxBytes int64, p Policy) Queue {
 }
 
 func newMemQueue(maxEvents int, maxBytes int64, p Policy) *memQueue {
-	q := &memQueue{buf: make([]schema.Event, max(1, maxEvents)), maxBytes: maxBytes, policy: p}
+	q := &memQueue{buf: make([]schema.Event, max(1, maxEvents)), maxEvents: max(1, maxEvents), maxBytes: maxBytes, policy: p}
 	q.notEmpty.L = &q.mu
 	q.notFull.L = &q.mu
 	return q
@@ -135,7 +140,60 @@ func eventSize(e *schema.Event) int64 {
 }
 
 func (q *memQueue) full(size int64) bool {
-	return q.n == len(q.buf) || (q.n > 0 && q.bytes+size > q.maxBytes)
+	return q.n >= q.maxEvents || (q.n > 0 && q.bytes+size > q.maxBytes)
+}
+
+// at returns the k-th queued event (0 the oldest).
+func (q *memQueue) at(k int) *schema.Event { return &q.buf[(q.head+k)%len(q.buf)] }
+
+// dropEvent drops the newest (or the oldest) queued event that is not a
+// loss record, moving the loss records queued after (or before) it by one
+// so that order is kept, and counts it. It reports false if the queue
+// holds loss records only.
+func (q *memQueue) dropEvent(newest bool) bool {
+	k := -1
+	if newest {
+		for i := q.n - 1; i >= 0 && k < 0; i-- {
+			if !q.at(i).Kind.IsLoss() {
+				k = i
+			}
+		}
+	} else {
+		for i := 0; i < q.n && k < 0; i++ {
+			if !q.at(i).Kind.IsLoss() {
+				k = i
+			}
+		}
+	}
+	if k < 0 {
+		return false
+	}
+	q.bytes -= eventSize(q.at(k))
+	if newest {
+		for i := k; i < q.n-1; i++ {
+			*q.at(i) = *q.at(i + 1)
+		}
+		*q.at(q.n - 1) = schema.Event{}
+	} else {
+		for i := k; i > 0; i-- {
+			*q.at(i) = *q.at(i - 1)
+		}
+		*q.at(0) = schema.Event{}
+		q.head = (q.head + 1) % len(q.buf)
+	}
+	q.n--
+	q.dropped++
+	q.droppedTotal++
+	return true
+}
+
+// grow doubles the ring (a queue of loss records only, past its bound).
+func (q *memQueue) grow() {
+	buf := make([]schema.Event, 2*len(q.buf))
+	for i := range q.n {
+		buf[i] = *q.at(i)
+	}
+	q.buf, q.head = buf, 0
 }
 
 // Push adds e under the queue's policy. It returns false if e was dropped;
@@ -148,20 +206,24 @@ func (q *memQueue) Push(e *schema.Event) bool {
 	if q.aborted {
 		return false // the caller counts it undelivered
 	}
+	loss := e.Kind.IsLoss()
+room:
 	for q.full(size) {
 		switch q.policy {
-		case DropNewest:
-			q.dropped++
-			q.droppedTotal++
-			return false
-		case DropOldest:
-			old := &q.buf[q.head]
-			q.bytes -= eventSize(old)
-			*old = schema.Event{}
-			q.head = (q.head + 1) % len(q.buf)
-			q.n--
-			q.dropped++
-			q.droppedTotal++
+		case DropNewest, DropOldest:
+			if loss {
+				// A loss record is never dropped: it takes an event's
+				// place, or goes past the bound.
+				if !q.dropEvent(q.policy == DropNewest) {
+					break room
+				}
+				continue
+			}
+			if q.policy == DropNewest || !q.dropEvent(false) {
+				q.dropped++
+				q.droppedTotal++
+				return false
+			}
 		default:
 			if q.aborted {
 				return false // the caller counts it undelivered
@@ -171,6 +233,9 @@ func (q *memQueue) Push(e *schema.Event) bool {
 	}
 	if q.aborted {
 		return false // aborted while waiting for room: the consumer may be gone
+	}
+	if q.n == len(q.buf) {
+		q.grow()
 	}
 	q.buf[(q.head+q.n)%len(q.buf)] = *e
 	q.n++
