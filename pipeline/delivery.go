@@ -109,7 +109,10 @@ type DeliveryConfig struct {
 	// producer's (transform.Transformer.Records) so that record ids stay
 	// unique per run. Required.
 	Records *schema.Records
-	// DrainTimeout bounds the closing of each sink in Close. Default 10 s.
+	// DrainTimeout bounds the closing of the sinks in Close when its ctx
+	// has no deadline: all of them together, from the moment the workers
+	// stopped. Default 10 s. (Pipeline.Run gives Close one deadline for
+	// all of it instead: the drain deadline plus ShutdownGrace.)
 	DrainTimeout time.Duration
 	// Meter receives the sinks' metrics (names in metrics.go): queue
 	// gauges and counters read at each collection, write-duration and
@@ -273,27 +276,78 @@ func (d *Delivery) Abort() {
 	d.abort()
 }
 
+// ShutdownGrace is what a shutdown may take beyond its drain deadline
+// (DrainTimeout): reading and counting what the socket still holds (at
+// most a second of it), and closing the sinks, all of them at once, under
+// one deadline. Pipeline.Run returns at most DrainTimeout + ShutdownGrace
+// after its context ends, whatever a sink does; Delivery.Close returns at
+// most ShutdownGrace after its ctx's deadline.
+const ShutdownGrace = 2 * time.Second
+
 // Close ends the pushes (call it once the producer has stopped), lets the
 // workers deliver what is queued until ctx ends (then Abort), stops them,
-// and closes every sink within DrainTimeout. It returns the sinks' close
-// errors and an error per sink counting what was not delivered.
+// and closes every sink, concurrently. With a ctx deadline, all of it ends
+// by that deadline + ShutdownGrace: a worker or a sink's Close still
+// running then is left behind and named in the error. Without one, the
+// workers deliver until ctx ends and the sinks' Close calls get
+// DrainTimeout. It returns the sinks' close errors and an error per sink
+// counting what was not delivered.
 func (d *Delivery) Close(ctx context.Context) error {
+	var hard time.Time
+	if dl, ok := ctx.Deadline(); ok {
+		hard = dl.Add(ShutdownGrace)
+	}
+	return d.closeBy(ctx, hard)
+}
+
+// closeBy is Close with its hard deadline (zero: none for the workers,
+// DrainTimeout for the sinks' Close from when the workers stopped).
+func (d *Delivery) closeBy(ctx context.Context, hard time.Time) error {
 	stop := context.AfterFunc(ctx, d.Abort)
 	defer stop()
 	for _, w := range d.workers {
 		w.q.Close()
 	}
-	d.wg.Wait()
+	var errs []error
+	if !waitBy(&d.wg, hard) {
+		d.Abort()
+		errs = append(errs, errors.New("pipeline: a sink write did not return by the shutdown deadline (its sink ignores its context): left behind"))
+	}
 	if d.stopSync != nil {
 		d.stopSync()
 	}
-	d.syncWG.Wait()
-
-	cctx, cancel := context.WithTimeout(context.Background(), d.cfg.DrainTimeout)
+	if !waitBy(&d.syncWG, hard) {
+		errs = append(errs, errors.New("pipeline: a sink Sync did not return by the shutdown deadline: left behind"))
+	}
+	if hard.IsZero() {
+		hard = time.Now().Add(d.cfg.DrainTimeout)
+	}
+	cctx, cancel := context.WithDeadline(context.Background(), hard)
 	defer cancel()
-	var errs []error
-	for _, w := range d.workers {
-		if err := w.cfg.Sink.Close(cctx); err != nil {
+	closed := make([]chan error, len(d.workers))
+	for i, w := range d.workers {
+		closed[i] = make(chan error, 1)
+		go func() { closed[i] <- w.cfg.Sink.Close(cctx) }()
+	}
+	timeout := time.NewTimer(time.Until(hard))
+	defer timeout.Stop()
+	late := false
+	for i, w := range d.workers {
+		var err error
+		if late {
+			select {
+			case err = <-closed[i]:
+			default:
+				err = errCloseLate
+			}
+		} else {
+			select {
+			case err = <-closed[i]:
+			case <-timeout.C:
+				late, err = true, errCloseLate
+			}
+		}
+		if err != nil {
 			errs = append(errs, fmt.Errorf("pipeline: close sink %q: %w", w.cfg.Name, err))
 		}
 		if u := w.stats.undelivered.Load(); u > 0 {
@@ -302,6 +356,30 @@ func (d *Delivery) Close(ctx context.Context) error {
 	}
 	d.abort() // releases the context's resources
 	return errors.Join(errs...)
+}
+
+var errCloseLate = errors.New("did not return by the shutdown deadline (it ignores its context): left behind")
+
+// waitBy waits for wg until hard (zero: no limit) and reports whether it
+// is done.
+func waitBy(wg *sync.WaitGroup, hard time.Time) bool {
+	if hard.IsZero() {
+		wg.Wait()
+		return true
+	}
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(time.Until(hard))
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 // Stats returns a snapshot of every sink's counters, in the order of

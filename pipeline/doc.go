@@ -24,8 +24,9 @@
 // leave its groups) stops taking datagrams and Run reads what its receive
 // queue still holds until a read finds nothing (the drain); with
 // StopAtOnce, or a source that cannot quiesce, reading stops at once. Cut
-// (the drain deadline) ends reading in any case; what the receive queue
-// then still holds is read, discarded and counted (Unread). Before
+// (the drain deadline) ends reading in any case; batches read and not yet
+// transformed, and what the receive queue then still holds (read for at
+// most a second), are discarded and counted (Unread). Before
 // returning, Run asks the source for drops nothing prompted a read to see
 // (CheckDrops) and emits their overrun record. It does not close the
 // source: its owner does, after Run.
@@ -84,8 +85,10 @@
 // as undelivered (SinkStats.Undelivered). Close, once the producer has
 // stopped, closes the queues, lets the workers deliver what is queued until
 // its context ends (then Abort), writes the last loss records, and closes
-// every sink within DrainTimeout; it returns an error counting what was not
-// delivered.
+// every sink, concurrently; with a ctx deadline all of it ends by that
+// deadline + ShutdownGrace (a write or a Close still running then is left
+// behind and named in the error), without one the Close calls get
+// DrainTimeout. It returns an error counting what was not delivered.
 //
 // # Pipeline
 //
@@ -93,9 +96,13 @@
 // is cancelled shuts down in order: the source quiesces, its receive queue
 // is drained and transformed, the source is closed, every sink queue is
 // flushed and the sinks are closed. DrainTimeout from the cancellation is
-// the drain deadline for all of it (Reader.Cut and Delivery.Abort). Run
-// returns the source's error and an error counting what could not be
-// delivered (undelivered events, unread datagrams).
+// the drain deadline for all of it (Reader.Cut and Delivery.Abort; from
+// the source's failure if it fails first), and one deadline bounds what
+// follows it, the discard of what the socket still holds and the sinks'
+// Close: Run returns at most DrainTimeout + ShutdownGrace (2 s) after its
+// context ends, whatever a sink does. Run returns the source's error and an
+// error counting what could not be delivered (undelivered events, unread
+// datagrams, a sink whose Close did not return).
 //
 // # Concurrency
 //

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/metric"
@@ -24,9 +25,11 @@ type Config struct {
 	DgramBytes int // buffer per datagram, default 512 (process events are 76 bytes)
 	ReadQueue  int // batches between reader and transform, default as many as fit in 32 MiB, at most 256
 
-	// DrainTimeout bounds the shutdown: draining the receive queue,
-	// flushing queues, and then closing sinks. What is not delivered by
-	// then is counted and reported. Default 10 s.
+	// DrainTimeout bounds the shutdown: draining the receive queue and
+	// flushing queues end by then; reading and counting what is left and
+	// closing the sinks take at most ShutdownGrace more, so Run returns
+	// at most DrainTimeout + ShutdownGrace after its context ends. What
+	// is not delivered is counted and reported. Default 10 s.
 	DrainTimeout time.Duration
 
 	// Meter receives the pipeline's metrics (names in metrics.go): the
@@ -94,8 +97,10 @@ func (p *Pipeline) Stats() Stats {
 // Run reads until ctx is cancelled or the source fails, then shuts down in
 // order: stop reading (quiesce, drain the receive queue), close the source
 // (IGNORE), flush every sink queue and close the sinks; the drain deadline
-// (DrainTimeout from ctx's end) cuts the drain and the flush. It returns
-// the source's error, and an error counting what could not be delivered.
+// (DrainTimeout from ctx's end, or from the source's failure) cuts the
+// drain and the flush, and Run returns at most ShutdownGrace after it. It
+// returns the source's error, and an error counting what could not be
+// delivered.
 func (p *Pipeline) Run(ctx context.Context) error {
 	p.delivery.Start()
 
@@ -108,15 +113,17 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		cancelDrain()
 	})
 	drainTimer.Stop()
-	armed := make(chan struct{})
-	stopArming := context.AfterFunc(ctx, func() {
-		drainTimer.Reset(p.cfg.DrainTimeout)
-		close(armed)
-	})
+	var deadline time.Time // the drain deadline, set once by arm
+	var armOnce sync.Once
+	arm := func() {
+		armOnce.Do(func() {
+			deadline = time.Now().Add(p.cfg.DrainTimeout)
+			drainTimer.Reset(p.cfg.DrainTimeout)
+		})
+	}
+	stopArming := context.AfterFunc(ctx, arm)
 	defer func() {
-		if !stopArming() {
-			<-armed
-		}
+		stopArming()
 		drainTimer.Stop()
 	}()
 
@@ -124,8 +131,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		p.delivery.Push(events)
 		return true
 	})
+	arm() // the source failed before ctx ended: the drain starts now
 	closeErr := p.cfg.Source.Close()
-	deliveryErr := p.delivery.Close(drainCtx)
+	deliveryErr := p.delivery.closeBy(drainCtx, deadline.Add(ShutdownGrace))
 	var unreadErr error
 	if u := p.reader.Unread(); u > 0 {
 		unreadErr = fmt.Errorf("pipeline: %d datagrams still in the socket's receive queue at the shutdown deadline (%v): read and discarded, not delivered", u, p.cfg.DrainTimeout)

@@ -65,6 +65,7 @@ type Reader struct {
 	mu          sync.Mutex
 	stopReading context.CancelFunc // set while Run runs
 	cutAsked    bool
+	stopNow     atomic.Bool // Cut: batches read and not yet transformed are discarded
 	quiesced    atomic.Bool
 	cut         atomic.Bool   // the drain deadline ended reading before the receive queue was empty
 	unread      atomic.Uint64 // datagrams left in the receive queue at the drain deadline
@@ -92,6 +93,7 @@ func (r *Reader) Cut() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.cutAsked = true
+	r.stopNow.Store(true)
 	r.cut.Store(r.quiesced.Load())
 	if r.stopReading != nil {
 		r.stopReading()
@@ -103,8 +105,8 @@ func (r *Reader) Cut() {
 const drainIdle = 50 * time.Millisecond
 
 // discardBudget bounds the reading of what is left in the receive queue
-// after the drain deadline.
-const discardBudget = 5 * time.Second
+// after the drain deadline (within ShutdownGrace).
+const discardBudget = time.Second
 
 // discard reads what the source still holds, without transforming it, and
 // returns how many datagrams that was.
@@ -205,9 +207,17 @@ func (r *Reader) Run(ctx context.Context, emit Emit) error {
 	// The transform goroutine is this one.
 	var readErr error
 	var events []schema.Event
-	stopped := false // emit said stop
+	stopped := false   // emit said stop
+	var skipped uint64 // datagrams read before Cut, not transformed after it
 	for res := range full {
 		if stopped {
+			free <- res.b
+			continue
+		}
+		if r.stopNow.Load() {
+			// The deadline passed: what was read is counted, not
+			// transformed (nothing would deliver it).
+			skipped += uint64(res.n)
 			free <- res.b
 			continue
 		}
@@ -232,8 +242,9 @@ func (r *Reader) Run(ctx context.Context, emit Emit) error {
 	if r.cut.Load() {
 		// The deadline passed before the receive queue was drained: what
 		// it still holds is read and counted, not delivered.
-		r.unread.Store(r.discard())
+		skipped += r.discard()
 	}
+	r.unread.Add(skipped)
 	if !stopQuiesce() {
 		<-quiesceDone // ctx ended: quiesceErr is set
 	}
