@@ -29,7 +29,11 @@
 // Nothing is dropped silently: kernel drops (ENOBUFS, SO_MEMINFO) become
 // overrun records, sequence gaps gap records, undecodable input malformed
 // records, rejected senders forged records. The filter never drops a loss
-// record. Dropping events in the kernel (source.SubscribeConfig.Events)
-// costs the ACK and makes gaps meaningless, so the default is to filter
-// here.
+// record, and what it drops is stated per stream and batch by a filtered
+// record (count, seq range, kinds). Userspace senders' streams are closed
+// when idle or evicted at a cap (TrackerConfig), each stated by a
+// stream_closed record; see seq.go's package comment for the bounds and for
+// how epochs keep event ids unique. Dropping events in the kernel
+// (source.SubscribeConfig.Events) costs the ACK and makes gaps meaningless,
+// so the default is to filter here.
 package transform

@@ -11,8 +11,16 @@ import (
 
 // Filter keeps or drops events in userspace. An event is kept when it
 // matches every include list that is set and no exclude list. Records of
-// loss (gap, overrun, malformed, forged, dropped) are always kept: a filter
-// never hides a loss.
+// loss and accounting (schema.Kind.IsLoss) are always kept: a filter never
+// hides a loss. What a filter removes is not silent either: the Transformer
+// states it per stream and batch in a filtered record (count, first and
+// last seq, kinds), so that completeness stays provable with filters on.
+//
+// comm and exe are values any process controls: a process can rename itself
+// (prctl PR_SET_NAME) or run from another path to slip past ExcludeComms or
+// ExcludeExes, or to match Comms. That hides its events from the output, not
+// from the accounting: the filtered records still count them. Filter on uids
+// or containers where evasion matters.
 //
 // uid, comm, exe and container are matched against what the event carries:
 // its own fields (a uid event's ids, a comm event's name) and its enrichment

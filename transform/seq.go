@@ -43,6 +43,7 @@
 // restarting more than once a millisecond runs ahead of the clock, and a
 // run started within that lead could meet its epochs again; epochs repeat
 // after 2^32 ms (49.7 days), for the same sender port and number only.
+
 package transform
 
 import (

@@ -71,6 +71,15 @@ func appendText(b []byte, e *schema.Event) []byte {
 	case schema.KindMalformed:
 		b = fmt.Appendf(b, "--- MALFORMED datagram of %d bytes from port %d: ", len(e.Malformed.Data), e.Malformed.Sender)
 		return appendEscaped(b, e.Malformed.Error)
+	case schema.KindFiltered:
+		b = append(b, "--- FILTERED "...)
+		b = streamText(b, e.Stream)
+		return fmt.Appendf(b, ": %d events removed by the filter, seq %d..%d", e.Filtered.Count, e.Filtered.First, e.Filtered.Last)
+	case schema.KindClosed:
+		b = append(b, "--- CLOSED "...)
+		b = streamText(b, e.Stream)
+		b = fmt.Appendf(b, " epoch=%d at seq %d (first %d): ", e.Stream.Epoch, e.Closed.Last, e.Closed.First)
+		return appendEscaped(b, e.Closed.Reason)
 	case schema.KindDropped:
 		b = fmt.Appendf(b, "--- DROPPED %d events: ", e.Dropped.Count)
 		b = appendEscaped(b, e.Dropped.Reason)

@@ -270,6 +270,11 @@ type streamSummary struct {
 	Span    uint64 `json:"span"`
 	Seen    uint64 `json:"seen"`
 	Missing uint64 `json:"missing"`
+	// Filtered: events of the stream the filter removed (stated by
+	// filtered records); seen - filtered were printed, and
+	// seen + missing == span in the current epoch.
+	Filtered uint64 `json:"filtered"`
+	Epoch    uint32 `json:"epoch"`
 }
 
 func writeSummary(w io.Writer, asJSON bool, tr *transform.Transformer, st source.Stats, printed uint64) {
@@ -289,6 +294,7 @@ func writeSummary(w io.Writer, asJSON bool, tr *transform.Transformer, st source
 		s.Streams = append(s.Streams, streamSummary{
 			Idx: ss.Key.Idx, Val: ss.Key.Val, CPU: ss.Key.CPU, Sender: ss.Key.Sender,
 			First: ss.First, Last: ss.Last, Span: ss.Span(), Seen: ss.Seen, Missing: ss.Missing,
+			Filtered: ss.Filtered, Epoch: ss.Epoch,
 		})
 	}
 	if asJSON {
