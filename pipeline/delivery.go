@@ -350,6 +350,24 @@ func (d *Delivery) closeBy(ctx context.Context, hard time.Time) error {
 		if err != nil {
 			errs = append(errs, fmt.Errorf("pipeline: close sink %q: %w", w.cfg.Name, err))
 		}
+		if w.losses != nil && err != errCloseLate {
+			// Found by Close (its last fsync failed): too late for a
+			// record; counted, logged and returned.
+			for _, l := range w.losses.TakeLosses() {
+				if l.Count == 0 {
+					continue
+				}
+				reason := or(l.Reason, "sink_lost")
+				w.log.Error("the sink lost events while closing: no record can state them", "reason", reason, "events", l.Count, "detail", l.Detail)
+				w.stats.mu.Lock()
+				if w.stats.lost == nil {
+					w.stats.lost = map[string]uint64{}
+				}
+				w.stats.lost[reason] += l.Count
+				w.stats.mu.Unlock()
+				errs = append(errs, fmt.Errorf("pipeline: sink %q lost %d events while closing (%s), stated in no record: %s", w.cfg.Name, l.Count, reason, l.Detail))
+			}
+		}
 		if u := w.stats.undelivered.Load(); u > 0 {
 			errs = append(errs, fmt.Errorf("pipeline: sink %q: %d events undelivered at shutdown (deadline %v)", w.cfg.Name, u, d.cfg.DrainTimeout))
 		}
@@ -604,6 +622,14 @@ func (w *worker) write(ctx context.Context, batch []schema.Event) bool {
 // attempt set, within the drain deadline). What it cannot write is
 // counted undelivered, so that Close reports it.
 func (w *worker) finalRecords(ctx context.Context) {
+	if s, ok := w.cfg.Sink.(Syncer); ok && ctx.Err() == nil {
+		// Make what was acknowledged durable while a loss it reveals (a
+		// failed fsync) can still be stated.
+		if err := s.Sync(ctx); err != nil {
+			msg := "sync: " + err.Error()
+			w.stats.lastErr.Store(&msg)
+		}
+	}
 	lost := append(w.carry, w.lossRecords()...)
 	w.carry = nil
 	if len(lost) > 0 && ctx.Err() == nil {

@@ -73,7 +73,10 @@
 // file tail cut at start), it hands over as a sink.Loss (sink.LossReporter):
 // the worker takes them when it starts (and writes them at once), before
 // each batch and at shutdown, states each in a dropped record with the
-// sink's reason (torn_tail) at the head of the batch, counts it
+// sink's reason (torn_tail, corrupt_record, fsync_failed) at the head of
+// the batch (at shutdown it calls a Syncer's Sync first, so that a failed
+// fsync is still stated; a loss the sink finds in Close is counted, logged
+// and returned by Delivery.Close, stated in no record), counts it
 // (SinkStats.Lost, cnstream.sink.lost) and logs it. Nothing is dropped
 // without a record and a counter. A sink's own counters
 // (sink.StatsReporter: retries inside a write, errors no write returned,

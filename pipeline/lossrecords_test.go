@@ -3,12 +3,14 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/cnstream/cnstream/schema"
+	"github.com/cnstream/cnstream/sink"
 )
 
 // ledger is what a producer sent: raw events (numbered by Stream.Seq) and
@@ -188,5 +190,31 @@ func TestDeliveryDropPoliciesKeepLossRecords(t *testing.T) {
 				t.Errorf("dropped records %v, stats %d dropped by policy: want one reason, equal, not 0", dropped, st.PolicyDropped)
 			}
 		})
+	}
+}
+
+// closeLossSink is a test double of a sink whose Close finds a loss (as
+// the file sink does when its last fsync fails).
+type closeLossSink struct{ lossySink }
+
+func (s *closeLossSink) Close(ctx context.Context) error {
+	s.lose(sink.Loss{Count: 7, Reason: "fsync_failed", Detail: "events.jsonl: EIO"})
+	return s.recordingSink.Close(ctx)
+}
+
+// TestDeliveryLossAtClose: a loss a sink finds while closing, when no
+// record can be written any more, is counted (SinkStats.Lost) and makes
+// Close fail naming it: never silent.
+func TestDeliveryLossAtClose(t *testing.T) {
+	s := &closeLossSink{}
+	d, _ := newTestDelivery(t, SinkConfig{Name: "file", Sink: s, Linger: -1})
+	d.Start()
+	d.Push([]schema.Event{ev(1, 8)})
+	err := d.Close(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "lost 7 events while closing (fsync_failed)") {
+		t.Errorf("Close = %v, want it to name the 7 events lost to fsync_failed", err)
+	}
+	if lost := d.Stats()[0].Lost; lost["fsync_failed"] != 7 {
+		t.Errorf("Lost = %v, want fsync_failed 7", lost)
 	}
 }

@@ -83,7 +83,7 @@ func TestRunShutdownBound(t *testing.T) {
 	}
 	took := time.Since(start)
 	close(s.release)
-	<-s.closed // the Close left behind ends (goleak)
+	<-s.closed                    // the Close left behind ends (goleak)
 	if took > bound+time.Second { // margin for a loaded machine
 		t.Errorf("Run returned %v after its context ended, want at most DrainTimeout + ShutdownGrace = %v", took, bound)
 	}

@@ -63,6 +63,17 @@
 // timer. SyncNever never fsyncs the active file. Creating and rotating a
 // file fsyncs the directory unless the policy is SyncNever.
 //
+// A failed fsync is never followed by a silent acknowledgement. Under
+// SyncInterval the batches acknowledged since the last good fsync were
+// only in the page cache; when an fsync fails (on Sync's timer, at the end
+// of a batch, at rotation or Close) they may be lost, and Linux reports a
+// writeback error once per file, so the next fsync succeeds. The sink
+// cannot write them again (it no longer has them): it counts them
+// (Stats.FsyncLost) and hands them over as a sink.Loss of reason
+// "fsync_failed" with their count and byte range, which the pipeline
+// states in a dropped record. The batch being written when its own fsync
+// fails is not acknowledged: it is cut off and the pipeline retries it.
+//
 // A crash can leave a torn record at the end of the active file (a line
 // without its newline, a length prefix with fewer bytes after it, or a last
 // record that does not decode). New cuts it off (truncates the file to its
@@ -71,7 +82,24 @@
 // "torn_tail" counting the records the cut bytes held (Torn.Records), which
 // TakeLosses hands to the pipeline (sink.LossReporter) to state in a
 // dropped record; writing then continues after the last whole record.
-// Records are never read in part. Records wholly lost past the torn one
+// Records are never read in part.
+//
+// A corrupt region in the middle of a msgpack file (a length that is not
+// a record's, with whole records after it: a disk error, pages lost with a
+// failed writeback) is skipped, not cut: JSON lines resync at the next
+// newline by themselves, and msgpack, whose frames carry no marker,
+// resyncs at the next offset where a frame's record decodes as an event
+// and is followed by the end of the file, a torn frame, or another frame
+// whose record decodes (frames of up to 1 MiB; events are a few KiB).
+// New keeps the region's bytes as they are (for forensics) and cuts only
+// the torn tail after the last whole record; it counts the region
+// (Stats.Corrupt) and hands it over as a sink.Loss of reason
+// "corrupt_record", counting one record (the least it held: what was in
+// it cannot be counted). A Reader returns an error matching ErrCorrupt for
+// the region, once, and the next Next reads the records after it. The
+// resync trusts bytes that decode as framed events: inside a damaged
+// region, bytes that happen to (or were made to) look like them are read
+// as events; without damage no resync happens. Records wholly lost past the torn one
 // (never written, or written and lost with the page cache under
 // SyncInterval and SyncNever) leave no trace in the file and are not
 // counted; under a pipeline that redelivers what the sink did not

@@ -40,14 +40,23 @@ type Sink struct {
 	opened   time.Time // when the active file was created or found
 	dirty    bool      // written since the last fsync
 	lastSync time.Time
-	nextSeq  uint64 // sequence of the next rotated file
-	written  int64  // bytes written by the current batch
-	buf      []byte
-	cz       compressor
+	// unsynced counts the events acknowledged since the last good fsync
+	// of the active file, from syncedAt on: a failed fsync may have lost
+	// them (Linux reports a writeback error once), so they become a
+	// "fsync_failed" loss.
+	unsynced uint64
+	syncedAt int64
+	// fsync is the active file's fsync; nil: (*os.File).Sync. Tests
+	// replace it with a fake that fails.
+	fsync   func(*os.File) error
+	nextSeq uint64 // sequence of the next rotated file
+	written int64  // bytes written by the current batch
+	buf     []byte
+	cz      compressor
 
 	st struct {
 		events, bytes, batches, syncs, rotations, compressed, torn, tornBytes, errors atomic.Uint64
-		bgErrors                                                                      atomic.Uint64
+		bgErrors, corrupt, fsyncLost                                                  atomic.Uint64
 		lastBgErr                                                                     atomic.Pointer[string]
 	}
 
@@ -65,7 +74,13 @@ type Stats struct {
 	Compressed uint64 // rotated files compressed
 	Torn       uint64 // torn tails New cut
 	TornBytes  uint64 // bytes they held
-	Errors     uint64 // failed WriteBatch, Sync and Close calls, and errors reported to OnError
+	// Corrupt counts the corrupt regions New found in the middle of a
+	// msgpack active file (kept; records after them are read again).
+	Corrupt uint64
+	// FsyncLost counts events acknowledged and then exposed by a failed
+	// fsync (each handed over as a "fsync_failed" loss).
+	FsyncLost uint64
+	Errors    uint64 // failed WriteBatch, Sync and Close calls, and errors reported to OnError
 	// BackgroundErrors counts, of Errors, those that failed no call (the
 	// ones reported to OnError).
 	BackgroundErrors uint64
@@ -77,7 +92,8 @@ func (s *Sink) Stats() Stats {
 	return Stats{
 		Events: s.st.events.Load(), Bytes: s.st.bytes.Load(), Batches: s.st.batches.Load(),
 		Syncs: s.st.syncs.Load(), Rotations: s.st.rotations.Load(), Compressed: s.st.compressed.Load(),
-		Torn: s.st.torn.Load(), TornBytes: s.st.tornBytes.Load(), Errors: s.st.errors.Load(),
+		Torn: s.st.torn.Load(), TornBytes: s.st.tornBytes.Load(), Corrupt: s.st.corrupt.Load(),
+		FsyncLost: s.st.fsyncLost.Load(), Errors: s.st.errors.Load(),
 		BackgroundErrors: s.st.bgErrors.Load(),
 	}
 }
@@ -92,9 +108,11 @@ func (s *Sink) Counters() sink.Counters {
 	return c
 }
 
-// TakeLosses returns the torn tails New cut and not yet taken, as losses
-// of reason "torn_tail" counting the records cut (sink.LossReporter).
-// Safe at any time, from any goroutine.
+// TakeLosses returns the losses not yet taken (sink.LossReporter): torn
+// tails New cut ("torn_tail", the records cut), corrupt regions New found
+// in the middle of a msgpack file ("corrupt_record", at least one record
+// each), and events acknowledged before an fsync that failed
+// ("fsync_failed"). Safe at any time, from any goroutine.
 func (s *Sink) TakeLosses() []sink.Loss {
 	s.lossMu.Lock()
 	defer s.lossMu.Unlock()
@@ -184,11 +202,16 @@ func open(c Config, root *os.Root) (*Sink, error) {
 			s.closeActive()
 			return nil, fmt.Errorf("file: opening the active file: %w", err)
 		}
-		size, torn, err := recoverFile(f, p, format)
+		size, torn, corrupt, err := recoverFile(f, p, format)
 		if err != nil {
 			f.Close()
 			s.closeActive()
 			return nil, err
+		}
+		for _, c := range corrupt {
+			s.st.corrupt.Add(1)
+			s.losses = append(s.losses, sink.Loss{Count: 1, Reason: "corrupt_record",
+				Detail: fmt.Sprintf("%s: %d bytes at offset %d are not records (%s), whole records follow: kept, skipped by readers; at least one record lost", p, c.Bytes, c.Offset, c.Reason)})
 		}
 		if torn != nil {
 			s.st.torn.Add(1)
@@ -200,7 +223,7 @@ func open(c Config, root *os.Root) (*Sink, error) {
 			}
 		}
 		if format == c.Format {
-			s.f, s.size, s.good, s.opened = f, size, size, now
+			s.f, s.size, s.good, s.opened, s.syncedAt = f, size, size, now, size
 			continue
 		}
 		// The other format's active file: rotate it, so that its events
@@ -268,6 +291,9 @@ func (s *Sink) WriteBatch(ctx context.Context, events []schema.Event) error {
 			err = errors.Join(err, rerr)
 		}
 		return err
+	}
+	if s.dirty {
+		s.unsynced += uint64(len(events)) // acknowledged, not yet fsynced
 	}
 	s.st.events.Add(uint64(len(events)))
 	s.st.bytes.Add(uint64(n))
@@ -382,7 +408,7 @@ func (s *Sink) create() error {
 	if err != nil {
 		return fmt.Errorf("file: creating the active file in %s: %w", s.cfg.Dir, err)
 	}
-	s.f, s.size, s.good, s.dirty, s.opened = f, 0, 0, false, s.cfg.Now()
+	s.f, s.size, s.good, s.dirty, s.opened, s.syncedAt = f, 0, 0, false, s.cfg.Now(), 0
 	if s.cfg.Sync != SyncNever {
 		return s.syncDir()
 	}
@@ -409,7 +435,7 @@ func (s *Sink) rotate(now time.Time) error {
 		// Written, and synced as the policy says: nothing is at stake.
 		s.reportErr(fmt.Errorf("file: closing %s: %w", filepath.Join(s.cfg.Dir, name), err))
 	}
-	s.f, s.size, s.good, s.dirty = nil, 0, 0, false
+	s.f, s.size, s.good, s.dirty, s.unsynced, s.syncedAt = nil, 0, 0, false, 0, 0
 	s.st.rotations.Add(1)
 	if s.cfg.Compression == Zstd {
 		s.cz.queue = append(s.cz.queue, name)
@@ -420,14 +446,32 @@ func (s *Sink) rotate(now time.Time) error {
 	return nil
 }
 
+// sync fsyncs the active file. When the fsync fails, the events
+// acknowledged since the last good one (under SyncInterval) may be lost
+// from the page cache, and Linux reports the error only once, so the next
+// fsync succeeds: they become a "fsync_failed" loss at once, never a
+// silent acknowledgement. The batch being written, not yet acknowledged,
+// is cut off and retried by the caller.
 func (s *Sink) sync(now time.Time) error {
 	if s.f == nil || !s.dirty {
 		return nil
 	}
-	if err := s.f.Sync(); err != nil {
+	fsync := s.fsync
+	if fsync == nil {
+		fsync = (*os.File).Sync
+	}
+	if err := fsync(s.f); err != nil {
+		if s.unsynced > 0 {
+			s.st.fsyncLost.Add(s.unsynced)
+			s.lossMu.Lock()
+			s.losses = append(s.losses, sink.Loss{Count: s.unsynced, Reason: "fsync_failed",
+				Detail: fmt.Sprintf("%s: fsync failed (%v): %d events acknowledged since the last good fsync (bytes %d to %d) may not be on disk", s.path, err, s.unsynced, s.syncedAt, s.good)})
+			s.lossMu.Unlock()
+			s.unsynced = 0
+		}
 		return fmt.Errorf("file: fsync: %w", err)
 	}
-	s.dirty, s.lastSync = false, now
+	s.dirty, s.lastSync, s.unsynced, s.syncedAt = false, now, 0, s.size
 	s.st.syncs.Add(1)
 	return nil
 }

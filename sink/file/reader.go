@@ -203,6 +203,25 @@ func (rr *recordReader) fail(off int64, err error) error {
 	return &RecordError{File: rr.name, Offset: off, Err: err}
 }
 
+// skipCorrupt is called at a msgpack length that is not a record's (at
+// offset start, not read; short: longer than what is left): it resyncs to the next whole records, if
+// any, so that the next call reads them, and returns the error for the
+// bytes in between: ErrCorrupt when records follow, ErrTorn when none do
+// (the rest was read and dropped).
+func (rr *recordReader) skipCorrupt(start int64, why string, short bool) error {
+	skipped, found, err := resync(rr.r)
+	rr.off = start + skipped
+	switch {
+	case err != nil:
+		return rr.fail(start, err)
+	case found:
+		return rr.fail(start, fmt.Errorf("%w: %s; %d bytes skipped to the next whole records", ErrCorrupt, why, skipped))
+	case short:
+		return rr.fail(start, fmt.Errorf("%w: %s", ErrTorn, why))
+	}
+	return rr.fail(start, fmt.Errorf("%w: %s", ErrCorrupt, why))
+}
+
 func (rr *recordReader) next(buf *[]byte) (schema.Event, error) {
 	start := rr.off
 	rec := (*buf)[:0]
@@ -235,25 +254,36 @@ func (rr *recordReader) next(buf *[]byte) (schema.Event, error) {
 		}
 		return e, nil
 	}
-	var hdr [4]byte
-	n, err := io.ReadFull(rr.r, hdr[:])
+	hdr, err := rr.r.Peek(4)
 	switch {
-	case err == io.EOF:
+	case len(hdr) == 0 && err == io.EOF:
 		return schema.Event{}, io.EOF
-	case errors.Is(err, io.ErrUnexpectedEOF):
+	case len(hdr) < 4 && err == io.EOF:
+		n, _ := rr.r.Discard(len(hdr))
+		rr.off += int64(n)
 		return schema.Event{}, rr.fail(start, fmt.Errorf("%w: a length prefix of %d bytes", ErrTorn, n))
 	case err != nil:
 		return schema.Event{}, rr.fail(start, err)
 	}
-	l := binary.BigEndian.Uint32(hdr[:])
+	l := binary.BigEndian.Uint32(hdr)
 	if l == 0 || l > maxRecord {
-		return schema.Event{}, rr.fail(start, fmt.Errorf("%w: a record length of %d", ErrCorrupt, l))
+		return schema.Event{}, rr.skipCorrupt(start, fmt.Sprintf("a record length of %d", l), false)
+	}
+	if 4+int(l) <= rr.r.Size() {
+		// Look before reading: a length longer than what is left is a
+		// torn tail, or a corrupt length with records after it.
+		if b, _ := rr.r.Peek(4 + int(l)); len(b) < 4+int(l) {
+			return schema.Event{}, rr.skipCorrupt(start, fmt.Sprintf("a record of %d bytes with %d present", l, len(b)-4), true)
+		}
+	}
+	if _, err := rr.r.Discard(4); err != nil {
+		return schema.Event{}, rr.fail(start, err)
 	}
 	if cap(rec) < int(l) {
 		rec = make([]byte, l)
 	}
 	rec = rec[:l]
-	n, err = io.ReadFull(rr.r, rec)
+	n, err := io.ReadFull(rr.r, rec)
 	switch {
 	case errors.Is(err, io.ErrUnexpectedEOF) || err == io.EOF:
 		return schema.Event{}, rr.fail(start, fmt.Errorf("%w: a record of %d bytes with %d present", ErrTorn, l, n))
