@@ -15,11 +15,15 @@ import (
 // What readProc found of a process. Each have* flag says the field was read
 // now; fields not read are zero and must not be filled from elsewhere.
 type procRead struct {
-	gone bool // the process was not there (ENOENT, ESRCH, or its pid now names another thread group)
+	gone     bool // the process was not there (ENOENT, ESRCH, or its pid now names another thread group or a younger process)
+	reused   bool // of gone: its pid names a process started after the event, or not the one the table knew
+	timedOut bool // the read did not finish within Config.ProcReadTimeout (or was not started: every worker was stuck); what it got before is kept
 
 	haveStatus  bool
 	status      status
-	haveCmdline bool // at least one byte: an exiting process or a kernel thread has none
+	haveStart   bool
+	start       uint64 // start time, clock ticks after boot (field 22 of /proc/PID/stat)
+	haveCmdline bool   // at least one byte: an exiting process or a kernel thread has none
 	cmdline     []string
 	haveExe     bool
 	exe         string
@@ -52,7 +56,8 @@ type status struct {
 	kthread   bool
 }
 
-// procReader reads /proc files into one reused buffer.
+// procReader reads /proc files into one reused buffer. Each worker of the
+// read pool has its own.
 type procReader struct {
 	root       string // "/proc"
 	maxCmdline int
@@ -87,6 +92,20 @@ func (r *procReader) readFile(path string, max int) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return r.readAll(f, max)
+}
+
+// readAt reads up to max bytes of file name of directory dir, as readFile.
+func (r *procReader) readAt(dir *os.Root, name string, max int) ([]byte, error) {
+	f, err := dir.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	return r.readAll(f, max)
+}
+
+// readAll reads f up to max bytes into r.buf and closes it.
+func (r *procReader) readAll(f *os.File, max int) ([]byte, error) {
 	defer f.Close()
 	if r.buf == nil {
 		r.buf = make([]byte, 4096)
@@ -118,17 +137,41 @@ func (r *procReader) readFile(path string, max int) ([]byte, error) {
 
 const maxStatus = 64 << 10
 
-// read reads what enrichment wants of process (or thread) pid in one pass:
-// status, cmdline, exe, cwd, cgroup, in that order, no retries. A missing
-// status or cmdline file means the process is gone and ends the pass: no
-// file read after that could be trusted to belong to the same process.
-// readlink of exe and cwd fails with ENOENT for a live kernel thread or a
-// zombie too, so there ENOENT only leaves the field unread. When tgid is
-// not 0, a status naming another thread group means the pid was reused:
-// gone as well.
-func (r *procReader) read(pid, tgid uint32) procRead {
+// startCheck says which start times make a pid another process than the
+// one an event is about: one started after notAfter (ticks after boot; 0:
+// no bound), or, when known is not 0, one whose start time is not known.
+type startCheck struct {
+	notAfter uint64
+	known    uint64
+}
+
+// reused reports whether a process started at start fails the check.
+func (c startCheck) reused(start uint64) bool {
+	return c.known != 0 && start != c.known || c.notAfter != 0 && start > c.notAfter
+}
+
+// read reads what enrichment wants of process (or thread) pid in one pass,
+// every file through one descriptor of its /proc/PID directory, so that a
+// pid reused during the pass cannot mix two processes (files opened through
+// the directory of a process that exited fail with ENOENT or ESRCH, never
+// show its successor). In order: status, stat (start time), exe, cwd,
+// cgroup, then cmdline, the one read that can block (it takes the target's
+// mmap lock): before it, partial (when not nil) is called with what was
+// read so far. No retries. A missing status or cmdline file means the
+// process is gone and ends the pass. readlink of exe and cwd fails with
+// ENOENT for a live kernel thread or a zombie too, so there ENOENT only
+// leaves the field unread. When tgid is not 0, a status naming another
+// thread group means the pid was reused: gone as well; and so does a start
+// time that fails check.
+func (r *procReader) read(pid, tgid uint32, check startCheck, partial func(*procRead)) procRead {
 	var pr procRead
-	b, err := r.readFile(r.file(pid, "status"), maxStatus)
+	dir, err := os.OpenRoot(r.file(pid, ""))
+	if err != nil {
+		pr.gone = goneErr(err)
+		return pr
+	}
+	defer dir.Close()
+	b, err := r.readAt(dir, "status", maxStatus)
 	if err != nil {
 		pr.gone = goneErr(err)
 		if pr.gone {
@@ -140,7 +183,36 @@ func (r *procReader) read(pid, tgid uint32) procRead {
 			return procRead{gone: true}
 		}
 	}
-	b, err = r.readFile(r.file(pid, "cmdline"), r.maxCmdline+1)
+	if b, err := r.readAt(dir, "stat", maxStatus); err == nil {
+		if start, ok := parseStartTime(b); ok {
+			if check.reused(start) {
+				return procRead{gone: true, reused: true}
+			}
+			pr.start, pr.haveStart = start, true
+		}
+	} else if goneErr(err) && !errors.Is(err, fs.ErrNotExist) {
+		pr.gone = true // ESRCH: it exited during the pass
+		return pr
+	}
+	if s, err := dir.Readlink("exe"); err == nil {
+		pr.exe, pr.haveExe = s, true
+	}
+	if s, err := dir.Readlink("cwd"); err == nil {
+		pr.cwd, pr.haveCwd = s, true
+	}
+	b, err = r.readAt(dir, "cgroup", maxStatus)
+	if err != nil {
+		if goneErr(err) {
+			pr.gone = true
+			return pr
+		}
+	} else if path, c, ok := parseCgroupFile(b); ok {
+		pr.cgroup, pr.container, pr.haveCgroup = path, c, true
+	}
+	if partial != nil {
+		partial(&pr)
+	}
+	b, err = r.readAt(dir, "cmdline", r.maxCmdline+1)
 	if err != nil {
 		if goneErr(err) {
 			pr.gone = true
@@ -155,22 +227,33 @@ func (r *procReader) read(pid, tgid uint32) procRead {
 			pr.cmdline, pr.haveCmdline = args, true
 		}
 	}
-	if s, err := os.Readlink(r.file(pid, "exe")); err == nil {
-		pr.exe, pr.haveExe = s, true
-	}
-	if s, err := os.Readlink(r.file(pid, "cwd")); err == nil {
-		pr.cwd, pr.haveCwd = s, true
-	}
-	b, err = r.readFile(r.file(pid, "cgroup"), maxStatus)
-	if err != nil {
-		if goneErr(err) {
-			pr.gone = true
-			return pr
-		}
-	} else if path, c, ok := parseCgroupFile(b); ok {
-		pr.cgroup, pr.container, pr.haveCgroup = path, c, true
-	}
 	return pr
+}
+
+// parseStartTime picks field 22 (starttime, clock ticks after boot) out of
+// /proc/PID/stat. The command name (field 2) is in parentheses and may
+// hold spaces and parentheses: the fields are counted after the last ')'.
+func parseStartTime(b []byte) (uint64, bool) {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, false
+	}
+	b = b[i+1:]
+	for field := 3; ; field++ { // b starts with the space before field 3
+		b = bytes.TrimLeft(b, " ")
+		end := bytes.IndexByte(b, ' ')
+		if end < 0 {
+			end = len(b)
+		}
+		if field == 22 {
+			v, err := strconv.ParseUint(string(bytes.TrimSpace(b[:end])), 10, 64)
+			return v, err == nil
+		}
+		if end == len(b) {
+			return 0, false
+		}
+		b = b[end:]
+	}
 }
 
 // readStatus reads only status, for the threads of a seeded process.

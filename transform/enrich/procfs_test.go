@@ -157,7 +157,7 @@ func TestProcReaderFake(t *testing.T) {
 			haveStatus: true, status: status{name: "quick", haveName: true, tgid: 103, haveTgid: true, ppid: 1, havePPid: true, haveUID: true, haveGID: true}}, false},
 		{"gone before cgroup", 104, 104, procRead{gone: true,
 			haveStatus: true, status: status{name: "late", haveName: true, tgid: 104, haveTgid: true, ppid: 1, havePPid: true, haveUID: true, haveGID: true},
-			haveCmdline: true, cmdline: []string{"y", "z"}, haveExe: true, exe: "/gone/binary (deleted)"}, true},
+			haveExe: true, exe: "/gone/binary (deleted)"}, true}, // cmdline is read last
 		{"garbage status", 105, 105, procRead{haveStatus: true, haveCmdline: true, cmdline: []string{"odd"}, haveCgroup: true, cgroup: "/"}, true},
 		{"pid of another thread group", 106, 106, procRead{gone: true}, false},
 		{"any thread group", 106, 0, procRead{
@@ -171,7 +171,7 @@ func TestProcReaderFake(t *testing.T) {
 	r := &procReader{root: root, maxCmdline: DefaultMaxCmdline}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := r.read(tt.pid, tt.tgid)
+			got := r.read(tt.pid, tt.tgid, startCheck{}, nil)
 			if diff := cmp.Diff(tt.want, got, cmp.AllowUnexported(procRead{}, status{})); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)
 			}
@@ -196,7 +196,7 @@ func TestProcReaderCmdlineLimit(t *testing.T) {
 		{1, nil}, // "a" without its NUL: cut
 	} {
 		r := &procReader{root: root, maxCmdline: tt.max}
-		got := r.read(10, 10)
+		got := r.read(10, 10, startCheck{}, nil)
 		if diff := cmp.Diff(tt.want, got.cmdline, cmpEmpty); diff != "" {
 			t.Errorf("max %d (-want +got):\n%s", tt.max, diff)
 		}
@@ -211,7 +211,7 @@ func TestProcReaderBigStatus(t *testing.T) {
 	big := "Name:\tbig\n" + strings.Repeat("Pad:\t"+strings.Repeat("0", 100)+"\n", 100) + "PPid:\t42\n"
 	root := fakeRoot(t, fakeProc{pid: 10, rawStatus: big, args: []string{"a"}})
 	r := &procReader{root: root, maxCmdline: DefaultMaxCmdline}
-	got := r.read(10, 10)
+	got := r.read(10, 10, startCheck{}, nil)
 	if got.status.ppid != 42 || got.status.name != "big" {
 		t.Errorf("status = %+v", got.status)
 	}

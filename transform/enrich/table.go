@@ -5,10 +5,12 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/cnstream/cnstream/schema"
+	"github.com/cnstream/cnstream/source"
 )
 
 // Where a schema.Process came from (schema.Process.Source).
@@ -16,6 +18,13 @@ const (
 	SourceProc  = "proc"  // read from /proc/PID while handling the event
 	SourceTable = "table" // the process table, kept from earlier events
 	SourceGone  = "gone"  // the process had exited: only the kernel's fields, and what a partial read got
+	// SourceTimeout: reading /proc/PID did not finish within
+	// Config.ProcReadTimeout (or was skipped, every read worker being
+	// stuck): what was read before the read that hung (status, exe, cwd,
+	// cgroup; not the command line), or only the kernel's fields. Later
+	// events of the process, and its forks, say it again until its next
+	// exec is read in full.
+	SourceTimeout = "timeout"
 )
 
 // Defaults of Config.
@@ -26,6 +35,13 @@ const (
 	DefaultNameCacheSize = 4096
 	DefaultNameTTL       = time.Minute
 	DefaultMaxCmdline    = 4 << 10
+	// DefaultProcReadTimeout: an event waits at most this long for /proc.
+	// A healthy read of /proc/PID takes 20-40 µs; 100 ms rides out the
+	// host's vCPU stalls of tens of ms, and 100 ms of the thread storm's
+	// 170k events/s (17k datagrams) fits a 128 MiB socket buffer many
+	// times over.
+	DefaultProcReadTimeout = 100 * time.Millisecond
+	DefaultProcReadWorkers = 4
 )
 
 // Config configures a Table. The zero value works.
@@ -57,6 +73,32 @@ type Config struct {
 	// misses, once per id and NameTTL.
 	LookupUser  func(uid uint32) (string, error)
 	LookupGroup func(gid uint32) (string, error)
+	// ProcReadTimeout is the longest an event waits for its /proc/PID
+	// read. A read of /proc/PID/cmdline waits for the target's mmap lock,
+	// without bound and without a way to cancel it, when the process is
+	// stuck in a page fault (hung FUSE or NFS file); past the deadline the
+	// event goes on with what was read (Source "timeout") and the read's
+	// worker is written off until the kernel lets it go. Default 100 ms.
+	ProcReadTimeout time.Duration
+	// ProcReadWorkers bounds the reads in flight, stuck ones included:
+	// each holds an OS thread and a file descriptor. When every worker is
+	// stuck, reads are skipped at once (Source "timeout",
+	// Stats.ProcSkipped). Default 4.
+	ProcReadWorkers int
+}
+
+func (c Config) procReadTimeout() time.Duration {
+	if c.ProcReadTimeout == 0 {
+		return DefaultProcReadTimeout
+	}
+	return c.ProcReadTimeout
+}
+
+func (c Config) procReadWorkers() int {
+	if c.ProcReadWorkers == 0 {
+		return DefaultProcReadWorkers
+	}
+	return c.ProcReadWorkers
 }
 
 func (c Config) procRoot() string {
@@ -107,20 +149,30 @@ func (c Config) maxCmdline() int {
 // Stats are a Table's counters. Entries is current; the others count since
 // New.
 type Stats struct {
-	Entries     int    // threads and processes in the table
-	Evictions   uint64 // entries evicted because the table was full
-	ProcReads   uint64 // reads of /proc/PID (exec events, and subjects missing from the table)
-	ProcGone    uint64 // of those, reads that found the process gone (Source "gone")
-	Seeded      uint64 // entries Seed added
-	SeedSkipped uint64 // threads Seed left out because the table was full
-	NameHits    uint64 // user and group names found in the cache
-	NameMisses  uint64 // names looked up (os/user), found or not
-	NameErrors  uint64 // lookups that failed for another reason than "no such id"
+	Entries    int    // threads and processes in the table
+	Evictions  uint64 // entries evicted because the table was full
+	ProcReads  uint64 // reads of /proc/PID (exec events, and subjects missing from the table)
+	ProcGone   uint64 // of those, reads that found the process gone (Source "gone")
+	ProcReused uint64 // of those, reads that found the pid naming a younger process than the event's (start time, field 22 of stat)
+	// ProcTimeouts counts reads of /proc/PID given up at
+	// Config.ProcReadTimeout (Source "timeout"); ProcStuck is how many of
+	// them are still blocked in the kernel now, each holding a worker;
+	// ProcSkipped counts reads not even started because every worker was
+	// stuck (Source "timeout" too).
+	ProcTimeouts uint64
+	ProcStuck    int
+	ProcSkipped  uint64
+	Seeded       uint64 // entries Seed added
+	SeedSkipped  uint64 // threads Seed left out because the table was full
+	NameHits     uint64 // user and group names found in the cache
+	NameMisses   uint64 // names looked up (os/user), found or not
+	NameErrors   uint64 // lookups that failed for another reason than "no such id"
 }
 
 // entry is one thread or process. A process's threads share its info.
 type entry struct {
 	pid, tgid, ppid uint32
+	start           uint64 // start time in clock ticks after boot, as /proc/PID/stat said; 0: not read
 	// serial orders creation: 0 for entries Seed read, then increasing.
 	// A parent is only believed when it is older than its child, which
 	// keeps a reused pid out of an ancestry.
@@ -142,12 +194,16 @@ type entry struct {
 // procInfo is what all threads of a process share. It is immutable: events
 // replace it, forks share it.
 type procInfo struct {
+	timedOut         bool // the read it came from timed out: cmdline at least is missing
 	exe, cwd, cgroup string
 	cmdline          []string
 	container        *schema.Container
 }
 
-var emptyInfo = &procInfo{}
+var (
+	emptyInfo   = &procInfo{}
+	timeoutInfo = &procInfo{timedOut: true}
+)
 
 // Table is the process table: what is known of every thread and process,
 // seeded from /proc and kept current by events. See the package
@@ -160,12 +216,18 @@ type Table struct {
 	lru      entry // ring sentinel; lru.next is the most recently used
 	free     []*entry
 	serial   uint64
-	rd       procReader
+	rd       procReader // Seed's directory listing; the reads go through pool
+	pool     *readPool
 	users    nameCache
 	groups   nameCache
 
+	bootOffset func() (int64, bool) // CLOCK_BOOTTIME - CLOCK_MONOTONIC, ns
+	offset     int64
+	offsetOK   bool
+
 	entries                          atomic.Int64
 	evictions, procReads, procGone   atomic.Uint64
+	procReused                       atomic.Uint64
 	seededN, seedSkipped             atomic.Uint64
 	nameHits, nameMisses, nameErrors atomic.Uint64
 }
@@ -181,6 +243,10 @@ func New(cfg Config) (*Table, error) {
 		return nil, fmt.Errorf("enrich: Config.NameTTL %v is negative", cfg.NameTTL)
 	case cfg.MaxCmdline < 0:
 		return nil, fmt.Errorf("enrich: Config.MaxCmdline %d is negative", cfg.MaxCmdline)
+	case cfg.ProcReadTimeout < 0:
+		return nil, fmt.Errorf("enrich: Config.ProcReadTimeout %v is negative", cfg.ProcReadTimeout)
+	case cfg.ProcReadWorkers < 0:
+		return nil, fmt.Errorf("enrich: Config.ProcReadWorkers %d is negative", cfg.ProcReadWorkers)
 	}
 	t := &Table{
 		procRoot: cfg.procRoot(),
@@ -190,6 +256,11 @@ func New(cfg Config) (*Table, error) {
 	}
 	t.lru.prev, t.lru.next = &t.lru, &t.lru
 	t.rd = procReader{root: t.procRoot, maxCmdline: cfg.maxCmdline()}
+	maxCmd := cfg.maxCmdline()
+	t.pool = newReadPool(cfg.procReadWorkers(), cfg.procReadTimeout(), func() procReader {
+		return procReader{maxCmdline: maxCmd}
+	})
+	t.bootOffset = procBootOffset
 	lu, lg := cfg.LookupUser, cfg.LookupGroup
 	if lu == nil {
 		lu = lookupUser
@@ -206,15 +277,19 @@ func New(cfg Config) (*Table, error) {
 // Stats returns the counters. It may be called from any goroutine.
 func (t *Table) Stats() Stats {
 	return Stats{
-		Entries:     int(t.entries.Load()),
-		Evictions:   t.evictions.Load(),
-		ProcReads:   t.procReads.Load(),
-		ProcGone:    t.procGone.Load(),
-		Seeded:      t.seededN.Load(),
-		SeedSkipped: t.seedSkipped.Load(),
-		NameHits:    t.nameHits.Load(),
-		NameMisses:  t.nameMisses.Load(),
-		NameErrors:  t.nameErrors.Load(),
+		Entries:      int(t.entries.Load()),
+		Evictions:    t.evictions.Load(),
+		ProcReads:    t.procReads.Load(),
+		ProcGone:     t.procGone.Load(),
+		ProcReused:   t.procReused.Load(),
+		ProcTimeouts: t.pool.timeouts.Load(),
+		ProcStuck:    int(t.pool.stuck.Load()),
+		ProcSkipped:  t.pool.skipped.Load(),
+		Seeded:       t.seededN.Load(),
+		SeedSkipped:  t.seedSkipped.Load(),
+		NameHits:     t.nameHits.Load(),
+		NameMisses:   t.nameMisses.Load(),
+		NameErrors:   t.nameErrors.Load(),
 	}
 }
 
@@ -345,14 +420,82 @@ func (t *Table) leaderOf(tgid uint32) *entry {
 
 // ---- reading /proc ----
 
-// readProc reads pid now and counts it.
-func (t *Table) readProc(pid, tgid uint32) procRead {
+// readProc reads pid now, within the deadline, and counts it. known is
+// the start time the table knows for the process (0: none); mono the
+// event's timestamp (0: unknown): a process that started after it is not
+// the event's.
+func (t *Table) readProc(pid, tgid uint32, known, mono uint64) procRead {
 	t.procReads.Add(1)
-	r := t.rd.read(pid, tgid)
-	if !r.usable() {
+	check := startCheck{known: known, notAfter: t.startBound(mono)}
+	r := t.pool.read(t.rd.root, pid, tgid, check)
+	if r.reused && check.notAfter != 0 && check.known == 0 {
+		// Maybe the clocks moved apart (a suspend adds to the boot
+		// clock): measure again and check once more.
+		t.offsetOK = false
+		if nb := t.startBound(mono); nb > check.notAfter {
+			check.notAfter = nb
+			r = t.pool.read(t.rd.root, pid, tgid, check)
+		}
+	}
+	switch {
+	case r.timedOut:
+	case r.reused:
+		t.procReused.Add(1)
+		t.procGone.Add(1)
+	case !r.usable():
 		t.procGone.Add(1)
 	}
 	return r
+}
+
+// Start times in /proc/PID/stat are in clock ticks (USER_HZ, 100 on every
+// Linux architecture) of CLOCK_BOOTTIME; event timestamps are
+// CLOCK_MONOTONIC ns. startSlack covers the tick's truncation and the
+// resolution of /proc/uptime, through which the offset is measured.
+const (
+	tickNS     = uint64(time.Second / 100)
+	startSlack = 3
+)
+
+// startBound returns the latest start time (ticks after boot) a process
+// alive at monotonic time mono can have, or 0 when unknown.
+func (t *Table) startBound(mono uint64) uint64 {
+	if mono == 0 {
+		return 0
+	}
+	if !t.offsetOK {
+		off, ok := t.bootOffset()
+		if !ok {
+			return 0
+		}
+		t.offset, t.offsetOK = off, true
+	}
+	boot := int64(mono) + t.offset
+	if boot < 0 {
+		return 0
+	}
+	return uint64(boot)/tickNS + startSlack
+}
+
+// procBootOffset measures CLOCK_BOOTTIME - CLOCK_MONOTONIC in ns, to 10 ms:
+// /proc/uptime against source.Monotonic.
+func procBootOffset() (int64, bool) {
+	b, err := os.ReadFile("/proc/uptime")
+	if err != nil {
+		return 0, false
+	}
+	mono, err := source.Monotonic()
+	if err != nil {
+		return 0, false
+	}
+	f, _, _ := strings.Cut(string(b), " ")
+	secs, frac, _ := strings.Cut(f, ".")
+	s, err1 := strconv.ParseUint(secs, 10, 63)
+	c, err2 := strconv.ParseUint((frac + "00")[:2], 10, 8)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return int64(s*uint64(time.Second)+c*tickNS) - int64(mono), true
 }
 
 // fill sets e from a read: only what was read, nothing kept from before.
@@ -375,9 +518,16 @@ func (e *entry) fill(r *procRead) {
 			e.gid, e.haveGID = [2]uint32{st.gid, st.egid}, true
 		}
 	}
-	if r.haveCmdline || r.haveExe || r.haveCwd || r.haveCgroup {
-		e.info = &procInfo{exe: r.exe, cwd: r.cwd, cgroup: r.cgroup, cmdline: r.cmdline, container: r.container}
-	} else {
+	e.start = 0
+	if r.haveStart {
+		e.start = r.start
+	}
+	switch {
+	case r.haveCmdline || r.haveExe || r.haveCwd || r.haveCgroup:
+		e.info = &procInfo{timedOut: r.timedOut, exe: r.exe, cwd: r.cwd, cgroup: r.cgroup, cmdline: r.cmdline, container: r.container}
+	case r.timedOut:
+		e.info = timeoutInfo
+	default:
 		e.info = emptyInfo
 	}
 }
@@ -385,9 +535,9 @@ func (e *entry) fill(r *procRead) {
 // readNew reads pid (of thread group tgid) from /proc into a new entry,
 // returning nil when the process is gone with nothing read. The entry is
 // new to the table: younger than everything already there.
-func (t *Table) readNew(pid, tgid uint32) (*entry, string) {
-	r := t.readProc(pid, tgid)
-	if r.gone && !r.haveStatus {
+func (t *Table) readNew(pid, tgid uint32, mono uint64) (*entry, string) {
+	r := t.readProc(pid, tgid, 0, mono)
+	if r.reused || r.gone && !r.haveStatus {
 		return nil, SourceGone
 	}
 	e := t.newEntry()
@@ -402,7 +552,12 @@ func (t *Table) readNew(pid, tgid uint32) (*entry, string) {
 	t.serial++
 	e.serial = t.serial
 	t.insert(e, t.leaderOf(e.tgid))
-	if r.usable() {
+	switch {
+	case r.timedOut:
+		// Kept, so that the next events of a stuck process do not wait
+		// for it again.
+		return e, SourceTimeout
+	case r.usable():
 		return e, SourceProc
 	}
 	return e, SourceGone
@@ -435,7 +590,7 @@ func (t *Table) apply(ev *schema.ProcEvent, describe bool) *schema.Process {
 	case schema.ProcEventExit:
 		return t.exit(ev, describe)
 	case schema.ProcEventComm:
-		e, src := t.subject(ev.Comm.PID, ev.Comm.TGID)
+		e, src := t.subject(ev.Comm.PID, ev.Comm.TGID, ev.TimestampNS)
 		if e == nil {
 			return t.gone(ev, describe, ev.Comm.PID, ev.Comm.TGID, 0)
 		}
@@ -443,7 +598,7 @@ func (t *Table) apply(ev *schema.ProcEvent, describe bool) *schema.Process {
 		return t.describe(ev, describe, e, src, 0)
 	case schema.ProcEventUID, schema.ProcEventGID:
 		id := ev.ID
-		e, src := t.subject(id.PID, id.TGID)
+		e, src := t.subject(id.PID, id.TGID, ev.TimestampNS)
 		if e == nil {
 			return t.gone(ev, describe, id.PID, id.TGID, 0)
 		}
@@ -464,15 +619,15 @@ func (t *Table) apply(ev *schema.ProcEvent, describe bool) *schema.Process {
 }
 
 // subject finds pid in the table, or reads it from /proc.
-func (t *Table) subject(pid, tgid uint32) (*entry, string) {
+func (t *Table) subject(pid, tgid uint32, mono uint64) (*entry, string) {
 	if e := t.lookup(pid, tgid); e != nil {
 		return e, SourceTable
 	}
-	return t.readNew(pid, tgid)
+	return t.readNew(pid, tgid, mono)
 }
 
 func (t *Table) other(ev *schema.ProcEvent, describe bool, pid, tgid, ppid uint32) *schema.Process {
-	e, src := t.subject(pid, tgid)
+	e, src := t.subject(pid, tgid, ev.TimestampNS)
 	if e == nil {
 		return t.gone(ev, describe, pid, tgid, ppid)
 	}
@@ -498,7 +653,7 @@ func (t *Table) fork(ev *schema.ProcEvent, describe bool) *schema.Process {
 		}
 	}
 	if from == nil {
-		e, src := t.readNew(f.ChildPID, f.ChildTGID)
+		e, src := t.readNew(f.ChildPID, f.ChildTGID, 0) // the child is younger than its fork event
 		if e == nil {
 			return t.gone(ev, describe, f.ChildPID, f.ChildTGID, f.ParentTGID)
 		}
@@ -517,9 +672,13 @@ func (t *Table) fork(ev *schema.ProcEvent, describe bool) *schema.Process {
 
 func (t *Table) exec(ev *schema.ProcEvent, describe bool) *schema.Process {
 	pid, tgid := ev.Exec.PID, ev.Exec.TGID
-	r := t.readProc(pid, tgid)
 	old := t.m[pid]
-	if r.gone && !r.haveStatus {
+	var known uint64
+	if old != nil && old.tgid == tgid {
+		known = old.start // exec keeps the start time
+	}
+	r := t.readProc(pid, tgid, known, ev.TimestampNS)
+	if r.reused || r.gone && !r.haveStatus {
 		// Nothing of the new program is known and the old one's data is
 		// stale: forget the process; its exit will say "gone" too.
 		if old != nil {
@@ -547,7 +706,10 @@ func (t *Table) exec(ev *schema.ProcEvent, describe bool) *schema.Process {
 	}
 	e.fill(&r)
 	src := SourceProc
-	if !r.usable() {
+	switch {
+	case r.timedOut:
+		src = SourceTimeout
+	case !r.usable():
 		src = SourceGone
 	}
 	return t.describe(ev, describe, e, src, 0)
@@ -619,12 +781,15 @@ func (t *Table) describe(ev *schema.ProcEvent, describe bool, e *entry, src stri
 	}
 	b := new(procBox)
 	p := &b.p
+	in := e.info
+	if src == SourceTable && in.timedOut {
+		src = SourceTimeout
+	}
 	p.PID, p.TGID, p.PPID, p.Source = e.pid, e.tgid, e.ppid, src
 	if ppid != 0 {
 		p.PPID = ppid
 	}
 	p.Comm = e.comm
-	in := e.info
 	p.Exe, p.Cwd, p.Cgroup = in.exe, in.cwd, in.cgroup
 	// The Process is the caller's to change: its slices and pointers are
 	// its own, not the table's (strings are immutable and shared).
@@ -746,7 +911,7 @@ func (t *Table) Seed(procRoot string) error {
 		if !ok || t.m[tgid] != nil {
 			continue
 		}
-		r := rd.read(tgid, tgid)
+		r := t.pool.read(rd.root, tgid, tgid, startCheck{})
 		if r.gone || !r.haveStatus {
 			continue
 		}
@@ -778,7 +943,7 @@ func (t *Table) Seed(procRoot string) error {
 				t.seedSkipped.Add(1)
 				continue
 			}
-			st, ok := rd.readStatus(filepath.Join(rd.root, strconv.FormatUint(uint64(l.pid), 10), "task", d.Name(), "status"))
+			st, ok := t.pool.readStatus(filepath.Join(rd.root, strconv.FormatUint(uint64(l.pid), 10), "task", d.Name(), "status"))
 			if !ok || st.haveTgid && st.tgid != l.pid {
 				continue
 			}

@@ -221,10 +221,11 @@ func TestExecPartial(t *testing.T) {
 	if diff := cmp.Diff(want, f.tab.Enrich(execEv(401))); diff != "" {
 		t.Errorf("exec (-want +got):\n%s", diff)
 	}
-	// cmdline read, cgroup not: "proc", without a cgroup.
-	writeFakeProc(t, f.root, fakeProc{pid: 402, ppid: 100, name: "half", args: []string{"half"}, omit: []string{"cgroup"}})
+	// exe read, then gone at cgroup (cmdline, read last, is not): "proc",
+	// without a cgroup or a command line.
+	writeFakeProc(t, f.root, fakeProc{pid: 402, ppid: 100, name: "half", args: []string{"half"}, exe: "/usr/bin/half", omit: []string{"cgroup"}})
 	got := f.tab.Enrich(execEv(402))
-	if got.Source != "proc" || got.Cgroup != "" || !cmp.Equal(got.Cmdline, []string{"half"}) {
+	if got.Source != "proc" || got.Cgroup != "" || got.Exe != "/usr/bin/half" || got.Cmdline != nil {
 		t.Errorf("exec half: %+v", got)
 	}
 	if s := f.tab.Stats(); s.ProcReads != 2 || s.ProcGone != 1 {
