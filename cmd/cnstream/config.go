@@ -19,6 +19,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/cnstream/cnstream/assemble"
 	"github.com/cnstream/cnstream/pipeline"
 	"github.com/cnstream/cnstream/schema"
 	"github.com/cnstream/cnstream/sink"
@@ -506,26 +507,6 @@ func userinfo(raw string) (user, password string) {
 	return u.User.Username(), password
 }
 
-// redactURL returns raw with the password of its user information (or the
-// user, when it has no password: a token) replaced by xxxxx.
-func redactURL(raw string) string {
-	scheme, rest, ok := strings.Cut(raw, "://")
-	if !ok {
-		return raw
-	}
-	i := strings.LastIndex(rest, "@")
-	if i < 0 {
-		return raw
-	}
-	user, _, hasPw := strings.Cut(rest[:i], ":")
-	if !hasPw {
-		user = "xxxxx"
-	} else {
-		user += ":xxxxx"
-	}
-	return scheme + "://" + user + rest[i:]
-}
-
 var unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
 
 var renamerType = reflect.TypeFor[renamer]()
@@ -747,7 +728,7 @@ func (c *Config) validate() error {
 	if b := c.Source.Batch; b < 0 || b > 1024 {
 		return fieldErr("source.batch", "%d: want 1..1024 datagrams per recvmmsg (0: 64)", b)
 	}
-	if _, err := kernelMask(c.Source.KernelFilter); err != nil {
+	if _, err := assemble.ParseKernelFilter(c.Source.KernelFilter); err != nil {
 		return fieldErr("source.kernel_filter", "%v", err)
 	}
 	for i, g := range c.Source.Groups {
@@ -860,23 +841,6 @@ func (f FilterConfig) filter() (transform.Filter, error) {
 		return tf, fieldErr("transform.filter", "%v", err)
 	}
 	return tf, nil
-}
-
-// kernelMask turns kind names into a kernel-side event mask (0: all).
-func kernelMask(names []string) (schema.What, error) {
-	var mask schema.What
-	for _, k := range names {
-		k = strings.TrimSpace(strings.ToLower(k))
-		w, ok := schema.ParseWhat(k)
-		if k == "nonzero_exit" {
-			w, ok = schema.ProcEventNonzeroExit, true
-		}
-		if !ok || w == schema.ProcEventNone {
-			return 0, fmt.Errorf("unknown kind %q (known: fork,exec,exit,uid,gid,sid,ptrace,comm,coredump,nonzero_exit)", k)
-		}
-		mask |= w
-	}
-	return mask, nil
 }
 
 // sinkType is what cmd knows of one sink type: where its YAML section is

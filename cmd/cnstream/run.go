@@ -4,14 +4,15 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/cnstream/cnstream/assemble"
 	"github.com/cnstream/cnstream/pipeline"
 	"github.com/cnstream/cnstream/schema"
-	"github.com/cnstream/cnstream/source"
-	"github.com/cnstream/cnstream/transform"
+	"github.com/cnstream/cnstream/telemetry"
 	"github.com/cnstream/cnstream/transform/enrich"
 )
 
@@ -110,7 +111,7 @@ func runPipeline(ctx context.Context, c *Config, stdout, stderr io.Writer) error
 			_ = s.Sink.Close(cctx)
 		}
 	}
-	host, err := readHost()
+	host, err := enrich.ReadHost("/proc")
 	if err != nil {
 		if ln != nil {
 			ln.Close()
@@ -118,7 +119,7 @@ func runPipeline(ctx context.Context, c *Config, stdout, stderr io.Writer) error
 		closeAll()
 		return err
 	}
-	tel, err := startTelemetry(ctx, c, ln, host.Hostname, log)
+	tel, err := telemetry.Start(ctx, telemetryConfig(c, ln, host.Hostname, log))
 	if err != nil {
 		closeAll()
 		return err
@@ -126,70 +127,37 @@ func runPipeline(ctx context.Context, c *Config, stdout, stderr io.Writer) error
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if err := tel.shutdown(sctx); err != nil {
+		if err := tel.Shutdown(sctx); err != nil {
 			log.Warn("telemetry shutdown", "err", err)
 		}
 	}()
 	// What a missing capability costs, said at start and in the report.
-	priv := source.ReadPrivileges()
-	var without []string
-	enriched := c.Transform.Enrich == nil || *c.Transform.Enrich
-	if priv.Lacks(source.CapSysPtrace) && enriched {
-		log.Warn("running without CAP_SYS_PTRACE: events of processes of other users, or with capabilities cnstream lacks, carry no exe and cwd (reading /proc/PID/exe and cwd needs ptrace read access); grant it as deploy/systemd/cnstream.service does")
-		without = append(without, "CAP_SYS_PTRACE: exe and cwd of other users' processes were not recorded")
-	}
-	mask, _ := kernelMask(c.Source.KernelFilter) // validated
-	conn, err := source.Dial(source.Config{Groups: c.Source.Groups, UserspaceGroups: c.Source.UserspaceGroups,
-		ReadBuffer: int(c.Source.ReadBuffer), NoENOBUFS: c.Source.NoENOBUFS})
+	acfg := readerConfig(c, host)
+	acfg.OnLack = func(l assemble.Lack) { warnLack(log, l) }
+	in, err := assemble.Open(ctx, acfg)
 	if err != nil {
 		closeAll()
 		return err
 	}
-	if st := conn.Stats(); c.Source.ReadBuffer >= 0 && !st.ReadBufferForced {
-		log.Warn("running without CAP_NET_ADMIN: the receive buffer is not forced to the size asked (SO_RCVBUFFORCE refused) but capped by net.core.rmem_max: more kernel drops in bursts; every drop is reported",
-			"bytes", st.ReadBuffer, "requested", st.ReadBufferRequested, "why", priv.NetAdminHint())
-		without = append(without, fmt.Sprintf("CAP_NET_ADMIN: receive buffer %d bytes, not the forced %d: bursts drop more (the kernel drops above include them)", st.ReadBuffer, st.ReadBufferRequested))
-	}
 	var heard []string
-	if c.Source.processEvents() {
-		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err = conn.Subscribe(sctx, source.SubscribeConfig{Events: mask})
-		cancel()
-		if err != nil {
-			conn.Close()
-			closeAll()
-			return err
-		}
+	if in.Subscribed {
 		heard = append(heard, "process events")
 	}
 	for _, g := range c.Source.Groups {
 		heard = append(heard, fmt.Sprintf("group %d", g))
 	}
-	tr, table, err := buildTransform(c, host)
+	p, err := pipeline.New(in.PipelineConfig(pipeline.Config{Sinks: sinks, DrainTimeout: time.Duration(c.Pipeline.DrainTimeout),
+		Meter: tel.Meter(), Tracer: tel.Tracer(), Logger: log}))
 	if err != nil {
-		conn.Close()
-		closeAll()
-		return err
-	}
-	pcfg := pipeline.Config{Source: conn, Transform: tr, Sinks: sinks,
-		BatchLen: c.Source.Batch, DgramBytes: c.Source.datagramSize(), DrainTimeout: time.Duration(c.Pipeline.DrainTimeout),
-		Meter: tel.Meter(), Tracer: tel.Tracer(), Logger: log}
-	if table != nil {
-		pcfg.Enrich = table
-	}
-	p, err := pipeline.New(pcfg)
-	if err != nil {
-		conn.Close()
+		in.Close()
 		closeAll()
 		return err
 	}
 	var names []string
-	var named []namedSink
 	for _, s := range sinks {
 		names = append(names, s.Name)
-		named = append(named, namedSink{s.Name, s.Sink})
 	}
-	tel.setReady(readinessOf(conn, c.Source.processEvents(), named))
+	tel.SetReady(readinessOf(in, sinks))
 	telemetryAt := ""
 	if a := tel.Addr(); a != "" {
 		telemetryAt = "; telemetry on http://" + a
@@ -197,7 +165,7 @@ func runPipeline(ctx context.Context, c *Config, stdout, stderr io.Writer) error
 	fmt.Fprintf(stderr, "cnstream run: listening to %s; sinks: %s%s\n", strings.Join(heard, ", "), strings.Join(names, ", "), telemetryAt)
 	log.Info("running", "sources", strings.Join(heard, ", "), "sinks", strings.Join(names, ", "), "telemetry", tel.Addr())
 	runErr := p.Run(ctx)
-	tel.setDone()
+	tel.SetDone()
 	st := p.Stats()
 	fmt.Fprintf(stderr, "cnstream run: %d events (%d records of loss: %d gaps, %d missing, %d kernel drops, %d malformed, %d forged), %d filtered\n",
 		st.Transform.Events, st.Transform.Records, st.Transform.Gaps, st.Transform.Missing, st.Transform.Drops, st.Transform.Malformed, st.Transform.Forged, st.Transform.Filtered)
@@ -208,33 +176,50 @@ func runPipeline(ctx context.Context, c *Config, stdout, stderr io.Writer) error
 		fmt.Fprintf(stderr, "cnstream run: sink %s: %d delivered in %d batches, %d retries, %d failed, %d dropped by policy, %d undelivered\n",
 			s.Name, s.Delivered, s.Batches, s.Retries, s.Failed, s.PolicyDropped, s.Undelivered)
 	}
-	for _, w := range without {
-		fmt.Fprintf(stderr, "cnstream run: ran without %s\n", w)
+	for _, l := range in.Lacks {
+		fmt.Fprintf(stderr, "cnstream run: ran without %s\n", lackCost(l))
 	}
 	return runErr
 }
 
-func buildTransform(c *Config, host schema.Host) (*transform.Transformer, *enrich.Table, error) {
-	filter, _ := c.Transform.Filter.filter() // validated
-	cfg := transform.Config{Host: host, Filter: filter}
-	var err error
-	if cfg.Clock, err = newClock(); err != nil {
-		return nil, nil, err
-	}
-	var table *enrich.Table
-	if c.Transform.Enrich == nil || *c.Transform.Enrich {
-		ancestors := 4
-		if c.Transform.Ancestors != nil {
-			ancestors = *c.Transform.Ancestors
+// readerConfig maps the source: and transform: sections of c to the
+// reader half's configuration.
+func readerConfig(c *Config, host schema.Host) assemble.Config {
+	mask, _ := assemble.ParseKernelFilter(c.Source.KernelFilter) // validated
+	filter, _ := c.Transform.Filter.filter()                     // validated
+	ancestors := 4
+	if a := c.Transform.Ancestors; a != nil {
+		ancestors = *a
+		if ancestors == 0 {
+			ancestors = -1 // none; 0 is the library's default
 		}
-		table, err = newEnricher(&tailOptions{ancestors: ancestors, maxProcs: c.Transform.MaxProcesses})
-		if err != nil {
-			return nil, nil, err
-		}
-		cfg.Enricher = table
 	}
-	tr, err := transform.New(cfg)
-	return tr, table, err
+	return assemble.Config{Host: host,
+		Source: assemble.Source{NoProcessEvents: !c.Source.processEvents(), Groups: c.Source.Groups, UserspaceGroups: c.Source.UserspaceGroups,
+			ReadBuffer: int(c.Source.ReadBuffer), NoENOBUFS: c.Source.NoENOBUFS, Batch: c.Source.Batch,
+			DatagramBytes: c.Source.datagramSize(), KernelFilter: mask},
+		Transform: assemble.Transform{NoEnrich: c.Transform.Enrich != nil && !*c.Transform.Enrich, Ancestors: ancestors,
+			MaxProcesses: c.Transform.MaxProcesses, Filter: filter}}
+}
+
+// warnLack logs at start what running without a capability costs.
+func warnLack(log *slog.Logger, l assemble.Lack) {
+	switch l.Capability {
+	case assemble.CapSysPtrace:
+		log.Warn("running without CAP_SYS_PTRACE: events of processes of other users, or with capabilities cnstream lacks, carry no exe and cwd (reading /proc/PID/exe and cwd needs ptrace read access); grant it as deploy/systemd/cnstream.service does")
+	case assemble.CapNetAdmin:
+		log.Warn("running without CAP_NET_ADMIN: the receive buffer is not forced to the size asked (SO_RCVBUFFORCE refused) but capped by net.core.rmem_max: more kernel drops in bursts; every drop is reported",
+			"bytes", l.ReadBuffer, "requested", l.ReadBufferRequested, "why", l.Hint)
+	}
+}
+
+// lackCost says, for the final report, what running without a capability
+// cost.
+func lackCost(l assemble.Lack) string {
+	if l.Capability == assemble.CapNetAdmin {
+		return fmt.Sprintf("CAP_NET_ADMIN: receive buffer %d bytes, not the forced %d: bursts drop more (the kernel drops above include them)", l.ReadBuffer, l.ReadBufferRequested)
+	}
+	return "CAP_SYS_PTRACE: exe and cwd of other users' processes were not recorded"
 }
 
 func buildSinks(c *Config, stdoutW io.Writer) ([]pipeline.SinkConfig, error) {

@@ -17,6 +17,7 @@ import (
 	"github.com/cnstream/cnstream/schema"
 	"github.com/cnstream/cnstream/source"
 	"github.com/cnstream/cnstream/transform"
+	"github.com/cnstream/cnstream/transform/enrich"
 )
 
 const sendSynopsis = `send --id IDX:VAL [flags]
@@ -175,7 +176,7 @@ func sendCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	defer out.Flush()
 	var tr *transform.Transformer
 	if o.waitReply > 0 {
-		host, err := readHost()
+		host, err := enrich.ReadHost("/proc")
 		if err != nil {
 			return err
 		}

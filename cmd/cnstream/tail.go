@@ -10,8 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
+	"github.com/cnstream/cnstream/assemble"
 	"github.com/cnstream/cnstream/pipeline"
 	"github.com/cnstream/cnstream/schema"
 	"github.com/cnstream/cnstream/source"
@@ -51,10 +51,6 @@ type tailOptions struct {
 	userspace  []uint32
 }
 
-// queueBudget bounds the memory of the batches queued between the reader and
-// the printer when --queue is not given.
-const queueBudget = 32 << 20
-
 func parseTail(args []string, stderr io.Writer) (*tailOptions, error) {
 	fs := newFlagSet("tail [flags]", tailSynopsis, stderr)
 	o := &tailOptions{}
@@ -90,7 +86,8 @@ func parseTail(args []string, stderr io.Writer) (*tailOptions, error) {
 	fs.IntVar(&o.batch, "batch", 64, "datagrams per recvmmsg call")
 	fs.IntVar(&o.batches, "queue", 0, "batches buffered between the reader and the printer (0: as many as fit in 32 MiB)")
 	fs.IntVar(&o.dgramSize, "datagram-size", 0, "receive buffer per datagram in `bytes` (0: 512 for process events, which are 76 bytes; 16420, the connector's maximum, with --group); larger datagrams are reported as malformed (truncated)")
-	if err := parseFlags(fs, args); err != nil {
+	err := parseFlags(fs, args)
+	if err != nil {
 		return nil, err
 	}
 	if *group > schema.MaxGroup {
@@ -110,35 +107,21 @@ func parseTail(args []string, stderr io.Writer) (*tailOptions, error) {
 	if err := o.filter.Validate(); err != nil {
 		return nil, usageErr("%v", err)
 	}
+	if o.ancestors == 0 {
+		o.ancestors = -1 // none: 0 is the library's default
+	}
 	if *kernelKinds != "" {
-		for _, k := range strings.Split(*kernelKinds, ",") {
-			k = strings.TrimSpace(strings.ToLower(k))
-			w, ok := schema.ParseWhat(k)
-			if k == "nonzero_exit" {
-				w, ok = schema.ProcEventNonzeroExit, true
-			}
-			if !ok || w == schema.ProcEventNone {
-				return nil, usageErr("--kernel-filter: unknown kind %q (known: fork,exec,exit,uid,gid,sid,ptrace,comm,coredump,nonzero_exit)", k)
-			}
-			o.kernelMask |= w
+		if o.kernelMask, err = assemble.ParseKernelFilter(strings.Split(*kernelKinds, ",")); err != nil {
+			return nil, usageErr("--kernel-filter: %v", err)
 		}
 	}
 	if o.batch < 1 || o.batch > 1024 {
 		return nil, usageErr("--batch %d: must be 1..1024", o.batch)
 	}
-	if o.dgramSize == 0 {
-		o.dgramSize = 512
-		if o.group != 0 {
-			o.dgramSize = source.DefaultDatagramBytes
-		}
-	}
-	if o.dgramSize < 64 || o.dgramSize > 1<<20 {
+	if o.dgramSize != 0 && (o.dgramSize < 64 || o.dgramSize > 1<<20) {
 		return nil, usageErr("--datagram-size %d: must be 64..1048576", o.dgramSize)
 	}
-	if o.batches == 0 {
-		o.batches = min(256, max(2, queueBudget/(o.batch*o.dgramSize)))
-	}
-	if o.batches < 2 {
+	if o.batches != 0 && o.batches < 2 { // 0: pipeline.ReaderConfig's default
 		return nil, usageErr("--queue %d: must be at least 2", o.batches)
 	}
 	return o, nil
@@ -149,57 +132,38 @@ func tailCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	scfg := source.Config{ReadBuffer: o.rcvbuf, NoENOBUFS: o.noENOBUFS, UserspaceGroups: o.userspace}
+	acfg := assemble.Config{
+		Source: assemble.Source{NoProcessEvents: o.group != 0, ReadBuffer: o.rcvbuf, NoENOBUFS: o.noENOBUFS,
+			UserspaceGroups: o.userspace, Batch: o.batch, DatagramBytes: o.dgramSize, KernelFilter: o.kernelMask},
+		Transform: assemble.Transform{NoEnrich: !o.enrich, Ancestors: o.ancestors, MaxProcesses: o.maxProcs, Filter: o.filter},
+		OnLack: func(l assemble.Lack) {
+			switch l.Capability {
+			case assemble.CapNetAdmin:
+				fmt.Fprintf(stderr, "cnstream tail: warning: receive buffer limited to %d bytes, capped by net.core.rmem_max (SO_RCVBUFFORCE refused: %s): bursts may overflow it; every drop is reported\n", l.ReadBuffer, l.Hint)
+			case assemble.CapSysPtrace:
+				fmt.Fprintf(stderr, "cnstream tail: warning: without CAP_SYS_PTRACE, events of other users' processes carry no exe and cwd\n")
+			}
+		},
+	}
 	if o.group != 0 {
-		scfg.Groups = []uint32{o.group}
+		acfg.Source.Groups = []uint32{o.group}
 	}
-	conn, err := source.Dial(scfg)
+	if o.group == 0 && o.kernelMask != 0 {
+		fmt.Fprintf(stderr, "cnstream tail: warning: with --kernel-filter the kernel sends no ACK and skips events: sequence gaps no longer mean loss\n")
+	}
+	in, err := assemble.Open(ctx, acfg)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	if st := conn.Stats(); o.rcvbuf >= 0 && !st.ReadBufferForced {
-		fmt.Fprintf(stderr, "cnstream tail: warning: receive buffer limited to %d bytes, capped by net.core.rmem_max (SO_RCVBUFFORCE refused: %s): bursts may overflow it; every drop is reported\n",
-			st.ReadBuffer, source.ReadPrivileges().NetAdminHint())
-	}
-	if o.group == 0 {
-		if o.kernelMask != 0 {
-			fmt.Fprintf(stderr, "cnstream tail: warning: with --kernel-filter the kernel sends no ACK and skips events: sequence gaps no longer mean loss\n")
-		}
-		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := conn.Subscribe(sctx, source.SubscribeConfig{Events: o.kernelMask})
-		cancel()
-		if err != nil {
-			return err
-		}
-	}
-	// Subscribed first, seeded second: events of processes started while
-	// the table is seeded wait in the socket's queue and are applied after.
-	host, err := readHost()
-	if err != nil {
-		return err
-	}
-	cfg := transform.Config{Host: host, Filter: o.filter}
-	if cfg.Clock, err = newClock(); err != nil {
-		return err
-	}
-	if o.enrich {
-		table, err := newEnricher(o)
-		if err != nil {
-			return err
-		}
-		cfg.Enricher = table
-	}
-	tr, err := transform.New(cfg)
-	if err != nil {
-		return err
-	}
+	defer in.Close()
+	conn, tr := in.Conn, in.Transformer
 
 	// The reader never waits for the printer unless every batch is full:
 	// then the kernel's queue absorbs the burst, and what it cannot hold is
 	// counted as drops and shown.
-	rd, err := pipeline.NewReader(pipeline.ReaderConfig{Source: conn, Transform: tr,
-		BatchLen: o.batch, DgramBytes: o.dgramSize, ReadQueue: o.batches, StopAtOnce: true})
+	rcfg := in.ReaderConfig()
+	rcfg.ReadQueue, rcfg.StopAtOnce = o.batches, true
+	rd, err := pipeline.NewReader(rcfg)
 	if err != nil {
 		return err
 	}

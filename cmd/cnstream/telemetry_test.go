@@ -4,11 +4,8 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -264,83 +261,6 @@ telemetry:
 	defer rcv.mu.Unlock()
 	if rcv.spans["cnstream.sink.write"] == 0 {
 		t.Errorf("no cnstream.sink.write span received: %v", rcv.spans)
-	}
-}
-
-// TestTelemetryServerLimits: the endpoint closes a connection whose request
-// header never ends (slowloris), and serves at most MaxConns connections at
-// once: another waits until one closes. startTelemetry's server has every
-// timeout set.
-func TestTelemetryServerLimits(t *testing.T) {
-	serve := func(lim httpLimits) string {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv := newHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") }), lim)
-		go srv.Serve(limitListener(ln, lim.MaxConns))
-		t.Cleanup(func() { srv.Close() })
-		return ln.Addr().String()
-	}
-
-	// Slowloris: half a request header, then nothing.
-	addr := serve(httpLimits{ReadHeader: 300 * time.Millisecond, Read: time.Second, Write: time.Second, Idle: time.Second, MaxConns: 4})
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	start := time.Now()
-	if _, err := io.WriteString(c, "GET /metrics HTTP/1.1\r\nHost: x\r\n"); err != nil {
-		t.Fatal(err)
-	}
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.Copy(io.Discard, c); err != nil {
-		t.Errorf("slow header: %v after %v, want the server to close the connection", err, time.Since(start))
-	} else if d := time.Since(start); d > 5*time.Second {
-		t.Errorf("slow header: closed after %v, want about 300ms", d)
-	}
-
-	// The connection limit: two idle connections hold both places.
-	addr = serve(httpLimits{ReadHeader: 30 * time.Second, Read: 30 * time.Second, Write: 30 * time.Second, Idle: 30 * time.Second, MaxConns: 2})
-	var held []net.Conn
-	for range 2 {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		held = append(held, c)
-	}
-	get := func(timeout time.Duration) error {
-		cl := &http.Client{Timeout: timeout, Transport: &http.Transport{DisableKeepAlives: true}}
-		resp, err := cl.Get("http://" + addr + "/")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		return nil
-	}
-	if err := get(500 * time.Millisecond); err == nil {
-		t.Errorf("a third connection was served while two held the limit of 2")
-	}
-	held[0].Close()
-	if err := get(10 * time.Second); err != nil {
-		t.Errorf("after a held connection closed: %v, want an answer", err)
-	}
-
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tel, err := startTelemetry(t.Context(), &Config{}, ln, "test", slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tel.shutdown(context.Background())
-	if s := tel.srv; s.ReadHeaderTimeout <= 0 || s.ReadTimeout <= 0 || s.WriteTimeout <= 0 || s.IdleTimeout <= 0 || telemetryLimits.MaxConns <= 0 {
-		t.Errorf("telemetry server: ReadHeaderTimeout %v, ReadTimeout %v, WriteTimeout %v, IdleTimeout %v, MaxConns %d: want all set",
-			s.ReadHeaderTimeout, s.ReadTimeout, s.WriteTimeout, s.IdleTimeout, telemetryLimits.MaxConns)
 	}
 }
 

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,12 +15,11 @@ import (
 	"time"
 	"unicode/utf8"
 
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"golang.org/x/term"
 
 	"github.com/cnstream/cnstream/pipeline"
+	"github.com/cnstream/cnstream/telemetry"
+	"github.com/cnstream/cnstream/telemetry/promtext"
 )
 
 const topSynopsis = `top [--url URL] [--interval D] [--once]
@@ -235,27 +233,17 @@ func newTopScraper(base string, interval time.Duration) *topScraper {
 // topSnapshot is one scrape.
 type topSnapshot struct {
 	At       time.Time
-	Metrics  metricSet
-	Ready    *topReadiness // nil when /readyz did not answer with its JSON
-	ReadyErr error         // why Ready is nil
-	Err      error         // /metrics failed: unreachable, or not a metrics endpoint
-}
-
-// topReadiness is the JSON of /readyz.
-type topReadiness struct {
-	Ready  bool `json:"ready"`
-	Checks []struct {
-		Name  string `json:"name"`
-		OK    bool   `json:"ok"`
-		Error string `json:"error"`
-	} `json:"checks"`
+	Metrics  promtext.Set
+	Ready    *telemetry.Readiness // nil when /readyz did not answer with its JSON
+	ReadyErr error                // why Ready is nil
+	Err      error                // /metrics failed: unreachable, or not a metrics endpoint
 }
 
 func (sc *topScraper) scrape(ctx context.Context) *topSnapshot {
 	s := &topSnapshot{}
 	var wg sync.WaitGroup
-	wg.Go(func() { s.Ready, s.ReadyErr = sc.readyz(ctx) })
-	s.Metrics, s.Err = sc.metrics(ctx)
+	wg.Go(func() { s.Ready, s.ReadyErr = telemetry.GetReadiness(ctx, sc.client, sc.base+"/readyz") })
+	s.Metrics, s.Err = promtext.Scrape(ctx, sc.client, sc.base+"/metrics")
 	s.At = time.Now()
 	wg.Wait()
 	if s.Err != nil {
@@ -264,197 +252,45 @@ func (sc *topScraper) scrape(ctx context.Context) *topSnapshot {
 	return s
 }
 
-func (sc *topScraper) get(ctx context.Context, path, accept string) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, sc.base+path, nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Accept", accept)
-	return sc.client.Do(req)
-}
-
-func (sc *topScraper) metrics(ctx context.Context) (metricSet, error) {
-	resp, err := sc.get(ctx, "/metrics", "text/plain;version=0.0.4")
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s/metrics: %s", sc.base, resp.Status)
-	}
-	return parseMetrics(resp.Body)
-}
-
-func (sc *topScraper) readyz(ctx context.Context) (*topReadiness, error) {
-	resp, err := sc.get(ctx, "/readyz", "application/json")
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	var rd topReadiness
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&rd); err != nil {
-		return nil, fmt.Errorf("/readyz: %s", resp.Status)
-	}
-	return &rd, nil
-}
-
-// metricSet is one scrape of /metrics: the samples of each family, by
-// name as exposed (cnstream_sink_delivered_total).
-type metricSet map[string][]metricSample
-
-type metricSample struct {
-	labels  map[string]string
-	value   float64      // counter, gauge, untyped
-	buckets []histBucket // histogram: cumulative, by ascending bound, +Inf last
-}
-
-type histBucket struct{ le, count float64 }
-
-// parseMetrics reads the Prometheus text format.
-func parseMetrics(r io.Reader) (metricSet, error) {
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(r)
-	if err != nil {
-		return nil, fmt.Errorf("metrics: %w", err)
-	}
-	m := make(metricSet, len(fams))
-	for name, f := range fams {
-		for _, mt := range f.GetMetric() {
-			s := metricSample{labels: make(map[string]string, len(mt.GetLabel()))}
-			for _, l := range mt.GetLabel() {
-				s.labels[l.GetName()] = l.GetValue()
-			}
-			switch f.GetType() {
-			case dto.MetricType_COUNTER:
-				s.value = mt.GetCounter().GetValue()
-			case dto.MetricType_GAUGE:
-				s.value = mt.GetGauge().GetValue()
-			case dto.MetricType_UNTYPED:
-				s.value = mt.GetUntyped().GetValue()
-			case dto.MetricType_HISTOGRAM:
-				s.buckets = histBuckets(mt.GetHistogram())
-			default:
-				continue
-			}
-			m[name] = append(m[name], s)
-		}
-	}
-	return m, nil
-}
-
-func histBuckets(h *dto.Histogram) []histBucket {
-	var bs []histBucket
-	for _, b := range h.GetBucket() {
-		c := float64(b.GetCumulativeCount())
-		if b.CumulativeCountFloat != nil {
-			c = b.GetCumulativeCountFloat()
-		}
-		bs = append(bs, histBucket{b.GetUpperBound(), c})
-	}
-	slices.SortFunc(bs, func(a, b histBucket) int { return cmpFloat(a.le, b.le) })
-	if len(bs) == 0 || !math.IsInf(bs[len(bs)-1].le, 1) {
-		n := float64(h.GetSampleCount())
-		if h.SampleCountFloat != nil {
-			n = h.GetSampleCountFloat()
-		}
-		bs = append(bs, histBucket{math.Inf(1), n})
-	}
-	return bs
-}
-
-func cmpFloat(a, b float64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-// matches says whether the sample has every label of match (name, value
-// pairs).
-func (s *metricSample) matches(match []string) bool {
-	for i := 0; i+1 < len(match); i += 2 {
-		if s.labels[match[i]] != match[i+1] {
-			return false
-		}
-	}
-	return true
-}
-
-// value is the sum of the samples of name with the labels of match (name,
-// value pairs): other labels are summed over. ok is false without any.
-func (m metricSet) value(name string, match ...string) (v float64, ok bool) {
-	for i := range m[name] {
-		if s := &m[name][i]; s.matches(match) {
-			v, ok = v+s.value, true
-		}
-	}
-	return v, ok
-}
-
-// histogram is the sum of the histograms of name with the labels of match,
-// bucket by bucket (the outcomes of a sink's write duration).
-func (m metricSet) histogram(name string, match ...string) []histBucket {
-	var sum []histBucket
-	for i := range m[name] {
-		s := &m[name][i]
-		if !s.matches(match) || s.buckets == nil {
-			continue
-		}
-		if sum == nil {
-			sum = slices.Clone(s.buckets)
-			continue
-		}
-		for _, b := range s.buckets {
-			if j := slices.IndexFunc(sum, func(x histBucket) bool { return x.le == b.le }); j >= 0 {
-				sum[j].count += b.count
-			}
-		}
-	}
-	return sum
-}
-
 // The families top reads, by their Prometheus names: pipeline's instrument
 // names (pipeline/metrics.go, the one place they are written) translated as
 // the OpenTelemetry Prometheus exporter does, with the unit and the kind each
 // instrument is registered with there. TestTopMetricNames checks them
 // against a real scrape of cnstream run.
 var (
-	promSourceDatagrams   = promName(pipeline.MetricSourceDatagrams, "{datagram}", promCounter)
-	promSourceReads       = promName(pipeline.MetricSourceReads, "{call}", promCounter)
-	promSourceKernelDrops = promName(pipeline.MetricSourceKernelDrops, "{datagram}", promCounter)
-	promSourceENOBUFS     = promName(pipeline.MetricSourceENOBUFS, "{error}", promCounter)
-	promSourceForged      = promName(pipeline.MetricSourceForged, "{datagram}", promCounter)
-	promSourceTruncated   = promName(pipeline.MetricSourceTruncated, "{datagram}", promCounter)
-	promSourceQueueUsage  = promName(pipeline.MetricSourceQueueUsage, "By", promGauge)
-	promSourceQueueLimit  = promName(pipeline.MetricSourceQueueLimit, "By", promGauge)
+	promSourceDatagrams   = promtext.Name(pipeline.MetricSourceDatagrams, "{datagram}", promtext.Counter)
+	promSourceReads       = promtext.Name(pipeline.MetricSourceReads, "{call}", promtext.Counter)
+	promSourceKernelDrops = promtext.Name(pipeline.MetricSourceKernelDrops, "{datagram}", promtext.Counter)
+	promSourceENOBUFS     = promtext.Name(pipeline.MetricSourceENOBUFS, "{error}", promtext.Counter)
+	promSourceForged      = promtext.Name(pipeline.MetricSourceForged, "{datagram}", promtext.Counter)
+	promSourceTruncated   = promtext.Name(pipeline.MetricSourceTruncated, "{datagram}", promtext.Counter)
+	promSourceQueueUsage  = promtext.Name(pipeline.MetricSourceQueueUsage, "By", promtext.Gauge)
+	promSourceQueueLimit  = promtext.Name(pipeline.MetricSourceQueueLimit, "By", promtext.Gauge)
 
-	promTransformEvents    = promName(pipeline.MetricTransformEvents, "{event}", promCounter)
-	promTransformGaps      = promName(pipeline.MetricTransformGaps, "{gap}", promCounter)
-	promTransformMissing   = promName(pipeline.MetricTransformMissing, "{event}", promCounter)
-	promTransformMalformed = promName(pipeline.MetricTransformMalformed, "{message}", promCounter)
-	promTransformFiltered  = promName(pipeline.MetricTransformFiltered, "{event}", promCounter)
+	promTransformEvents    = promtext.Name(pipeline.MetricTransformEvents, "{event}", promtext.Counter)
+	promTransformGaps      = promtext.Name(pipeline.MetricTransformGaps, "{gap}", promtext.Counter)
+	promTransformMissing   = promtext.Name(pipeline.MetricTransformMissing, "{event}", promtext.Counter)
+	promTransformMalformed = promtext.Name(pipeline.MetricTransformMalformed, "{message}", promtext.Counter)
+	promTransformFiltered  = promtext.Name(pipeline.MetricTransformFiltered, "{event}", promtext.Counter)
 
-	promEnrichProcesses = promName(pipeline.MetricEnrichProcesses, "{process}", promGauge)
-	promEnrichMisses    = promName(pipeline.MetricEnrichMisses, "{read}", promCounter)
+	promEnrichProcesses = promtext.Name(pipeline.MetricEnrichProcesses, "{process}", promtext.Gauge)
+	promEnrichMisses    = promtext.Name(pipeline.MetricEnrichMisses, "{read}", promtext.Counter)
 
-	promSinkQueueEvents    = promName(pipeline.MetricSinkQueueEvents, "{event}", promGauge)
-	promSinkQueueMaxEvents = promName(pipeline.MetricSinkQueueMaxEvents, "{event}", promGauge)
-	promSinkQueueBytes     = promName(pipeline.MetricSinkQueueBytes, "By", promGauge)
-	promSinkQueueMaxBytes  = promName(pipeline.MetricSinkQueueMaxBytes, "By", promGauge)
-	promSinkDelivered      = promName(pipeline.MetricSinkDelivered, "{event}", promCounter)
-	promSinkDropped        = promName(pipeline.MetricSinkDropped, "{event}", promCounter)
-	promSinkFailed         = promName(pipeline.MetricSinkFailed, "{event}", promCounter)
-	promSinkRetries        = promName(pipeline.MetricSinkRetries, "{retry}", promCounter)
-	promSinkUndelivered    = promName(pipeline.MetricSinkUndelivered, "{event}", promCounter)
-	promSinkWriteDuration  = promName(pipeline.MetricSinkWriteDuration, "s", promHistogram)
-	promEventLatency       = promName(pipeline.MetricEventLatency, "s", promHistogram)
+	promSinkQueueEvents    = promtext.Name(pipeline.MetricSinkQueueEvents, "{event}", promtext.Gauge)
+	promSinkQueueMaxEvents = promtext.Name(pipeline.MetricSinkQueueMaxEvents, "{event}", promtext.Gauge)
+	promSinkQueueBytes     = promtext.Name(pipeline.MetricSinkQueueBytes, "By", promtext.Gauge)
+	promSinkQueueMaxBytes  = promtext.Name(pipeline.MetricSinkQueueMaxBytes, "By", promtext.Gauge)
+	promSinkDelivered      = promtext.Name(pipeline.MetricSinkDelivered, "{event}", promtext.Counter)
+	promSinkDropped        = promtext.Name(pipeline.MetricSinkDropped, "{event}", promtext.Counter)
+	promSinkFailed         = promtext.Name(pipeline.MetricSinkFailed, "{event}", promtext.Counter)
+	promSinkRetries        = promtext.Name(pipeline.MetricSinkRetries, "{retry}", promtext.Counter)
+	promSinkUndelivered    = promtext.Name(pipeline.MetricSinkUndelivered, "{event}", promtext.Counter)
+	promSinkWriteDuration  = promtext.Name(pipeline.MetricSinkWriteDuration, "s", promtext.Histogram)
+	promEventLatency       = promtext.Name(pipeline.MetricEventLatency, "s", promtext.Histogram)
 
 	// The sink attributes, as labels.
-	promSinkName = promLabel(string(pipeline.AttrSinkName))
-	promSinkType = promLabel(string(pipeline.AttrSinkType))
+	promSinkName = promtext.Label(string(pipeline.AttrSinkName))
+	promSinkType = promtext.Label(string(pipeline.AttrSinkType))
 )
 
 // promSinkFamilies are the families with one series per sink.
@@ -472,81 +308,17 @@ var promSinkFamilies = []string{
 	promEventLatency,
 }
 
-// promKind is the kind of an instrument, as far as its Prometheus name
-// depends on it.
-type promKind int
-
-const (
-	promGauge promKind = iota
-	promCounter
-	promHistogram
-)
-
-// promName is the name under which the OpenTelemetry Prometheus exporter
-// (go.opentelemetry.io/otel/exporters/prometheus, with its default
-// translation: prometheus/otlptranslator, underscores and suffixes) exposes
-// an instrument: each run of characters other than [a-zA-Z0-9:] in the name
-// becomes one underscore; the unit's word is appended unless the name has
-// it already ("By" bytes, "s" seconds, "ms" milliseconds, another unit as
-// written; none for "1" or an annotation in braces such as "{event}"); a
-// counter ends in _total, a gauge of unit "1" in _ratio. A histogram's
-// family has the plain name (its series add _bucket, _sum, _count).
-// cnstream has no "x/y" units, so they are not translated.
-func promName(name, unit string, kind promKind) string {
-	isSep := func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == ':')
-	}
-	words := strings.FieldsFunc(name, isSep)
-	suffix := unit
-	switch {
-	case unit == "1" || strings.ContainsAny(unit, "{}"):
-		suffix = ""
-	case unit == "By":
-		suffix = "bytes"
-	case unit == "s":
-		suffix = "seconds"
-	case unit == "ms":
-		suffix = "milliseconds"
-	}
-	suffix = strings.Join(strings.FieldsFunc(suffix, isSep), "_")
-	if suffix != "" && !slices.Contains(words, suffix) {
-		words = append(words, suffix)
-	}
-	var last string
-	switch {
-	case kind == promCounter:
-		last = "total"
-	case kind == promGauge && unit == "1":
-		last = "ratio"
-	}
-	if last != "" {
-		words = append(slices.DeleteFunc(words, func(w string) bool { return w == last }), last)
-	}
-	return strings.Join(words, "_")
-}
-
-// promLabel is the label an attribute key becomes: characters other than
-// [a-zA-Z0-9_] replaced by underscores (sink.name: sink_name).
-func promLabel(key string) string {
-	return strings.Map(func(r rune) rune {
-		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' {
-			return r
-		}
-		return '_'
-	}, key)
-}
-
 type topSink struct{ name, typ string }
 
 // sinks are the sinks named by the labels of the per-sink families
 // (promSinkFamilies), by name.
-func (m metricSet) sinks() []topSink {
+func topSinks(m promtext.Set) []topSink {
 	seen := map[topSink]bool{}
 	var out []topSink
 	for _, name := range promSinkFamilies {
 		ss := m[name]
 		for i := range ss {
-			k := topSink{ss[i].labels[promSinkName], ss[i].labels[promSinkType]}
+			k := topSink{ss[i].Labels[promSinkName], ss[i].Labels[promSinkType]}
 			if k.name != "" && !seen[k] {
 				seen[k] = true
 				out = append(out, k)
@@ -560,70 +332,6 @@ func (m metricSet) sinks() []topSink {
 		return strings.Compare(a.typ, b.typ)
 	})
 	return out
-}
-
-// histogramQuantile is Prometheus' histogram_quantile on cumulative
-// buckets (+Inf last): linear interpolation within the bucket holding the
-// rank, the lower bound of the first bucket taken as 0, and the highest
-// finite bound when the rank is in the +Inf bucket. NaN without
-// observations.
-func histogramQuantile(q float64, bs []histBucket) float64 {
-	if len(bs) < 2 || !math.IsInf(bs[len(bs)-1].le, 1) || math.IsNaN(q) {
-		return math.NaN()
-	}
-	if q < 0 {
-		return math.Inf(-1)
-	}
-	if q > 1 {
-		return math.Inf(1)
-	}
-	// Counts must not go down with the bound (a scrape racing a record can
-	// show that): take the running maximum, as Prometheus does.
-	bs = slices.Clone(bs)
-	for i := 1; i < len(bs); i++ {
-		bs[i].count = max(bs[i].count, bs[i-1].count)
-	}
-	total := bs[len(bs)-1].count
-	if total == 0 {
-		return math.NaN()
-	}
-	rank := q * total
-	b, _ := slices.BinarySearchFunc(bs, rank, func(x histBucket, r float64) int { return cmpFloat(x.count, r) })
-	for b > 0 && bs[b-1].count >= rank { // first bucket with count >= rank
-		b--
-	}
-	if b == len(bs)-1 {
-		return bs[len(bs)-2].le
-	}
-	if b == 0 && bs[0].le <= 0 {
-		return bs[0].le
-	}
-	start, end, count := 0.0, bs[b].le, bs[b].count
-	if b > 0 {
-		start = bs[b-1].le
-		count -= bs[b-1].count
-		rank -= bs[b-1].count
-	}
-	return start + (end-start)*(rank/count)
-}
-
-// histDelta is cur - prev bucket by bucket: the observations between two
-// scrapes. A count that went down (a restart) counts from zero.
-func histDelta(prev, cur []histBucket) []histBucket {
-	if cur == nil {
-		return nil
-	}
-	d := slices.Clone(cur)
-	if len(prev) != len(cur) {
-		return d
-	}
-	for i := range d {
-		if prev[i].le != d[i].le || prev[i].count > d[i].count {
-			return slices.Clone(cur)
-		}
-		d[i].count -= prev[i].count
-	}
-	return d
 }
 
 // topView is what a frame shows: two scrapes (Prev nil: the first, no
@@ -691,13 +399,13 @@ func renderTop(v topView) []string {
 	}
 	// A restarted instance: its counters started again.
 	if prev != nil {
-		a, aok := prev.Metrics.value("process_start_time_seconds")
-		b, bok := m.value("process_start_time_seconds")
+		a, aok := prev.Metrics.Value("process_start_time_seconds")
+		b, bok := m.Value("process_start_time_seconds")
 		if aok != bok || a != b {
 			prev = nil
 		}
 	}
-	var pm metricSet
+	var pm promtext.Set
 	var dt float64
 	if prev != nil {
 		pm, dt = prev.Metrics, cur.At.Sub(prev.At).Seconds()
@@ -707,11 +415,11 @@ func renderTop(v topView) []string {
 	}
 	// delta of a counter between the scrapes; ok false without both.
 	delta := func(name string, match ...string) (float64, bool) {
-		c, ok := m.value(name, match...)
+		c, ok := m.Value(name, match...)
 		if !ok || pm == nil {
 			return 0, false
 		}
-		p, _ := pm.value(name, match...)
+		p, _ := pm.Value(name, match...)
 		if c < p {
 			return c, true // reset
 		}
@@ -725,7 +433,7 @@ func renderTop(v topView) []string {
 		return human(d / dt)
 	}
 	total := func(name string, match ...string) string {
-		c, ok := m.value(name, match...)
+		c, ok := m.Value(name, match...)
 		if !ok {
 			return "-"
 		}
@@ -734,11 +442,11 @@ func renderTop(v topView) []string {
 
 	// Header: where, readiness, the process.
 	head := "cnstream top  " + v.URL
-	if st, ok := m.value("process_start_time_seconds"); ok && st > 0 {
+	if st, ok := m.Value("process_start_time_seconds"); ok && st > 0 {
 		up := cur.At.Sub(time.Unix(0, int64(st*1e9)))
 		head += "  up " + fmtUptime(up)
 	}
-	if rss, ok := m.value("process_resident_memory_bytes"); ok {
+	if rss, ok := m.Value("process_resident_memory_bytes"); ok {
 		head += "  rss " + humanBytes(rss)
 	}
 	if d, ok := delta("process_cpu_seconds_total"); ok {
@@ -789,15 +497,15 @@ func renderTop(v topView) []string {
 	}
 	src = append(src, perRead+" datagrams/read")
 	fill := "-"
-	if u, ok := m.value(promSourceQueueUsage); ok {
-		if l, _ := m.value(promSourceQueueLimit); l > 0 {
+	if u, ok := m.Value(promSourceQueueUsage); ok {
+		if l, _ := m.Value(promSourceQueueLimit); l > 0 {
 			fill = fmtPercent(u/l*100) + " of " + humanBytes(l)
 		}
 	}
 	src = append(src, "rcvq "+fill,
 		"kernel drops "+total(promSourceKernelDrops)+" ("+rate(promSourceKernelDrops)+"/s)",
 		"ENOBUFS "+total(promSourceENOBUFS))
-	if t, _ := m.value(promSourceTruncated); t > 0 {
+	if t, _ := m.Value(promSourceTruncated); t > 0 {
 		src = append(src, "truncated "+human(t))
 	}
 	lines = append(lines, flow("source", src, width)...)
@@ -810,7 +518,7 @@ func renderTop(v topView) []string {
 		"forged " + total(promSourceForged),
 		"filtered " + total(promTransformFiltered),
 	}
-	if _, ok := m.value(promEnrichProcesses); ok {
+	if _, ok := m.Value(promEnrichProcesses); ok {
 		tr = append(tr, "processes "+total(promEnrichProcesses),
 			"enrich misses "+total(promEnrichMisses))
 	} else {
@@ -820,7 +528,7 @@ func renderTop(v topView) []string {
 	add("")
 
 	// Sinks.
-	sinks := m.sinks()
+	sinks := topSinks(m)
 	if len(sinks) == 0 {
 		add("no sinks in the metrics")
 		return fitHeight(lines, v.Height, width)
@@ -834,13 +542,13 @@ func renderTop(v topView) []string {
 	for _, s := range sinks {
 		l := []string{promSinkName, s.name, promSinkType, s.typ}
 		fill := "-"
-		if qe, ok := m.value(promSinkQueueEvents, l...); ok {
+		if qe, ok := m.Value(promSinkQueueEvents, l...); ok {
 			var f float64
-			if me, _ := m.value(promSinkQueueMaxEvents, l...); me > 0 {
+			if me, _ := m.Value(promSinkQueueMaxEvents, l...); me > 0 {
 				f = qe / me
 			}
-			qb, _ := m.value(promSinkQueueBytes, l...)
-			if mb, _ := m.value(promSinkQueueMaxBytes, l...); mb > 0 {
+			qb, _ := m.Value(promSinkQueueBytes, l...)
+			if mb, _ := m.Value(promSinkQueueMaxBytes, l...); mb > 0 {
 				f = max(f, qb/mb)
 			}
 			fill = fmtPercent(f * 100)
@@ -849,7 +557,7 @@ func renderTop(v topView) []string {
 			if pm == nil {
 				return "-"
 			}
-			return fmtSeconds(histogramQuantile(q, histDelta(pm.histogram(name, l...), m.histogram(name, l...))))
+			return fmtSeconds(promtext.Quantile(q, promtext.Delta(pm.Histogram(name, l...), m.Histogram(name, l...))))
 		}
 		add(truncate(tableRow([]string{
 			s.name, s.typ,

@@ -23,6 +23,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/cnstream/cnstream/telemetry"
+	"github.com/cnstream/cnstream/telemetry/promtext"
 	"github.com/cnstream/cnstream/testenv/need"
 
 	"github.com/google/go-cmp/cmp"
@@ -66,7 +68,7 @@ func loadSnapshot(t *testing.T, at time.Time, prom, readyz string) *topSnapshot 
 		t.Fatal(err)
 	}
 	defer f.Close()
-	m, err := parseMetrics(f)
+	m, err := promtext.Parse(f)
 	if err != nil {
 		t.Fatalf("%s: %v", prom, err)
 	}
@@ -76,7 +78,7 @@ func loadSnapshot(t *testing.T, at time.Time, prom, readyz string) *topSnapshot 
 		if err != nil {
 			t.Fatal(err)
 		}
-		s.Ready, s.ReadyErr = &topReadiness{}, nil
+		s.Ready, s.ReadyErr = &telemetry.Readiness{}, nil
 		if err := json.Unmarshal(b, s.Ready); err != nil {
 			t.Fatalf("%s: %v", readyz, err)
 		}
@@ -101,72 +103,28 @@ func TestTopParseMetrics(t *testing.T) {
 		{"cnstream_sink_queue_events", kafka, 12545},
 		{"process_start_time_seconds", nil, 1.79576061904e+09},
 	} {
-		if got, ok := m.value(c.name, c.match...); !ok || got != c.want {
+		if got, ok := m.Value(c.name, c.match...); !ok || got != c.want {
 			t.Errorf("%s%v = %v, %v; want %v", c.name, c.match, got, ok, c.want)
 		}
 	}
-	if _, ok := m.value("cnstream_enrich_processes"); ok {
+	if _, ok := m.Value("cnstream_enrich_processes"); ok {
 		t.Error("cnstream_enrich_processes found in a run without enrichment")
 	}
 	want := []topSink{{"files", "file"}, {"kafka-eu-west-1-audit-cluster-primary", "kafka"}}
-	if diff := cmp.Diff(want, m.sinks(), cmp.AllowUnexported(topSink{})); diff != "" {
+	if diff := cmp.Diff(want, topSinks(m), cmp.AllowUnexported(topSink{})); diff != "" {
 		t.Errorf("sinks (-want +got):\n%s", diff)
 	}
 	// A histogram: 18 bounds and +Inf, cumulative; outcomes are summed.
-	h := m.histogram("cnstream_event_latency_seconds", files...)
-	if len(h) != 19 || h[0].le != 0.0001 || !math.IsInf(h[18].le, 1) || h[18].count != 18720 {
+	h := m.Histogram("cnstream_event_latency_seconds", files...)
+	if len(h) != 19 || h[0].LE != 0.0001 || !math.IsInf(h[18].LE, 1) || h[18].Count != 18720 {
 		t.Errorf("event latency of files: %v", h)
 	}
-	w := m.histogram("cnstream_sink_write_duration_seconds", kafka...)
-	if len(w) != 19 || w[18].count != 15 {
+	w := m.Histogram("cnstream_sink_write_duration_seconds", kafka...)
+	if len(w) != 19 || w[18].Count != 15 {
 		t.Errorf("write duration of kafka (outcome retriable): %v", w)
 	}
-	if _, err := parseMetrics(strings.NewReader("cnstream_x{a=\"b\" 1\n")); err == nil {
+	if _, err := promtext.Parse(strings.NewReader("cnstream_x{a=\"b\" 1\n")); err == nil {
 		t.Error("parse of a broken line: no error")
-	}
-}
-
-func TestTopHistogramQuantile(t *testing.T) {
-	inf := math.Inf(1)
-	b := func(pairs ...float64) []histBucket {
-		var bs []histBucket
-		for i := 0; i < len(pairs); i += 2 {
-			bs = append(bs, histBucket{pairs[i], pairs[i+1]})
-		}
-		return bs
-	}
-	// Values as Prometheus' histogram_quantile gives them.
-	for _, c := range []struct {
-		name string
-		q    float64
-		bs   []histBucket
-		want float64
-	}{
-		{"empty", 0.5, b(1, 0, inf, 0), math.NaN()},
-		{"no +Inf", 0.5, b(1, 5), math.NaN()},
-		{"first bucket from 0", 0.5, b(1, 10, 2, 10, inf, 10), 0.5},
-		{"interpolated", 0.5, b(0.1, 0, 0.2, 10, 0.4, 20, inf, 20), 0.2},
-		{"interpolated 2", 0.75, b(0.1, 0, 0.2, 10, 0.4, 20, inf, 20), 0.3},
-		{"p99 in +Inf: highest finite bound", 0.99, b(1, 50, 60, 90, inf, 100), 60},
-		{"p50 at a bound", 0.5, b(1, 50, 2, 100, inf, 100), 1},
-		{"non-monotonic fixed", 0.5, b(1, 6, 2, 4, inf, 10), 5.0 / 6},
-		{"q > 1", 1.5, b(1, 1, inf, 1), inf},
-		{"q < 0", -1, b(1, 1, inf, 1), math.Inf(-1)},
-		{"negative first bound", 0.1, b(-1, 5, 1, 10, inf, 10), -1},
-	} {
-		got := histogramQuantile(c.q, c.bs)
-		if !(got == c.want || math.IsNaN(got) && math.IsNaN(c.want) || math.Abs(got-c.want) < 1e-12) {
-			t.Errorf("%s: histogramQuantile(%v, %v) = %v, want %v", c.name, c.q, c.bs, got, c.want)
-		}
-	}
-	// Deltas between two scrapes: what happened in between; a count that
-	// went down is a restart, counted from zero.
-	prev := b(1, 5, 2, 8, inf, 9)
-	if diff := cmp.Diff(b(1, 1, 2, 2, inf, 2), histDelta(prev, b(1, 6, 2, 10, inf, 11)), cmp.AllowUnexported(histBucket{})); diff != "" {
-		t.Errorf("histDelta (-want +got):\n%s", diff)
-	}
-	if diff := cmp.Diff(b(1, 1, 2, 1, inf, 1), histDelta(prev, b(1, 1, 2, 1, inf, 1)), cmp.AllowUnexported(histBucket{})); diff != "" {
-		t.Errorf("histDelta after a reset (-want +got):\n%s", diff)
 	}
 }
 
@@ -329,11 +287,11 @@ func TestTopRender(t *testing.T) {
 	// Write duration of kafka in the interval: its 4 failed writes between
 	// the scrapes; no event latency, nothing was delivered.
 	kafkaLabels := []string{"sink_name", "kafka-eu-west-1-audit-cluster-primary"}
-	wd := histDelta(ts1.Metrics.histogram("cnstream_sink_write_duration_seconds", kafkaLabels...),
-		ts2.Metrics.histogram("cnstream_sink_write_duration_seconds", kafkaLabels...))
-	if wd[len(wd)-1].count != 4 || kafka[8] != fmtSeconds(histogramQuantile(0.5, wd)) || kafka[9] != fmtSeconds(histogramQuantile(0.99, wd)) || kafka[10] != "-" {
+	wd := promtext.Delta(ts1.Metrics.Histogram("cnstream_sink_write_duration_seconds", kafkaLabels...),
+		ts2.Metrics.Histogram("cnstream_sink_write_duration_seconds", kafkaLabels...))
+	if wd[len(wd)-1].Count != 4 || kafka[8] != fmtSeconds(promtext.Quantile(0.5, wd)) || kafka[9] != fmtSeconds(promtext.Quantile(0.99, wd)) || kafka[10] != "-" {
 		t.Errorf("kafka row %q: want write p50 %s, p99 %s of the 4 writes in the interval, no event latency", kafka,
-			fmtSeconds(histogramQuantile(0.5, wd)), fmtSeconds(histogramQuantile(0.99, wd)))
+			fmtSeconds(promtext.Quantile(0.5, wd)), fmtSeconds(promtext.Quantile(0.99, wd)))
 	}
 	if l := lineWith(lines, "datagrams/s"); !strings.Contains(l, human((70299-50040)/dt)+" datagrams/s") ||
 		!strings.Contains(l, human((70299.0-50040)/(6179-4466))+" datagrams/read") {
@@ -365,9 +323,9 @@ func TestTopRender(t *testing.T) {
 	files = sinkRow(lines, "files")
 	// The event latency p99 of files between the scrapes, by hand from
 	// the bucket deltas of enrich-{1,2}.prom.
-	if files == nil || files[10] != fmtSeconds(histogramQuantile(0.99, histDelta(
-		en1.Metrics.histogram("cnstream_event_latency_seconds", "sink_name", "files"),
-		en2.Metrics.histogram("cnstream_event_latency_seconds", "sink_name", "files")))) || files[10] == "-" {
+	if files == nil || files[10] != fmtSeconds(promtext.Quantile(0.99, promtext.Delta(
+		en1.Metrics.Histogram("cnstream_event_latency_seconds", "sink_name", "files"),
+		en2.Metrics.Histogram("cnstream_event_latency_seconds", "sink_name", "files")))) || files[10] == "-" {
 		t.Errorf("files row %q: event latency p99", files)
 	}
 }
@@ -418,11 +376,11 @@ func delivered(t *testing.T, url string) float64 {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	m, err := parseMetrics(resp.Body)
+	m, err := promtext.Parse(resp.Body)
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, _ := m.value(promSinkDelivered, promSinkName, "files")
+	v, _ := m.Value(promSinkDelivered, promSinkName, "files")
 	return v
 }
 
@@ -493,39 +451,6 @@ func TestTopOnce(t *testing.T) {
 			t.Fatalf("%v of %d delivered", delivered(t, url), count)
 		}
 		time.Sleep(20 * time.Millisecond) // polling /metrics with a deadline
-	}
-}
-
-// TestTopPromName: the OpenTelemetry -> Prometheus name translation of the
-// exporter's default (prometheus/otlptranslator with suffixes), on names
-// like cnstream's and on the cases it treats specially.
-func TestTopPromName(t *testing.T) {
-	for _, c := range []struct {
-		name, unit string
-		kind       promKind
-		want       string
-	}{
-		{"cnstream.sink.delivered", "{event}", promCounter, "cnstream_sink_delivered_total"},
-		{"cnstream.source.kernel_drops", "{datagram}", promCounter, "cnstream_source_kernel_drops_total"},
-		{"cnstream.source.bytes", "By", promCounter, "cnstream_source_bytes_total"}, // has the unit's word
-		{"cnstream.source.queue.usage", "By", promGauge, "cnstream_source_queue_usage_bytes"},
-		{"cnstream.sink.queue.max_bytes", "By", promGauge, "cnstream_sink_queue_max_bytes"},
-		{"cnstream.sink.queue.events", "{event}", promGauge, "cnstream_sink_queue_events"},
-		{"cnstream.sink.write.duration", "s", promHistogram, "cnstream_sink_write_duration_seconds"},
-		{"rpc.duration", "ms", promHistogram, "rpc_duration_milliseconds"},
-		{"jobs.total", "{job}", promCounter, "jobs_total"}, // _total once, last
-		{"a.total.b", "", promCounter, "a_b_total"},
-		{"cpu.utilization", "1", promGauge, "cpu_utilization_ratio"},
-		{"cpu.time", "1", promCounter, "cpu_time_total"},
-		{"weird..name-x", "m", promGauge, "weird_name_x_m"},
-		{"ns:name", "", promGauge, "ns:name"},
-	} {
-		if got := promName(c.name, c.unit, c.kind); got != c.want {
-			t.Errorf("promName(%q, %q, %v) = %q, want %q", c.name, c.unit, c.kind, got, c.want)
-		}
-	}
-	if got := promLabel("sink.name"); got != "sink_name" {
-		t.Errorf("promLabel(sink.name) = %q", got)
 	}
 }
 

@@ -35,6 +35,8 @@ var layers = []layer{
 	{"sink", []string{"schema/..."}, "sink (the interface) imports schema only"},
 	{"sink/...", []string{"schema/...", "sink"}, "a sink backend imports schema, sink and its own subpackages (not another backend, pipeline, transform, source, cmd)"},
 	{"pipeline/...", []string{"schema/...", "source/...", "transform/...", "sink", "pipeline/..."}, "pipeline imports schema, source, transform, sink (the interface, not a backend) and pipeline/..."},
+	{"assemble/...", []string{"schema/...", "source/...", "transform/...", "pipeline/..."}, "assemble (the reader half's composition root) imports schema, source, transform and pipeline"},
+	{"telemetry/...", []string{"sink", "telemetry/..."}, "telemetry imports sink (the interface) and telemetry/... only"},
 	{"cmd/...", []string{"*"}, "cmd imports any library package"},
 	{"testenv/...", []string{"*"}, "testenv imports any library package"},
 	{"deploy", nil, "deploy has no code"},
