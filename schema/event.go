@@ -261,7 +261,7 @@ type ForgedInfo struct {
 // DroppedInfo: events the pipeline could not deliver.
 type DroppedInfo struct {
 	Count  uint64 `json:"count" msgpack:"count"`
-	Reason string `json:"reason" msgpack:"reason"` // "drop_newest", "drop_oldest", "sink_failed", ...
+	Reason string `json:"reason" msgpack:"reason"` // "queue_full_drop_newest", "queue_full_drop_oldest", "sink_failed", "torn_tail", "sink_lost", ...
 	Sink   string `json:"sink,omitempty" msgpack:"sink,omitempty"`
 }
 

@@ -167,7 +167,7 @@ func goldenEvents() []namedEvent {
 	add("dropped", e)
 
 	e = record(KindDropped, 22, 597000000)
-	e.Dropped = &DroppedInfo{Count: 4096, Reason: "drop_oldest"}
+	e.Dropped = &DroppedInfo{Count: 4096, Reason: "queue_full_drop_oldest", Sink: "files"}
 	add("dropped-queue", e)
 
 	// A uid filter removed 40 process events of CPU 3 in one batch.
