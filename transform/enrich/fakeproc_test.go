@@ -23,6 +23,7 @@ type fakeProc struct {
 	threads         []fakeThread
 	omit            []string // files not to write ("status", "cmdline", "cgroup")
 	rawStatus       string   // when set, the status file as is
+	start           uint64   // stat's start time (ticks after boot); 0: no stat file
 }
 
 type fakeThread struct {
@@ -92,6 +93,11 @@ func writeFakeProc(t testing.TB, root string, p fakeProc) {
 		cg = "0::/\n"
 	}
 	write("cgroup", cg)
+	if p.start != 0 {
+		// The kernel's format; the name may hold spaces and parentheses.
+		write("stat", fmt.Sprintf("%d (%s) S %d %d %d 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 %d 1000 100 18446744073709551615",
+			p.pid, p.name, p.ppid, p.pid, p.pid, p.start))
+	}
 	for name, target := range map[string]string{"exe": p.exe, "cwd": p.cwd} {
 		if target != "" {
 			if err := os.Symlink(target, filepath.Join(dir, name)); err != nil {

@@ -92,8 +92,11 @@ func (s *slot) run() {
 		s.done <- struct{}{}
 		return
 	}
-	// Abandoned: the caller is gone; this slot is free again.
+	// Abandoned: the caller is gone (it read partial under mu); this slot
+	// is free again.
+	s.mu.Lock()
 	s.res, s.partial, s.havePartial, s.st, s.stOK = procRead{}, procRead{}, false, status{}, false
+	s.mu.Unlock()
 	s.pool.stuck.Add(-1)
 	s.pool.late.Add(1)
 	s.pool.free <- s
