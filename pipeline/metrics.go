@@ -48,6 +48,8 @@ const (
 	MetricEnrichEvictions = "cnstream.enrich.evictions"  // counter {process}: evicted because the table was full
 	MetricEnrichProcReads = "cnstream.enrich.proc_reads" // counter {read}: reads of /proc/PID
 	MetricEnrichMisses    = "cnstream.enrich.misses"     // counter {read}: of those, the process was gone
+	MetricEnrichTimeouts  = "cnstream.enrich.timeouts"   // counter {read}: of those, given up at the deadline or skipped (every worker stuck)
+	MetricEnrichStuck     = "cnstream.enrich.stuck"      // gauge {read}: given-up reads still blocked in the kernel
 
 	// Sinks, each with the attributes sink.name and sink.type.
 	MetricSinkQueueEvents    = "cnstream.sink.queue.events"     // gauge {event}: events queued
@@ -153,6 +155,8 @@ func (p *Pipeline) registerReaderMetrics(m metric.Meter) error {
 	enEvict := counter(MetricEnrichEvictions, "{process}", "Process table entries evicted because it was full.")
 	enReads := counter(MetricEnrichProcReads, "{read}", "Reads of /proc/PID.")
 	enMisses := counter(MetricEnrichMisses, "{read}", "Reads of /proc/PID that found the process gone.")
+	enTimeouts := counter(MetricEnrichTimeouts, "{read}", "Reads of /proc/PID given up at the deadline or skipped because every worker was stuck.")
+	enStuck := gauge(MetricEnrichStuck, "{read}", "Reads of /proc/PID given up and still blocked in the kernel.")
 	if err := errors.Join(ob.errs...); err != nil {
 		return err
 	}
@@ -160,7 +164,7 @@ func (p *Pipeline) registerReaderMetrics(m metric.Meter) error {
 	observed := []metric.Observable{
 		srcDatagrams, srcBytes, srcReads, srcDrops, srcENOBUFS, srcForged, srcTrunc, srcQUsage, srcQLimit, srcSub,
 		trMessages, trEvents, trRecords, trFiltered, trMalformed, trGaps, trMissing, trDups, trRestarts,
-		enProcs, enEvict, enReads, enMisses,
+		enProcs, enEvict, enReads, enMisses, enTimeouts, enStuck,
 	}
 	src, _ := p.cfg.Source.(SourceStats)
 	en := p.cfg.Enrich
@@ -199,6 +203,8 @@ func (p *Pipeline) registerReaderMetrics(m metric.Meter) error {
 			c(enEvict, es.Evictions)
 			c(enReads, es.ProcReads)
 			c(enMisses, es.ProcGone)
+			c(enTimeouts, es.ProcTimeouts+es.ProcSkipped)
+			o.ObserveInt64(enStuck, int64(es.ProcStuck))
 		}
 		return nil
 	}, observed...)

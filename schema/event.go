@@ -290,9 +290,13 @@ type ClosedInfo struct {
 // Process is what cnstream knows of an event's subject process. Source says
 // where it came from: "proc" (read from /proc/PID at the event), "table"
 // (the process table kept from earlier events), or "gone" (the process had
-// exited before it could be read: only what the kernel's event says and what
-// a partial read got before the process vanished). Fields that could not be
-// read are absent, never guessed. Strings are valid UTF-8: bytes that are
+// exited before it could be read, or its pid already named a younger
+// process: only what the kernel's event says and what a partial read got
+// before the process vanished), or "timeout" (reading /proc/PID did not
+// finish within the enricher's deadline, e.g. its command line waits for a
+// process stuck in a page fault: what was read before, never the command
+// line; said again by later events of the process until its next exec is
+// read). Fields that could not be read are absent, never guessed. Strings are valid UTF-8: bytes that are
 // not are replaced by U+FFFD.
 type Process struct {
 	PID       uint32     `json:"pid" msgpack:"pid"`
