@@ -13,7 +13,10 @@ import (
 
 // Enricher tells what is known of a process event's subject. Process is
 // called once per proc event, in stream order, from the transform goroutine;
-// it may update its own state (a process table) from the event.
+// it may update its own state (a process table) from the event. It must
+// return within a small bound whatever the process does: the whole
+// pipeline waits for it (enrich.Table waits at most its ProcReadTimeout for
+// a /proc read and then says "timeout").
 type Enricher interface {
 	Process(ev *schema.ProcEvent) *schema.Process
 }

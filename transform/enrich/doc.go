@@ -15,8 +15,9 @@
 //	fork      the child: a new process has its parent's program (exe,
 //	          cmdline, cwd, cgroup) until its exec; a new thread shares
 //	          what is known of its process
-//	exec      the process read from /proc/PID right away: status, cmdline,
-//	          exe, cwd, cgroup, in one pass and without retries
+//	exec      the process read from /proc/PID right away: status, stat,
+//	          exe, cwd, cgroup, cmdline, in one pass, within a deadline,
+//	          without retries
 //	exit      the entry as it was, so the exit carries the last known
 //	          program; then the entry goes (a group leader's exit takes the
 //	          whole thread group)
@@ -38,20 +39,37 @@
 // # Concurrency
 //
 // A Table is owned by one goroutine, the enrichment stage, which calls Seed,
-// Apply, Enrich, Process and Ancestors; it reads /proc on that goroutine,
-// never on the socket reader's. Stats may be called from any goroutine (the
+// Apply, Enrich, Process and Ancestors. Its /proc reads run on a small pool
+// of workers (Config.ProcReadWorkers, default 4: a goroutine started per
+// read, none left when the reads are done) and the enrichment goroutine
+// waits for each at most Config.ProcReadTimeout (default 100 ms): reading
+// /proc/PID/cmdline takes the target's mmap lock, which a process stuck in
+// a page fault on a hung FUSE or NFS file can hold without bound, and such
+// a read cannot be cancelled. A read past the deadline is written off
+// (Stats.ProcTimeouts; Stats.ProcStuck while it stays in the kernel; its
+// worker returns when the kernel lets it go); when every worker is stuck,
+// reads are skipped at once (Stats.ProcSkipped). So no event waits longer
+// than the deadline, and the stuck reads hold at most ProcReadWorkers OS
+// threads and file descriptors. Stats may be called from any goroutine (the
 // counters are atomics). A Process returned belongs to the caller, who may
 // change it or hand it to another goroutine: the table keeps no reference
 // to it, its slices (Cmdline, Ancestors) or its pointers (ids, Container).
 // A Clock may be used from any goroutine.
 //
-// # Source, and what "gone" means
+// # Source, and what "gone" and "timeout" mean
 //
 // schema.Process.Source says where the description came from: "table"
 // (kept from earlier events and the seed), "proc" (read from /proc during
 // this event), or "gone". "gone" means the process could not be read: its
 // /proc directory no longer existed (ENOENT, or ESRCH between open and
-// read), or its pid already named another thread group. Such a Process
+// read), or its pid already named another thread group or a younger
+// process (Stats.ProcReused): the start time in /proc/PID/stat (field 22,
+// ticks of the boot clock) is later than the event (its CLOCK_MONOTONIC
+// timestamp plus the boot-monotonic offset measured through /proc/uptime,
+// within 30 ms; not checked for events without a timestamp), or differs
+// from the one the table read earlier for that process. Every file of one
+// read is opened through one descriptor of the /proc/PID directory, so a
+// pid reused during the read cannot mix two processes. Such a Process
 // holds only what the kernel's event said (pid and tgid; the parent when
 // the event names one, with that parent's ancestors from the table; a comm
 // event's name; a uid or gid event's ids), never a guess and never data of
@@ -60,6 +78,15 @@
 // "proc" only when it got the command line or the executable (or the
 // status of a kernel thread, which has neither); otherwise "gone". Every
 // read that ends "gone" is counted in Stats.ProcGone.
+//
+// "timeout" means the read did not finish within Config.ProcReadTimeout, or
+// was skipped because every worker was stuck. The files are read in the
+// order status, stat, exe, cwd, cgroup, cmdline, so that the one read that
+// can hang comes last: such a Process holds what was read before it (name,
+// ids, parent, exe, cwd, cgroup, container), never a command line. The
+// entry is kept with what was read, so the stuck process's later events
+// (and its forks) come from the table without waiting again, and say
+// "timeout" too until an exec of it is read in full.
 //
 // What is read describes the process when it was read, which is after the
 // event: a process that calls exec twice in quick succession may show the

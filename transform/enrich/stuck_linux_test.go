@@ -228,4 +228,3 @@ func slicesEqual(a, b []string) bool {
 	}
 	return true
 }
-
