@@ -479,12 +479,17 @@ func (t *Table) startBound(mono uint64) uint64 {
 
 // procBootOffset measures CLOCK_BOOTTIME - CLOCK_MONOTONIC in ns, to 10 ms:
 // /proc/uptime against source.Monotonic.
+//
+// The monotonic clock is read first: a stall between the two reads (this
+// host's vCPUs stall for up to half a second) then makes the offset larger,
+// never smaller, so a process is never taken for a successor of itself; it
+// only widens the window in which a reused pid goes unnoticed.
 func procBootOffset() (int64, bool) {
-	b, err := os.ReadFile("/proc/uptime")
+	mono, err := source.Monotonic()
 	if err != nil {
 		return 0, false
 	}
-	mono, err := source.Monotonic()
+	b, err := os.ReadFile("/proc/uptime")
 	if err != nil {
 		return 0, false
 	}
@@ -495,7 +500,8 @@ func procBootOffset() (int64, bool) {
 	if err1 != nil || err2 != nil {
 		return 0, false
 	}
-	return int64(s*uint64(time.Second)+c*tickNS) - int64(mono), true
+	// uptime is truncated to its 10 ms: the next tick bounds the true value.
+	return int64(s*uint64(time.Second)+(c+1)*tickNS) - int64(mono), true
 }
 
 // fill sets e from a read: only what was read, nothing kept from before.
