@@ -64,7 +64,7 @@ func collect(t *testing.T, reader *sdkmetric.ManualReader) map[string]int64 {
 					key := m.Name
 					for _, kv := range dp.Attributes.ToSlice() {
 						if kv.Key != AttrSinkType {
-							key += " " + string(kv.Key) + "=" + kv.Value.Emit()
+							key += " " + string(kv.Key) + "=" + kv.Value.String()
 						}
 					}
 					out[key] = dp.Value
