@@ -23,14 +23,22 @@ enriched, to the configured sinks, each behind a bounded queue. Without
 --config it runs the embedded default: every process event, enriched, to
 rotating JSON-lines files under ./cnstream-data/ ("cnstream run --print-default"
 shows it). SIGINT or SIGTERM stops it in order: the subscription is
-cancelled, queues are flushed, sinks closed within pipeline.drain_timeout;
-what could not be delivered is reported and makes the exit status 1.`
+cancelled, queues are flushed, sinks closed within pipeline.drain_timeout
+(the process exits at most 3 s after it: 2 s for the sinks' Close, 1 s for
+the telemetry's last export); what could not be delivered is reported and
+makes the exit status 1.`
 
 const validateSynopsis = `validate FILE
 
 Checks a configuration without running it: YAML syntax, unknown keys,
 values, environment references (${VAR}, ${VAR:-default}, ${VAR:?message}).
 Errors name the file, the line and the field.`
+
+// telemetryGrace is what the telemetry's shutdown (the endpoint, the last
+// metric and trace export) adds to the pipeline's bound: `cnstream run`
+// exits at most pipeline.drain_timeout + pipeline.ShutdownGrace +
+// telemetryGrace after SIGINT or SIGTERM, the final report included.
+const telemetryGrace = 1 * time.Second
 
 // loadConfigFile reads path, or the embedded default when path is empty.
 func loadConfigFile(path string) (*Config, error) {
@@ -124,8 +132,22 @@ func runPipeline(ctx context.Context, c *Config, stdout, stderr io.Writer) error
 		closeAll()
 		return err
 	}
+	// The whole shutdown has one bound from the signal: the pipeline's
+	// drain_timeout + pipeline.ShutdownGrace, then telemetryGrace for the
+	// telemetry's shutdown (its last export): what is left of the bound, not
+	// a fresh timeout.
+	drain := time.Duration(c.Pipeline.DrainTimeout)
+	if drain <= 0 {
+		drain = 10 * time.Second // pipeline.Config's default
+	}
+	stopped := make(chan time.Time, 1)
+	stopAfter := context.AfterFunc(ctx, func() { stopped <- time.Now() })
 	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		deadline := time.Now().Add(telemetryGrace) // Run ended on its own (the source failed)
+		if !stopAfter() { // ctx ended: the bound runs from then
+			deadline = (<-stopped).Add(drain + pipeline.ShutdownGrace + telemetryGrace)
+		}
+		sctx, cancel := context.WithDeadline(context.Background(), deadline)
 		defer cancel()
 		if err := tel.Shutdown(sctx); err != nil {
 			log.Warn("telemetry shutdown", "err", err)
