@@ -40,16 +40,18 @@ func lines(t *testing.T, cmd *exec.Cmd) <-chan string {
 	return ch
 }
 
-// TestTailEscapesTerminalSequences execs a copy of sleep named with an
+// TestTailEscapesTerminalSequences execs a copy of sh named with an
 // OSC sequence that would set the terminal's title ("\x1b]0;pwned\x07"),
-// and an argument holding it too: `cnstream tail` shows the exec with the
+// and an argument holding it too ($0 of sh -c; sh waits on a builtin read
+// of a pipe, so it lives until the test ends: a copy of sleep given that
+// argument exited at once, and under load was gone before tail read it): `cnstream tail` shows the exec with the
 // sequence escaped (exe, comm, cmdline), --json with \u001b, and neither
 // writes a raw ESC or BEL.
 func TestTailEscapesTerminalSequences(t *testing.T) {
 	const seq = "\x1b]0;pwned\x07"
 	dir := t.TempDir()
 	prog := filepath.Join(dir, "cn"+seq+"x")
-	data, err := os.ReadFile("/bin/sleep")
+	data, err := os.ReadFile("/bin/sh")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,13 +83,18 @@ func TestTailEscapesTerminalSequences(t *testing.T) {
 		go exec.Command("/bin/true").Run()
 		next(i, ch)
 	}
-	child := exec.Command(prog, "30")
-	child.Args = []string{prog, "30", seq}
+	child := exec.Command(prog)
+	child.Args = []string{prog, "-c", "read x", seq}
+	stdin, err := child.StdinPipe() // never written: read waits
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := child.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer func() {
 		child.Process.Kill()
+		stdin.Close()
 		child.Wait()
 	}()
 	pid := strconv.Itoa(child.Process.Pid)
@@ -98,7 +105,7 @@ func TestTailEscapesTerminalSequences(t *testing.T) {
 			for _, w := range []string{
 				` comm="cn` + escaped + `x"`,
 				` exe=` + filepath.Join(dir, "cn"+escaped+"x"),
-				` cmdline="` + filepath.Join(dir, "cn"+escaped+"x") + ` 30 ` + escaped + `"`,
+				` cmdline="` + filepath.Join(dir, "cn"+escaped+"x") + ` -c read x ` + escaped + `"`,
 			} {
 				if !strings.Contains(l, w) {
 					t.Errorf("tail's exec line %q: want it to contain %q", l, w)
