@@ -144,7 +144,7 @@ func runPipeline(ctx context.Context, c *Config, stdout, stderr io.Writer) error
 	stopAfter := context.AfterFunc(ctx, func() { stopped <- time.Now() })
 	defer func() {
 		deadline := time.Now().Add(telemetryGrace) // Run ended on its own (the source failed)
-		if !stopAfter() { // ctx ended: the bound runs from then
+		if !stopAfter() {                          // ctx ended: the bound runs from then
 			deadline = (<-stopped).Add(drain + pipeline.ShutdownGrace + telemetryGrace)
 		}
 		sctx, cancel := context.WithDeadline(context.Background(), deadline)
