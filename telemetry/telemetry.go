@@ -372,7 +372,7 @@ func otlpSecrets(o OTLP, headers map[string]string) []string {
 			}
 		}
 	}
-	if user, pw := userinfo(o.Endpoint); pw != "" {
+	if user, pw := Userinfo(o.Endpoint); pw != "" {
 		s = append(s, pw)
 	} else if user != "" {
 		s = append(s, user)
@@ -380,8 +380,10 @@ func otlpSecrets(o OTLP, headers map[string]string) []string {
 	return s
 }
 
-// userinfo returns the user and password of a URL, "" when it has none.
-func userinfo(raw string) (user, password string) {
+// Userinfo returns the user and password of a URL (with or without a
+// scheme; also of one url.Parse refuses), "" when it has none: what
+// redaction must hide.
+func Userinfo(raw string) (user, password string) {
 	if !strings.Contains(raw, "://") {
 		raw = "x://" + raw
 	}

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net/url"
 	"os"
 	"reflect"
 	"regexp"
@@ -28,6 +27,7 @@ import (
 	natssink "github.com/cnstream/cnstream/sink/nats"
 	stdoutsink "github.com/cnstream/cnstream/sink/stdout"
 	"github.com/cnstream/cnstream/source"
+	"github.com/cnstream/cnstream/telemetry"
 	"github.com/cnstream/cnstream/transform"
 )
 
@@ -413,7 +413,7 @@ func (x *expansion) collectSecrets(n *yaml.Node) {
 				add(n.Value)
 			case "endpoint", "url", "brokers":
 				for _, u := range strings.Split(n.Value, ",") {
-					user, pw := userinfo(strings.TrimSpace(u))
+					user, pw := telemetry.Userinfo(strings.TrimSpace(u))
 					if pw != "" {
 						add(pw)
 					} else {
@@ -487,24 +487,6 @@ func (x *expansion) clean(err error) error {
 		return out[0]
 	}
 	return errors.Join(out...)
-}
-
-// userinfo returns the user and password of a URL, "" when it has none.
-func userinfo(raw string) (user, password string) {
-	if !strings.Contains(raw, "://") {
-		raw = "x://" + raw
-	}
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
-		// An unparsable URL may still hold user information.
-		_, rest, _ := strings.Cut(raw, "://")
-		if i := strings.LastIndex(rest, "@"); i >= 0 {
-			user, password, _ = strings.Cut(rest[:i], ":")
-		}
-		return user, password
-	}
-	password, _ = u.User.Password()
-	return u.User.Username(), password
 }
 
 var unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
