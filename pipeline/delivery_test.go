@@ -178,12 +178,12 @@ func TestDeliverySinkFailed(t *testing.T) {
 	}}
 	d, _ := newTestDelivery(t, SinkConfig{Name: "flaky", Sink: s, BatchEvents: 10, Linger: -1,
 		Retry: RetryConfig{Initial: time.Millisecond, Max: 2 * time.Millisecond}})
-	d.Start()
 	first := make([]schema.Event, 10)
 	for i := range first {
 		first[i] = ev(uint32(i), 1)
 	}
-	d.Push(first)
+	d.Push(first) // before Start: the worker's first batch is all ten
+	d.Start()
 	if err := d.Close(context.Background()); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
