@@ -359,12 +359,7 @@ func (d *Delivery) closeBy(ctx context.Context, hard time.Time) error {
 				}
 				reason := or(l.Reason, "sink_lost")
 				w.log.Error("the sink lost events while closing: no record can state them", "reason", reason, "events", l.Count, "detail", l.Detail)
-				w.stats.mu.Lock()
-				if w.stats.lost == nil {
-					w.stats.lost = map[string]uint64{}
-				}
-				w.stats.lost[reason] += l.Count
-				w.stats.mu.Unlock()
+				w.countLost(reason, l.Count)
 				errs = append(errs, fmt.Errorf("pipeline: sink %q lost %d events while closing (%s), stated in no record: %s", w.cfg.Name, l.Count, reason, l.Detail))
 			}
 		}
@@ -487,6 +482,16 @@ func (w *worker) run(ctx context.Context) {
 	}
 }
 
+// countLost adds n events a sink lost by itself to SinkStats.Lost.
+func (w *worker) countLost(reason string, n uint64) {
+	w.stats.mu.Lock()
+	defer w.stats.mu.Unlock()
+	if w.stats.lost == nil {
+		w.stats.lost = map[string]uint64{}
+	}
+	w.stats.lost[reason] += n
+}
+
 // lossRecords returns the dropped records of the losses not yet stated:
 // the queue policy's drops, the events given up on, and what the sink lost
 // by itself (sink.LossReporter). It also logs the sink's own errors
@@ -501,12 +506,7 @@ func (w *worker) lossRecords() []schema.Event {
 			}
 			reason := or(l.Reason, "sink_lost")
 			w.log.Error("the sink lost events by itself: they become a dropped record", "reason", reason, "events", l.Count, "detail", l.Detail)
-			w.stats.mu.Lock()
-			if w.stats.lost == nil {
-				w.stats.lost = map[string]uint64{}
-			}
-			w.stats.lost[reason] += l.Count
-			w.stats.mu.Unlock()
+			w.countLost(reason, l.Count)
 			lost = append(lost, w.recs.Dropped(l.Count, reason, w.cfg.Name))
 		}
 	}
