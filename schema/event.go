@@ -44,9 +44,10 @@ const (
 	KindDropped   // events the pipeline dropped (queue policy, sink failure)
 	KindFiltered  // events of a stream a filter removed on purpose (not a loss)
 	KindClosed    // a stream cnstream stopped following (idle, or evicted at the cap)
+	KindCorrupt   // bytes of the disk spool that held no valid records (events destroyed)
 )
 
-var kindNames = [...]string{"unknown", "fork", "exec", "exit", "uid", "gid", "sid", "ptrace", "comm", "coredump", "ack", "raw", "gap", "overrun", "malformed", "forged", "dropped", "filtered", "stream_closed"}
+var kindNames = [...]string{"unknown", "fork", "exec", "exit", "uid", "gid", "sid", "ptrace", "comm", "coredump", "ack", "raw", "gap", "overrun", "malformed", "forged", "dropped", "filtered", "stream_closed", "corrupt"}
 
 // Kinds lists every kind but KindUnknown, in order.
 func Kinds() []Kind {
@@ -75,12 +76,12 @@ func ParseKind(s string) (Kind, bool) {
 }
 
 // IsLoss reports the records a completeness audit counts: the records of
-// loss (gap, overrun, malformed, forged, dropped) and of accounting
+// loss (gap, overrun, malformed, forged, dropped, corrupt) and of accounting
 // (filtered: events removed on purpose; stream_closed: where cnstream
 // stopped following a stream). A filter never removes them, a queue policy
 // must not drop them, and they are never counted as events.
 func (k Kind) IsLoss() bool {
-	return k >= KindGap && k <= KindClosed
+	return k >= KindGap && k <= KindCorrupt
 }
 
 // MarshalText writes the kind's name.
@@ -145,7 +146,8 @@ type Stream struct {
 }
 
 // Record identifies an event the pipeline made (gap, overrun, malformed,
-// forged, dropped): the run (random per cnstream start) and a counter.
+// forged, dropped, filtered, stream_closed, corrupt): the run (random per
+// cnstream start) and a counter.
 type Record struct {
 	Run string `json:"run" msgpack:"run"`
 	Seq uint64 `json:"seq" msgpack:"seq"`
@@ -181,6 +183,7 @@ type Event struct {
 	Dropped   *DroppedInfo   `json:"dropped,omitempty" msgpack:"dropped,omitempty"`
 	Filtered  *FilteredInfo  `json:"filtered,omitempty" msgpack:"filtered,omitempty"`
 	Closed    *ClosedInfo    `json:"stream_closed,omitempty" msgpack:"stream_closed,omitempty"`
+	Corrupt   *CorruptInfo   `json:"corrupt,omitempty" msgpack:"corrupt,omitempty"`
 	Process   *Process       `json:"process,omitempty" msgpack:"process,omitempty"` // enrichment of the subject process
 }
 
@@ -231,12 +234,29 @@ type RawInfo struct {
 	Payload []byte `json:"payload" msgpack:"payload"`
 }
 
-// GapInfo: the numbers Expected .. Got-1 of Stream never arrived.
+// GapInfo: the numbers Expected .. Got-1 of Stream never arrived. Reason
+// says where they went: "" for a gap seen while cnstream ran (the kernel or
+// the sender skipped them, or they were lost before cnstream read them),
+// GapRestart for the numbers the stream advanced while cnstream was not
+// running, GapSpoolCorrupt for events destroyed in the disk spool.
 type GapInfo struct {
 	Expected uint32 `json:"expected" msgpack:"expected"`
 	Got      uint32 `json:"got" msgpack:"got"`
 	Missing  uint64 `json:"missing" msgpack:"missing"`
+	Reason   string `json:"reason,omitempty" msgpack:"reason,omitempty"`
 }
+
+// Reasons of a GapInfo; the empty reason is a gap seen within a run.
+const (
+	// GapRestart: the first message of a stream after a restart of
+	// cnstream on the same boot does not follow the last one the previous
+	// run handed to its spool; the numbers in between passed while
+	// cnstream was not running.
+	GapRestart = "restart"
+	// GapSpoolCorrupt: the events were in the disk spool, in records that
+	// failed their checksum.
+	GapSpoolCorrupt = "spool_corrupt"
+)
 
 // OverrunInfo: the kernel dropped datagrams because the socket's receive
 // queue was full (SO_MEMINFO drops), and how many ENOBUFS reported it.
@@ -285,6 +305,16 @@ type ClosedInfo struct {
 	Reason string `json:"reason" msgpack:"reason"`
 	First  uint32 `json:"first" msgpack:"first"`
 	Last   uint32 `json:"last" msgpack:"last"`
+}
+
+// CorruptInfo: the disk spool skipped Bytes bytes of File, from byte
+// Offset on, that did not hold valid records; the events in them are lost.
+// Reason says why, e.g. "crc mismatch", "torn tail", "bad length".
+type CorruptInfo struct {
+	File   string `json:"file" msgpack:"file"`
+	Offset int64  `json:"offset" msgpack:"offset"`
+	Bytes  int64  `json:"bytes" msgpack:"bytes"`
+	Reason string `json:"reason" msgpack:"reason"`
 }
 
 // Process is what cnstream knows of an event's subject process. Source says

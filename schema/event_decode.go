@@ -134,6 +134,8 @@ func (e *Event) hasMember() bool {
 		return e.Filtered != nil
 	case KindClosed:
 		return e.Closed != nil
+	case KindCorrupt:
+		return e.Corrupt != nil
 	}
 	return false
 }

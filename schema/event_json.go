@@ -143,6 +143,7 @@ func AppendJSON(b []byte, e *Event) []byte {
 		b = appendJSONUint(b, `,"gap":{"expected":`, x.Expected)
 		b = appendJSONUint(b, `,"got":`, x.Got)
 		b = appendJSONUint(b, `,"missing":`, x.Missing)
+		b = appendJSONOptString(b, `,"reason":`, x.Reason)
 		b = append(b, '}')
 	}
 	if x := e.Overrun; x != nil {
@@ -196,6 +197,15 @@ func AppendJSON(b []byte, e *Event) []byte {
 		b = appendJSONString(b, x.Reason)
 		b = appendJSONUint(b, `,"first":`, x.First)
 		b = appendJSONUint(b, `,"last":`, x.Last)
+		b = append(b, '}')
+	}
+	if x := e.Corrupt; x != nil {
+		b = append(b, `,"corrupt":{"file":`...)
+		b = appendJSONString(b, x.File)
+		b = appendJSONInt(b, `,"offset":`, x.Offset)
+		b = appendJSONInt(b, `,"bytes":`, x.Bytes)
+		b = append(b, `,"reason":`...)
+		b = appendJSONString(b, x.Reason)
 		b = append(b, '}')
 	}
 	if p := e.Process; p != nil {
@@ -289,7 +299,7 @@ func appendJSONUint[T uint32 | uint64](b []byte, key string, v T) []byte {
 	return appendDecimal(b, uint64(v))
 }
 
-func appendJSONInt[T int | int32](b []byte, key string, v T) []byte {
+func appendJSONInt[T int | int32 | int64](b []byte, key string, v T) []byte {
 	b = append(b, key...)
 	return appendDecimalInt(b, int64(v))
 }

@@ -25,7 +25,7 @@ func AppendMsgpack(b []byte, e *Event) []byte {
 		e.SID != nil, e.Ptrace != nil, e.Comm != nil, e.Coredump != nil,
 		e.Ack != nil, e.Raw != nil, e.Gap != nil, e.Overrun != nil,
 		e.Malformed != nil, e.Forged != nil, e.Dropped != nil, e.Filtered != nil,
-		e.Closed != nil, e.Process != nil,
+		e.Closed != nil, e.Corrupt != nil, e.Process != nil,
 	} {
 		if set {
 			n++
@@ -162,11 +162,16 @@ func AppendMsgpack(b []byte, e *Event) []byte {
 		b = mpBin(b, x.Payload)
 	}
 	if x := e.Gap; x != nil {
+		n := 3
+		if x.Reason != "" {
+			n++
+		}
 		b = mpKey(b, "gap")
-		b = mpMap(b, 3)
+		b = mpMap(b, n)
 		b = mpKeyUint(b, "expected", x.Expected)
 		b = mpKeyUint(b, "got", x.Got)
 		b = mpKeyUint(b, "missing", x.Missing)
+		b = mpOptStr(b, "reason", x.Reason)
 	}
 	if x := e.Overrun; x != nil {
 		b = mpKey(b, "overrun")
@@ -224,6 +229,16 @@ func AppendMsgpack(b []byte, e *Event) []byte {
 		b = mpKeyStr(b, "reason", x.Reason)
 		b = mpKeyUint(b, "first", x.First)
 		b = mpKeyUint(b, "last", x.Last)
+	}
+	if x := e.Corrupt; x != nil {
+		b = mpKey(b, "corrupt")
+		b = mpMap(b, 4)
+		b = mpKeyStr(b, "file", x.File)
+		b = mpKey(b, "offset")
+		b = mpInt(b, x.Offset)
+		b = mpKey(b, "bytes")
+		b = mpInt(b, x.Bytes)
+		b = mpKeyStr(b, "reason", x.Reason)
 	}
 	if p := e.Process; p != nil {
 		b = mpKey(b, "process")

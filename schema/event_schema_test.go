@@ -118,6 +118,13 @@ func TestEventSchemaInvalid(t *testing.T) {
 		{name: "filtered kind count negative", event: "filtered", change: func(m map[string]any) { jsonObj(jsonObj(m, "filtered"), "kinds")["exec"] = -1 }},
 		{name: "stream_closed without record", event: "stream_closed", change: func(m map[string]any) { delete(m, "record") }},
 		{name: "stream_closed reason missing", event: "stream_closed", change: func(m map[string]any) { delete(jsonObj(m, "stream_closed"), "reason") }},
+		{name: "gap reason not a string", event: "gap-restart", change: func(m map[string]any) { jsonObj(m, "gap")["reason"] = 1 }},
+		{name: "corrupt without record", event: "corrupt", change: func(m map[string]any) { delete(m, "record") }},
+		{name: "corrupt member missing", event: "corrupt", change: func(m map[string]any) { delete(m, "corrupt") }},
+		{name: "corrupt file missing", event: "corrupt", change: func(m map[string]any) { delete(jsonObj(m, "corrupt"), "file") }},
+		{name: "corrupt offset negative", event: "corrupt", change: func(m map[string]any) { jsonObj(m, "corrupt")["offset"] = -1 }},
+		{name: "corrupt bytes above int64", event: "corrupt", change: func(m map[string]any) { jsonObj(m, "corrupt")["bytes"] = json.Number("9223372036854775808") }},
+		{name: "corrupt member on a gap", event: "gap", change: func(m map[string]any) { m["corrupt"] = jsonObj(jsonMap(t, golden["corrupt"]), "corrupt") }},
 		{name: "stream field missing", event: "fork", change: func(m map[string]any) { delete(jsonObj(m, "stream"), "epoch") }},
 		{name: "exit status and signal", event: "exit", change: func(m map[string]any) { jsonObj(m, "exit")["signal"] = 9 }},
 		{name: "exit status above 255", event: "exit", change: func(m map[string]any) { jsonObj(m, "exit")["exit_status"] = 256 }},
@@ -136,6 +143,7 @@ func TestEventSchemaInvalid(t *testing.T) {
 		{name: "unknown member field", event: "exec", valid: true, change: func(m map[string]any) { jsonObj(m, "exec")["start_ns"] = 12 }},
 		{name: "unknown process field", event: "exec", valid: true, change: func(m map[string]any) { jsonObj(m, "process")["caps"] = "x" }},
 		{name: "payload null", event: "raw", valid: true, change: func(m map[string]any) { jsonObj(m, "raw")["payload"] = nil }},
+		{name: "gap reason other", event: "gap", valid: true, change: func(m map[string]any) { jsonObj(m, "gap")["reason"] = "spool_corrupt" }},
 		{name: "uint64 max", event: "gap", valid: true, change: func(m map[string]any) { jsonObj(m, "gap")["missing"] = json.Number("18446744073709551615") }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

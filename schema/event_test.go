@@ -149,6 +149,13 @@ func goldenEvents() []namedEvent {
 	e.Gap = &GapInfo{Expected: 48223, Got: 48240, Missing: 17}
 	add("gap", e)
 
+	// cnstream restarted on the same boot: the previous run spooled 48300
+	// of CPU 3 last, and the first event this run read was 48342.
+	e = record(KindGap, 25, 600000000)
+	e.Stream = goldenStream(48342)
+	e.Gap = &GapInfo{Expected: 48301, Got: 48342, Missing: 41, Reason: GapRestart}
+	add("gap-restart", e)
+
 	e = record(KindOverrun, 18, 593000000)
 	e.Overrun = &OverrunInfo{KernelDrops: 1532, ENOBUFS: 2}
 	add("overrun", e)
@@ -182,6 +189,11 @@ func goldenEvents() []namedEvent {
 	e.Stream = &Stream{Idx: 11, Val: 77, Sender: 4242, Epoch: 73115991, Seq: 311}
 	e.Closed = &ClosedInfo{Reason: "idle", First: 0, Last: 311}
 	add("stream_closed", e)
+
+	// The spool found 4096 bytes that failed their checksum.
+	e = record(KindCorrupt, 26, 601000000)
+	e.Corrupt = &CorruptInfo{File: "/var/lib/cnstream/spool/00000000000000000042.seg", Offset: 1048576, Bytes: 4096, Reason: "crc mismatch"}
+	add("corrupt", e)
 
 	for i := range out {
 		out[i].e.ID = out[i].e.EventID()
@@ -705,7 +717,7 @@ func genEvent(s *eventSource, k Kind) Event {
 	}
 	if k.IsLoss() {
 		e.Record = &Record{Run: s.word(), Seq: s.u64()}
-		if k == KindGap || k == KindFiltered || k == KindClosed || s.r.IntN(4) == 0 {
+		if k == KindGap || k == KindFiltered || k == KindClosed || k != KindCorrupt && s.r.IntN(4) == 0 {
 			e.Stream = stream()
 		}
 	} else {
@@ -736,6 +748,9 @@ func genEvent(s *eventSource, k Kind) Event {
 		e.Raw = &RawInfo{Group: s.u32(), Payload: s.bin()}
 	case KindGap:
 		e.Gap = &GapInfo{Expected: s.u32(), Got: s.u32(), Missing: s.u64()}
+		if s.r.IntN(2) == 0 {
+			e.Gap.Reason = [...]string{GapRestart, GapSpoolCorrupt, s.str()}[s.r.IntN(3)]
+		}
 	case KindOverrun:
 		e.Overrun = &OverrunInfo{KernelDrops: s.u64(), ENOBUFS: s.u64()}
 	case KindMalformed:
@@ -754,6 +769,8 @@ func genEvent(s *eventSource, k Kind) Event {
 		}
 	case KindClosed:
 		e.Closed = &ClosedInfo{Reason: s.str(), First: s.u32(), Last: s.u32()}
+	case KindCorrupt:
+		e.Corrupt = &CorruptInfo{File: s.str(), Offset: int64(s.u64() >> 1), Bytes: int64(s.u64() >> 1), Reason: s.str()}
 	}
 	if !k.IsLoss() && k != KindAck && k != KindRaw && s.r.IntN(2) == 0 {
 		e.Process = s.process()
@@ -826,6 +843,8 @@ func setMember(dst, src *Event, k Kind) {
 		dst.Filtered = src.Filtered
 	case KindClosed:
 		dst.Closed = src.Closed
+	case KindCorrupt:
+		dst.Corrupt = src.Corrupt
 	}
 }
 
@@ -857,6 +876,9 @@ func wildEvent(s *eventSource, e *Event) {
 	}
 	if s.r.IntN(3) == 0 {
 		e.Stream, e.Record = nil, nil
+	}
+	if e.Corrupt != nil && s.r.IntN(2) == 0 {
+		e.Corrupt.Offset, e.Corrupt.Bytes = -int64(s.u64()>>1)-1, int64(s.u64())
 	}
 	if e.Exit != nil && s.r.IntN(2) == 0 {
 		e.Exit.ExitStatus = ptr(int(int64(s.u64())))

@@ -8,7 +8,7 @@ import (
 )
 
 // Records numbers the records a run makes itself (gap, overrun, malformed,
-// forged, dropped): each gets the run's id and the next number of one
+// forged, dropped, filtered, stream_closed, corrupt): each gets the run's id and the next number of one
 // sequence shared by every maker, so that (run, seq) is unique per run
 // whoever made the record. Create one per run and give it to every maker
 // (the transform, the delivery runtime). Safe for concurrent use.
@@ -50,5 +50,25 @@ func (r *Records) New(kind Kind) Event {
 func (r *Records) Dropped(count uint64, reason, sink string) Event {
 	e := r.New(KindDropped)
 	e.Dropped = &DroppedInfo{Count: count, Reason: reason, Sink: sink}
+	return e
+}
+
+// Gap returns a record stating that the numbers expected .. got-1 of
+// stream s (its epoch; Seq is set to got) are missing, missing of them, for
+// reason ("" within a run, GapRestart, GapSpoolCorrupt).
+func (r *Records) Gap(s Stream, expected, got uint32, missing uint64, reason string) Event {
+	e := r.New(KindGap)
+	s.Seq, s.Ack = got, 0
+	e.Stream = &s
+	e.Gap = &GapInfo{Expected: expected, Got: got, Missing: missing, Reason: reason}
+	return e
+}
+
+// Corrupt returns a record stating that the spool skipped bytes bytes of
+// file from byte offset on that held no valid records, for reason ("crc
+// mismatch", "torn tail", "bad length", ...).
+func (r *Records) Corrupt(file string, offset, bytes int64, reason string) Event {
+	e := r.New(KindCorrupt)
+	e.Corrupt = &CorruptInfo{File: file, Offset: offset, Bytes: bytes, Reason: reason}
 	return e
 }
