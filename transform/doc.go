@@ -33,7 +33,10 @@
 // record (count, seq range, kinds). Userspace senders' streams are closed
 // when idle or evicted at a cap (TrackerConfig), each stated by a
 // stream_closed record; see seq.go's package comment for the bounds and for
-// how epochs keep event ids unique. Dropping events in the kernel
+// how epochs keep event ids unique. A run restarted on the same boot can
+// resume the previous run's streams (Config.Resume): the numbers that passed
+// while cnstream was not running become a gap record of reason
+// schema.GapRestart instead of going unnoticed. Dropping events in the kernel
 // (source.SubscribeConfig.Events) costs the ACK and makes gaps meaningless,
 // so the default is to filter here.
 package transform

@@ -43,6 +43,19 @@
 // restarting more than once a millisecond runs ahead of the clock, and a
 // run started within that lead could meet its epochs again; epochs repeat
 // after 2^32 ms (49.7 days), for the same sender port and number only.
+//
+// # Resuming a previous run
+//
+// A run of cnstream that restarts on the same boot can take over the streams
+// of the run before it (Tracker.Resume, transform.Config.Resume): each
+// stream is followed as if the last number the previous run handed to its
+// spool had just been seen, in that run's epoch. The first message of a
+// resumed stream is then in order, a gap of the numbers that passed while
+// cnstream was not running (Observation.Resumed: a gap record of reason
+// schema.GapRestart), or goes back (the rules above: a duplicate or a
+// restart). A resumed stream never gets the verdict First, and kernel
+// streams keep counting the previous run's epochs, so ids continue across
+// the restart.
 
 package transform
 
@@ -91,6 +104,10 @@ type Observation struct {
 	// identifies a message, even after the u32 counter wraps or the sender
 	// restarts it (see the package's Epochs section).
 	Epoch uint32
+	// Resumed is true for the first message of a stream taken over from a
+	// previous run (Tracker.Resume), and only for it: with Gap, the missing
+	// numbers passed while cnstream was not running.
+	Resumed bool
 }
 
 // MaxGap is the largest jump forward taken as a gap; a larger one (more
@@ -163,6 +180,7 @@ type stream struct {
 	lastSeen   uint64 // Tracker.now at the last message
 	born       uint64 // order of first appearance
 	prev, next *stream
+	resumed    bool // Resume made it and no message was observed since
 }
 
 // floorBuckets is the size of the table of epochs given to forgotten
@@ -241,18 +259,11 @@ func (t *Tracker) Observe(k StreamKey, seq uint32) Observation {
 	user := k.Userspace()
 	s := t.streams[k]
 	if s == nil {
-		if user && t.max > 0 && t.nuser >= t.max {
-			t.forget(t.tail, ClosedEvicted)
-			t.evicted++
-		}
-		t.born++
-		s = &stream{StreamStats: StreamStats{Key: k, First: seq, Last: seq, Seen: 1}, lastSeen: t.now, born: t.born}
+		s = t.add(k, seq, seq)
+		s.Seen = 1
 		if user {
 			s.Epoch = t.newEpoch(k, 0, false)
-			t.pushFront(s)
-			t.nuser++
 		}
-		t.streams[k] = s
 		return Observation{Verdict: First, Epoch: s.Epoch}
 	}
 	s.Seen++
@@ -261,18 +272,20 @@ func (t *Tracker) Observe(k StreamKey, seq uint32) Observation {
 		t.unlink(s)
 		t.pushFront(s)
 	}
+	resumed := s.resumed
+	s.resumed = false
 	next := s.Last + 1
 	switch d := seq - next; {
 	case d == 0:
 		t.advance(s, seq)
-		return Observation{Verdict: InOrder, Epoch: s.Epoch}
+		return Observation{Verdict: InOrder, Epoch: s.Epoch, Resumed: resumed}
 	case d < MaxGap: // ahead of the expected number (u32 arithmetic handles wrap)
 		t.advance(s, seq)
 		s.Missing += uint64(d)
 		s.Gaps++
 		t.missing += uint64(d)
 		t.gaps++
-		return Observation{Verdict: Gap, Expected: next, Missing: uint64(d), Epoch: s.Epoch}
+		return Observation{Verdict: Gap, Expected: next, Missing: uint64(d), Epoch: s.Epoch, Resumed: resumed}
 	case !user && next-seq <= RestartWindow:
 		s.Duplicates++
 		t.duplicates++
@@ -280,13 +293,54 @@ func (t *Tracker) Observe(k StreamKey, seq uint32) Observation {
 		if seq > s.Last && e > 0 { // from before the last wrap
 			e--
 		}
-		return Observation{Verdict: Duplicate, Expected: next, Epoch: e}
+		return Observation{Verdict: Duplicate, Expected: next, Epoch: e, Resumed: resumed}
 	default:
 		s.Restarts++
 		t.restarts++
 		s.Epoch = t.nextEpoch(s)
 		s.First, s.Last = seq, seq
-		return Observation{Verdict: Restart, Expected: next, Epoch: s.Epoch}
+		return Observation{Verdict: Restart, Expected: next, Epoch: s.Epoch, Resumed: resumed}
+	}
+}
+
+// add starts following stream k at first .. last (Seen and Epoch zero): a
+// userspace stream goes to the front of the list, evicting the least
+// recently used one at the cap.
+func (t *Tracker) add(k StreamKey, first, last uint32) *stream {
+	user := k.Userspace()
+	if user && t.max > 0 && t.nuser >= t.max {
+		t.forget(t.tail, ClosedEvicted)
+		t.evicted++
+	}
+	t.born++
+	s := &stream{StreamStats: StreamStats{Key: k, First: first, Last: last}, lastSeen: t.now, born: t.born}
+	if user {
+		t.pushFront(s)
+		t.nuser++
+	}
+	t.streams[k] = s
+	return s
+}
+
+// Resume follows stream k as if last had just been seen in epoch: the
+// stream a previous run of cnstream on this boot followed, last being the
+// last number that run handed on (see the package's Resuming section). Its
+// counters start at First = Last = last, Seen 0 (so Span counts last,
+// which the previous run saw). A userspace stream enters the list of
+// recently used streams like a new one (evicting one at the cap, stated by
+// a stream_closed record in the next batch), and its epoch raises the
+// table of epochs given out, so that later epochs of k stay above it. A
+// stream already followed is left as it is. Call Resume before the first
+// batch.
+func (t *Tracker) Resume(k StreamKey, epoch, last uint32) {
+	if t.streams[k] != nil {
+		return
+	}
+	s := t.add(k, last, last)
+	s.Epoch = epoch
+	s.resumed = true
+	if k.Userspace() {
+		t.raiseFloor(k, epoch)
 	}
 }
 
@@ -338,11 +392,16 @@ func (t *Tracker) forget(s *stream, reason string) {
 	delete(t.streams, s.Key)
 	t.unlink(s)
 	t.nuser--
-	h := bucket(s.Key)
-	if !t.floorSet[h] || s.Epoch-t.floor[h] < 1<<31 {
-		t.floor[h], t.floorSet[h] = s.Epoch, true
-	}
+	t.raiseFloor(s.Key, s.Epoch)
 	t.closed = append(t.closed, Closed{StreamStats: s.StreamStats, Reason: reason})
+}
+
+// raiseFloor makes epoch the floor of k's bucket unless the floor is later.
+func (t *Tracker) raiseFloor(k StreamKey, epoch uint32) {
+	h := bucket(k)
+	if !t.floorSet[h] || epoch-t.floor[h] < 1<<31 {
+		t.floor[h], t.floorSet[h] = epoch, true
+	}
 }
 
 func (t *Tracker) pushFront(s *stream) {

@@ -52,6 +52,17 @@ type Config struct {
 	// timeout, cap) and sets its clock. Default: TrackerConfig's defaults
 	// (10 minutes, 16384 streams, CLOCK_MONOTONIC).
 	Streams TrackerConfig
+	// Resume continues the streams of a previous run of cnstream on this
+	// boot: per stream, the last message that run handed to its spool
+	// (Idx, Val, CPU and Sender name the stream; Epoch and Seq are its
+	// epoch and number; Ack is ignored). Each is given to Tracker.Resume:
+	// the stream's next message follows it in order, or is preceded by a
+	// gap record of reason schema.GapRestart for the numbers that passed
+	// while cnstream was not running, and keeps the epoch count, so event
+	// ids continue the previous run's. The caller keeps only the streams of
+	// the current boot id; a stream listed twice counts once (the first).
+	// Default: none (every stream starts with its first message seen).
+	Resume []schema.Stream
 }
 
 // Stats are the Transformer's counters.
@@ -96,6 +107,9 @@ func New(cfg Config) (*Transformer, error) {
 		return nil, err
 	}
 	dec := &Decoder{Tracker: NewTrackerConfig(cfg.Streams)}
+	for _, s := range cfg.Resume {
+		dec.Tracker.Resume(StreamKey{Idx: s.Idx, Val: s.Val, CPU: s.CPU, Sender: s.Sender}, s.Epoch, s.Seq)
+	}
 	t := &Transformer{dec: dec, recs: recs, host: recs.Host(), clock: cfg.Clock, enrich: cfg.Enricher, filter: f}
 	if t.clock == nil {
 		off, err := source.ClockOffset()
@@ -208,6 +222,9 @@ func (t *Transformer) record(r *Record) {
 		h.stream = schema.Stream{Idx: r.Stream.Idx, Val: r.Stream.Val, CPU: r.Stream.CPU, Sender: r.Stream.Sender, Epoch: r.Obs.Epoch, Seq: r.Seq}
 		e.Stream = &h.stream
 		e.Gap = &schema.GapInfo{Expected: r.Obs.Expected, Got: r.Seq, Missing: r.Obs.Missing}
+		if r.Obs.Resumed {
+			e.Gap.Reason = schema.GapRestart
+		}
 	case KindOverrun:
 		*e = t.newRecord(schema.KindOverrun)
 		e.Overrun = &schema.OverrunInfo{KernelDrops: r.Drops, ENOBUFS: r.ENOBUFS}
