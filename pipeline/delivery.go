@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/cnstream/cnstream/pipeline/spool"
 	"github.com/cnstream/cnstream/schema"
 	"github.com/cnstream/cnstream/sink"
 )
@@ -27,14 +28,18 @@ import (
 type RetryConfig struct {
 	Initial    time.Duration // first pause, default 100 ms
 	Max        time.Duration // longest pause, default 5 s
-	MaxElapsed time.Duration // give up after, default 30 s; events then become a dropped record
+	MaxElapsed time.Duration // give up after, default 30 s (spooled sinks: never; negative: never); events then become a dropped record
 }
 
-func (r RetryConfig) backoff(ctx context.Context) backoff.BackOff {
+func (r RetryConfig) backoff(ctx context.Context, durable bool) backoff.BackOff {
 	b := backoff.NewExponentialBackOff()
 	b.InitialInterval = or(r.Initial, 100*time.Millisecond)
 	b.MaxInterval = or(r.Max, 5*time.Second)
-	b.MaxElapsedTime = or(r.MaxElapsed, 30*time.Second)
+	def := 30 * time.Second
+	if durable {
+		def = -1 // the spool holds the events: retry until the sink recovers
+	}
+	b.MaxElapsedTime = max(0, or(r.MaxElapsed, def))
 	b.RandomizationFactor = 0.5
 	return backoff.WithContext(b, ctx)
 }
@@ -56,6 +61,8 @@ type SinkConfig struct {
 	QueueEvents int   // queue bound in events, default 65536
 	QueueBytes  int64 // queue bound in estimated bytes, default 64 MiB
 	Policy      Policy
+	// Policy Spool takes the events from DeliveryConfig.Spool's cursor of
+	// this Name instead of a queue.
 	// Queue replaces the memory queue (NewMemoryQueue(QueueEvents,
 	// QueueBytes, Policy)), e.g. with a durable spool; QueueEvents and
 	// QueueBytes then only state its bounds in the metrics, and Policy
@@ -91,6 +98,7 @@ type SinkStats struct {
 	Failed        uint64 // events given up after the retry budget or a permanent error (loss records are restated, never counted here)
 	PolicyDropped uint64 // events dropped by the queue policy
 	Undelivered   uint64 // events (and loss records) still queued or unwritten when the shutdown deadline passed
+	Kept          uint64 // events of a spooled sink not delivered by the shutdown deadline: kept in the spool for the next run (not lost)
 	LastError     string
 	// Lost counts, by reason, the events the sink lost by itself and
 	// handed over (sink.LossReporter), each stated in a dropped record;
@@ -121,6 +129,11 @@ type DeliveryConfig struct {
 	// Tracer receives a span per sink batch write (retries included).
 	// Default: none.
 	Tracer trace.Tracer
+	// Spool is the pipeline's disk spool, shared by the sinks of Policy
+	// Spool (each through its cursor, named after the sink). Delivery owns
+	// it from NewDelivery on: Push appends to it once for all of them,
+	// Start syncs it every Spool.Interval, Close closes it. Default: none.
+	Spool *spool.Spool
 	// Logger receives the sinks' failures (each failed attempt at Warn,
 	// a batch given up at Error) and recoveries (Info). Default: none.
 	Logger *slog.Logger
@@ -141,6 +154,7 @@ type Delivery struct {
 	stopSync context.CancelFunc
 	syncWG   sync.WaitGroup
 	started  bool
+	spooled  bool // a sink takes from cfg.Spool
 }
 
 type worker struct {
@@ -168,7 +182,7 @@ type worker struct {
 	losses     sink.LossReporter  // nil if the sink loses nothing by itself
 	seenErrors uint64             // the reporter's Errors already logged (worker goroutine only)
 	stats      struct {
-		delivered, batches, retries, failed, undelivered atomic.Uint64
+		delivered, batches, retries, failed, undelivered, kept atomic.Uint64
 		lastErr                                          atomic.Pointer[string]
 		mu                                               sync.Mutex
 		lost                                             map[string]uint64 // under mu
@@ -207,6 +221,17 @@ func NewDelivery(cfg DeliveryConfig) (*Delivery, error) {
 		sc.BatchBytes = or(sc.BatchBytes, 1<<20)
 		sc.Linger = or(sc.Linger, 5*time.Millisecond)
 		q := sc.Queue
+		if sc.Policy == Spool && q == nil {
+			if cfg.Spool == nil {
+				return nil, fmt.Errorf("pipeline: sink %q: queue policy spool needs a spool (DeliveryConfig.Spool)", sc.Name)
+			}
+			c := cfg.Spool.Cursor(sc.Name)
+			if c == nil {
+				return nil, fmt.Errorf("pipeline: sink %q: the spool has no cursor of that name (open it with every spooled sink's name)", sc.Name)
+			}
+			q = spoolQueue{sp: cfg.Spool, c: c}
+			d.spooled = true
+		}
 		if q == nil {
 			q = newMemQueue(sc.QueueEvents, sc.QueueBytes, sc.Policy)
 		}
@@ -233,6 +258,24 @@ func (d *Delivery) Start() {
 	d.started = true
 	var syncCtx context.Context
 	syncCtx, d.stopSync = context.WithCancel(d.ctx)
+	if d.spooled {
+		d.syncWG.Add(1)
+		go func() {
+			defer d.syncWG.Done()
+			t := time.NewTicker(d.cfg.Spool.Interval())
+			defer t.Stop()
+			for {
+				select {
+				case <-syncCtx.Done():
+					return
+				case <-t.C:
+					if err := d.cfg.Spool.Sync(); err != nil {
+						d.log().Warn("spool sync failed", "err", err)
+					}
+				}
+			}
+		}()
+	}
 	for _, w := range d.workers {
 		d.wg.Add(1)
 		go func() {
@@ -255,8 +298,18 @@ func (d *Delivery) Start() {
 // change (the transform allocates it afresh). Under Block it waits for
 // room until Abort. One goroutine pushes at a time.
 func (d *Delivery) Push(events []schema.Event) {
+	if d.spooled && !d.cfg.Spool.Append(events) && d.ctx.Err() != nil {
+		for _, w := range d.workers {
+			if durable(w.q) {
+				w.stats.undelivered.Add(uint64(len(events)))
+			}
+		}
+	}
 	for i := range events {
 		for _, w := range d.workers {
+			if durable(w.q) {
+				continue
+			}
 			if !w.q.Push(&events[i]) && w.q.Aborted() {
 				w.stats.undelivered.Add(1) // policy drops are counted by the queue
 			}
@@ -273,7 +326,17 @@ func (d *Delivery) Abort() {
 	for _, w := range d.workers {
 		w.q.Abort()
 	}
+	if d.spooled {
+		d.cfg.Spool.Abort()
+	}
 	d.abort()
+}
+
+func (d *Delivery) log() *slog.Logger {
+	if d.cfg.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return d.cfg.Logger
 }
 
 // ShutdownGrace is what a shutdown may take beyond its drain deadline
@@ -363,8 +426,16 @@ func (d *Delivery) closeBy(ctx context.Context, hard time.Time) error {
 				errs = append(errs, fmt.Errorf("pipeline: sink %q lost %d events while closing (%s), stated in no record: %s", w.cfg.Name, l.Count, reason, l.Detail))
 			}
 		}
+		if k := w.stats.kept.Load(); k > 0 {
+			w.log.Info("events not delivered by the shutdown deadline stay in the spool for the next run", "events", k)
+		}
 		if u := w.stats.undelivered.Load(); u > 0 {
 			errs = append(errs, fmt.Errorf("pipeline: sink %q: %d events undelivered at shutdown (deadline %v)", w.cfg.Name, u, d.cfg.DrainTimeout))
+		}
+	}
+	if d.spooled {
+		if err := d.cfg.Spool.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("pipeline: close the spool: %w", err))
 		}
 	}
 	d.abort() // releases the context's resources
@@ -403,7 +474,7 @@ func (d *Delivery) Stats() []SinkStats {
 		qs := w.q.Stats()
 		ss := SinkStats{Name: w.cfg.Name, Queued: qs.Events, QueuedBytes: qs.Bytes,
 			Delivered: w.stats.delivered.Load(), Batches: w.stats.batches.Load(), Retries: w.stats.retries.Load(),
-			Failed: w.stats.failed.Load(), PolicyDropped: qs.Dropped, Undelivered: w.stats.undelivered.Load()}
+			Failed: w.stats.failed.Load(), PolicyDropped: qs.Dropped, Undelivered: w.stats.undelivered.Load(), Kept: w.stats.kept.Load()}
 		if e := w.stats.lastErr.Load(); e != nil {
 			ss.LastError = *e
 		}
@@ -470,7 +541,14 @@ func (w *worker) run(ctx context.Context) {
 			batch = append(append(head, lost...), batch...)
 		}
 		if ctx.Err() != nil {
-			w.stats.undelivered.Add(uint64(len(batch) + len(w.carry) + w.q.Drain()))
+			if durable(w.q) {
+				// Taken and not acked, or not taken: the spool keeps
+				// them for the next run.
+				w.stats.kept.Add(uint64(taken + w.q.Drain()))
+				w.stats.undelivered.Add(uint64(len(batch) - taken + len(w.carry)))
+			} else {
+				w.stats.undelivered.Add(uint64(len(batch) + len(w.carry) + w.q.Drain()))
+			}
 			w.carry = nil
 			return
 		}
@@ -572,7 +650,7 @@ func (w *worker) write(ctx context.Context, batch []schema.Event) bool {
 		retries++
 		w.log.Warn("sink write failed; retrying", "events", len(batch), "retry", retries, "in", wait.Round(time.Millisecond), "err", err)
 	}
-	err := backoff.RetryNotify(op, w.cfg.Retry.backoff(ctx), notify)
+	err := backoff.RetryNotify(op, w.cfg.Retry.backoff(ctx, durable(w.q)), notify)
 	if span != nil {
 		span.SetAttributes(attribute.Int("cnstream.batch.retries", retries))
 		if err != nil {
@@ -594,7 +672,11 @@ func (w *worker) write(ctx context.Context, batch []schema.Event) bool {
 	}
 	w.failing = true
 	if ctx.Err() != nil {
-		w.stats.undelivered.Add(uint64(len(batch)))
+		if durable(w.q) {
+			w.stats.kept.Add(uint64(len(batch))) // not acked: delivered again by the next run
+		} else {
+			w.stats.undelivered.Add(uint64(len(batch)))
+		}
 		return false
 	}
 	// Given up: the events become a dropped record at the head of the next

@@ -17,15 +17,22 @@ const (
 	DropNewest
 	// DropOldest discards the oldest queued event to make room.
 	DropOldest
+	// Spool takes the sink's events from the pipeline's disk spool
+	// (DeliveryConfig.Spool), through a cursor of its own that moves on
+	// the sink's acknowledgements: what the sink did not acknowledge is
+	// delivered again after a restart; a failing sink is retried until
+	// it recovers or the shutdown deadline, never given up on. The
+	// spool's when_full says what a full spool does.
+	Spool
 )
 
 func (p Policy) String() string {
-	return [...]string{"block", "drop_newest", "drop_oldest"}[p]
+	return [...]string{"block", "drop_newest", "drop_oldest", "spool"}[p]
 }
 
 // ParsePolicy returns the Policy named s.
 func ParsePolicy(s string) (Policy, bool) {
-	for p := Block; p <= DropOldest; p++ {
+	for p := Block; p <= Spool; p++ {
 		if p.String() == s {
 			return p, true
 		}
