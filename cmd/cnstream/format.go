@@ -63,7 +63,19 @@ func appendText(b []byte, e *schema.Event) []byte {
 	case schema.KindGap:
 		b = append(b, "--- GAP "...)
 		b = streamText(b, e.Stream)
-		return fmt.Appendf(b, ": expected seq %d, got %d: %d missing", e.Gap.Expected, e.Gap.Got, e.Gap.Missing)
+		b = fmt.Appendf(b, ": expected seq %d, got %d: %d missing", e.Gap.Expected, e.Gap.Got, e.Gap.Missing)
+		if e.Gap.Reason != "" {
+			b = append(b, " ("...)
+			b = appendEscaped(b, e.Gap.Reason)
+			b = append(b, ')')
+		}
+		return b
+	case schema.KindCorrupt:
+		b = append(b, "--- CORRUPT spool "...)
+		b = appendEscaped(b, e.Corrupt.File)
+		b = fmt.Appendf(b, " at %d: %d bytes skipped (", e.Corrupt.Offset, e.Corrupt.Bytes)
+		b = appendEscaped(b, e.Corrupt.Reason)
+		return append(b, ')')
 	case schema.KindOverrun:
 		return fmt.Appendf(b, "--- DROPPED %d datagrams in the kernel: receive queue full (ENOBUFS x%d); see the gap lines per stream", e.Overrun.KernelDrops, e.Overrun.ENOBUFS)
 	case schema.KindForged:

@@ -91,3 +91,30 @@ func TestTextEscapesProcessStrings(t *testing.T) {
 		})
 	}
 }
+
+// TestTextLossRecords: the readable lines of the records of the disk spool
+// and of a restart, and a line for every loss kind (none dereferences a
+// member it does not have).
+func TestTextLossRecords(t *testing.T) {
+	proc := &schema.Stream{Idx: 1, Val: 1, CPU: 3}
+	for _, c := range []struct {
+		name string
+		e    *schema.Event
+		want string
+	}{
+		{"gap", &schema.Event{Kind: schema.KindGap, Stream: proc, Gap: &schema.GapInfo{Expected: 10, Got: 15, Missing: 5}},
+			"--- GAP stream 1:1 cpu=3: expected seq 10, got 15: 5 missing"},
+		{"gap restart", &schema.Event{Kind: schema.KindGap, Stream: proc, Gap: &schema.GapInfo{Expected: 10, Got: 15, Missing: 5, Reason: schema.GapRestart}},
+			"--- GAP stream 1:1 cpu=3: expected seq 10, got 15: 5 missing (restart)"},
+		{"corrupt", &schema.Event{Kind: schema.KindCorrupt, Corrupt: &schema.CorruptInfo{File: "00000000000000000000.seg", Offset: 4096, Bytes: 512, Reason: "crc mismatch"}},
+			"--- CORRUPT spool 00000000000000000000.seg at 4096: 512 bytes skipped (crc mismatch)"},
+		{"dropped", &schema.Event{Kind: schema.KindDropped, Dropped: &schema.DroppedInfo{Count: 7, Reason: "spool_corrupt", Sink: "files"}},
+			"--- DROPPED 7 events: spool_corrupt files"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if diff := cmp.Diff(c.want, string(appendText(nil, c.e))); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}

@@ -203,6 +203,8 @@ func (g *Generator) Next() schema.Event {
 	case schema.KindClosed:
 		e.Stream = &schema.Stream{Idx: 11, Val: 77, Sender: 4242, Epoch: 73115991, Seq: 311}
 		e.Closed = &schema.ClosedInfo{Reason: "idle", First: 0, Last: 311}
+	case schema.KindCorrupt:
+		e.Corrupt = &schema.CorruptInfo{File: "00000000000000000000.seg", Offset: 4096, Bytes: 512, Reason: "crc mismatch"}
 	}
 	switch k {
 	case schema.KindExec, schema.KindExit, schema.KindFork, schema.KindComm:
