@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/cnstream/cnstream/pipeline/spool"
 	"github.com/cnstream/cnstream/schema"
 	"github.com/cnstream/cnstream/transform"
 )
@@ -39,6 +40,10 @@ type Config struct {
 	Meter metric.Meter
 	// Enrich is the enricher whose counters become metrics. Default: none.
 	Enrich EnrichStats
+	// Spool is the disk spool of the sinks of Policy Spool, given to the
+	// Delivery (DeliveryConfig.Spool), which owns it once New returned
+	// without error (on an error the caller closes it). Default: none.
+	Spool *spool.Spool
 	// Tracer receives a span per sink batch write (retries included).
 	// Default: none.
 	Tracer trace.Tracer
@@ -76,7 +81,7 @@ func New(cfg Config) (*Pipeline, error) {
 		return nil, err
 	}
 	d, err := NewDelivery(DeliveryConfig{Sinks: cfg.Sinks, Records: cfg.Transform.Records(), DrainTimeout: cfg.DrainTimeout,
-		Meter: cfg.Meter, Tracer: cfg.Tracer, Logger: cfg.Logger})
+		Meter: cfg.Meter, Tracer: cfg.Tracer, Logger: cfg.Logger, Spool: cfg.Spool})
 	if err != nil {
 		return nil, err
 	}
