@@ -69,6 +69,14 @@ type Transform struct {
 	MaxProcesses int
 	// Filter selects the events kept. Default: all.
 	Filter transform.Filter
+	// Records numbers the records of the run (transform.Config.Records):
+	// give the one the disk spool was opened with, so that the spool, the
+	// transform and the delivery number one sequence. Its host should be
+	// Config.Host. Default: a new one for the host.
+	Records *schema.Records
+	// Resume continues the streams a previous run handed to the disk
+	// spool (spool.Spool.Resume; transform.Config.Resume). Default: none.
+	Resume []schema.Stream
 }
 
 // Capability names, as Lack.Capability spells them.
@@ -146,7 +154,7 @@ func Open(ctx context.Context, cfg Config) (*Input, error) {
 			return fail(err)
 		}
 	}
-	tcfg := transform.Config{Host: in.Host, Filter: cfg.Transform.Filter}
+	tcfg := transform.Config{Host: in.Host, Filter: cfg.Transform.Filter, Records: cfg.Transform.Records, Resume: cfg.Transform.Resume}
 	if tcfg.Clock, err = NewClock(); err != nil {
 		return fail(err)
 	}

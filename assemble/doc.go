@@ -4,7 +4,9 @@
 // transform. It is a composition root: `cnstream run` and `cnstream tail`
 // map their YAML and their flags to a Config and get the same reader; a
 // replay or an archiver that needs the machine's identity and clock builds
-// them here too.
+// them here too. The disk spool belongs to the delivery half: the caller
+// opens it and hands the reader its numbering and the streams to resume
+// (Transform.Records, Transform.Resume).
 //
 // # Order
 //

@@ -20,6 +20,7 @@ import (
 
 	"github.com/cnstream/cnstream/assemble"
 	"github.com/cnstream/cnstream/pipeline"
+	"github.com/cnstream/cnstream/pipeline/spool"
 	"github.com/cnstream/cnstream/schema"
 	"github.com/cnstream/cnstream/sink"
 	"github.com/cnstream/cnstream/sink/file"
@@ -44,6 +45,7 @@ type Config struct {
 	Source    SourceConfig    `yaml:"source"`
 	Transform TransformConfig `yaml:"transform"`
 	Pipeline  PipelineConfig  `yaml:"pipeline"`
+	Spool     SpoolConfig     `yaml:"spool"`
 	Sinks     []SinkConfig    `yaml:"sinks"`
 	Telemetry TelemetryConfig `yaml:"telemetry"`
 	Log       LogConfig       `yaml:"log"`
@@ -86,6 +88,18 @@ type FilterConfig struct {
 // PipelineConfig: shutdown.
 type PipelineConfig struct {
 	DrainTimeout Duration `yaml:"drain_timeout"` // default 10s
+}
+
+// SpoolConfig: the durable disk spool between the reader and the sinks
+// (pipeline/spool; docs/DELIVERY.md, "Durable spool"). With dir set, file,
+// kafka and nats sinks take their events from it (queue.policy spool is
+// their default): what a sink has not acknowledged survives a restart.
+type SpoolConfig struct {
+	Dir           string   `yaml:"dir"`            // default "": no spool
+	MaxSize       Size     `yaml:"max_size"`       // default 1GiB; at least 1MiB
+	WhenFull      string   `yaml:"when_full"`      // block (default) or drop_oldest
+	Fsync         string   `yaml:"fsync"`          // interval (default), always, never
+	FsyncInterval Duration `yaml:"fsync_interval"` // default 1s: with fsync interval, what a power loss may cost
 }
 
 // SinkConfig is one output. The section named after its type (file, kafka,
@@ -159,7 +173,7 @@ type NATSConfig struct {
 type QueueConfig struct {
 	Events int    `yaml:"events"` // default 65536
 	Bytes  Size   `yaml:"bytes"`  // default 64MiB
-	Policy string `yaml:"policy"` // block (default), drop_newest, drop_oldest
+	Policy string `yaml:"policy"` // block, drop_newest, drop_oldest, spool; default spool for file, kafka and nats with spool.dir, else block
 }
 
 // BatchConfig shapes a sink's writes.
@@ -674,6 +688,56 @@ func lineOf(root *yaml.Node, path string) int {
 	return line
 }
 
+// policy returns the queue policy of s: queue.policy, or its type's
+// default: spool for the types that have one (file, kafka, nats) when
+// spool.dir is set, else block.
+func (c *Config) policy(s SinkConfig) string {
+	if s.Queue.Policy != "" {
+		return s.Queue.Policy
+	}
+	if c.Spool.Dir != "" && sinkTypes[s.Type].spooled {
+		return pipeline.Spool.String()
+	}
+	return pipeline.Block.String()
+}
+
+// spooledSinks returns the names of the sinks whose policy is spool: the
+// cursors of the spool.
+func (c *Config) spooledSinks() []string {
+	var names []string
+	for _, s := range c.Sinks {
+		if c.policy(s) == pipeline.Spool.String() {
+			names = append(names, s.Name)
+		}
+	}
+	return names
+}
+
+// spoolConfig maps the spool section to the library's Config (c is
+// valid); the caller sets Records and Logger.
+func (s SpoolConfig) spoolConfig() spool.Config {
+	whenFull, _ := spool.ParseWhenFull(or(s.WhenFull, spool.Block.String()))
+	fsync, _ := spool.ParseFsync(or(s.Fsync, spool.FsyncInterval.String()))
+	return spool.Config{Dir: s.Dir, MaxSize: int64(s.MaxSize), WhenFull: whenFull, Fsync: fsync,
+		FsyncInterval: time.Duration(s.FsyncInterval)}
+}
+
+func (s SpoolConfig) validate() error {
+	if s.MaxSize < 0 || (s.MaxSize > 0 && s.MaxSize < 1<<20) {
+		return fieldErr("spool.max_size", "%d: want at least 1MiB (default 1GiB)", s.MaxSize)
+	}
+	if _, ok := spool.ParseWhenFull(s.WhenFull); s.WhenFull != "" && !ok {
+		return fieldErr("spool.when_full", "%q: want block or drop_oldest", s.WhenFull)
+	}
+	if _, ok := spool.ParseFsync(s.Fsync); s.Fsync != "" && !ok {
+		return fieldErr("spool.fsync", "%q: want interval, always or never", s.Fsync)
+	}
+	if s.FsyncInterval < 0 {
+		return fieldErr("spool.fsync_interval", "must not be negative")
+	}
+	return nil
+}
+
 // batchDefaults returns the batch bounds of s, with the defaults of its
 // type: a Kafka or NATS write costs a round trip to the broker whatever its
 // size, so they take larger batches (a busy queue fills them; an idle one
@@ -753,6 +817,9 @@ func (c *Config) validate() error {
 	if c.Pipeline.DrainTimeout < 0 {
 		return fieldErr("pipeline.drain_timeout", "must not be negative")
 	}
+	if err := c.Spool.validate(); err != nil {
+		return err
+	}
 	if len(c.Sinks) == 0 {
 		return fieldErr("sinks", "no sink: configure at least one (types: %s)", strings.Join(sinkTypeNames, ", "))
 	}
@@ -771,8 +838,11 @@ func (c *Config) validate() error {
 		}
 		if s.Queue.Policy != "" {
 			if _, ok := pipeline.ParsePolicy(s.Queue.Policy); !ok {
-				return fieldErr(at+".queue.policy", "%q: want block, drop_newest or drop_oldest", s.Queue.Policy)
+				return fieldErr(at+".queue.policy", "%q: want block, drop_newest, drop_oldest or spool", s.Queue.Policy)
 			}
+		}
+		if c.policy(s) == pipeline.Spool.String() && c.Spool.Dir == "" {
+			return fieldErr(at+".queue.policy", "spool needs spool.dir: set spool.dir, or choose block, drop_newest or drop_oldest")
 		}
 		if s.Queue.Events < 0 || s.Queue.Bytes < 0 || s.Batch.Events < 0 || s.Batch.Bytes < 0 {
 			return fieldErr(at+".queue", "limits must not be negative")
@@ -788,6 +858,9 @@ func (c *Config) validate() error {
 // validate prints them and run logs them at start.
 func (c *Config) warnings() []string {
 	var w []string
+	if c.Spool.Dir != "" && len(c.spooledSinks()) == 0 {
+		w = append(w, "spool.dir is set but no sink has queue.policy spool: the spool is not used")
+	}
 	for i, s := range c.Sinks {
 		if sec, _ := s.section(); sec != nil {
 			for _, m := range sec.warnings() {
@@ -840,12 +913,15 @@ type sinkType struct {
 	// them; an idle one still sends after linger). 0: 512 and 1MiB.
 	batchEvents int
 	batchBytes  int64
+	// spooled: with spool.dir set, the type's default queue.policy is
+	// spool (stdout's stays block: a terminal is read as it runs).
+	spooled bool
 }
 
 var sinkTypes = map[string]sinkType{
-	"file":   {section: func(s *SinkConfig) (sinkSection, bool) { return sectionOf(s.File) }},
-	"kafka":  {section: func(s *SinkConfig) (sinkSection, bool) { return sectionOf(s.Kafka) }, batchEvents: 8192, batchBytes: 8 << 20},
-	"nats":   {section: func(s *SinkConfig) (sinkSection, bool) { return sectionOf(s.NATS) }, batchEvents: 4096, batchBytes: 4 << 20},
+	"file":   {section: func(s *SinkConfig) (sinkSection, bool) { return sectionOf(s.File) }, spooled: true},
+	"kafka":  {section: func(s *SinkConfig) (sinkSection, bool) { return sectionOf(s.Kafka) }, batchEvents: 8192, batchBytes: 8 << 20, spooled: true},
+	"nats":   {section: func(s *SinkConfig) (sinkSection, bool) { return sectionOf(s.NATS) }, batchEvents: 4096, batchBytes: 4 << 20, spooled: true},
 	"stdout": {section: func(*SinkConfig) (sinkSection, bool) { return stdoutSection{}, false }},
 }
 

@@ -6,12 +6,15 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/cnstream/cnstream/pipeline/spool"
 	"github.com/cnstream/cnstream/source"
 )
 
@@ -47,7 +50,15 @@ func TestConfigErrors(t *testing.T) {
 	}{
 		{"unknown key", "sinks:\n  - name: a\n    type: file\n    colour: red\n", "c.yaml:4: unknown key \"colour\""},
 		{"unknown top key", "sink: []\n", "c.yaml:1: unknown key \"sink\""},
-		{"bad policy", "sinks:\n  - name: a\n    type: stdout\n    queue:\n      policy: sometimes\n", "c.yaml:5: sinks[0].queue.policy: \"sometimes\": want block, drop_newest or drop_oldest"},
+		{"bad policy", "sinks:\n  - name: a\n    type: stdout\n    queue:\n      policy: sometimes\n", "c.yaml:5: sinks[0].queue.policy: \"sometimes\": want block, drop_newest, drop_oldest or spool"},
+		{"spool policy without dir", "sinks:\n  - name: a\n    type: file\n    queue:\n      policy: spool\n", "c.yaml:5: sinks[0].queue.policy: spool needs spool.dir"},
+		{"spool when_full", "spool:\n  dir: /tmp/s\n  when_full: wait\nsinks: [{name: a, type: file}]\n", "c.yaml:3: spool.when_full: \"wait\": want block or drop_oldest"},
+		{"spool fsync", "spool:\n  dir: /tmp/s\n  fsync: sometimes\nsinks: [{name: a, type: file}]\n", "c.yaml:3: spool.fsync: \"sometimes\": want interval, always or never"},
+		{"spool max_size small", "spool:\n  dir: /tmp/s\n  max_size: 64KiB\nsinks: [{name: a, type: file}]\n", "c.yaml:3: spool.max_size: 65536: want at least 1MiB"},
+		{"spool max_size negative", "spool:\n  dir: /tmp/s\n  max_size: -1\nsinks: [{name: a, type: file}]\n", "c.yaml:3: spool.max_size: -1: want at least 1MiB"},
+		{"spool max_size not a size", "spool:\n  max_size: big\nsinks: [{name: a, type: file}]\n", "c.yaml:2: \"big\" is not a size"},
+		{"spool fsync_interval", "spool:\n  dir: /tmp/s\n  fsync_interval: -1s\nsinks: [{name: a, type: file}]\n", "c.yaml:3: spool.fsync_interval: must not be negative"},
+		{"spool unknown key", "spool:\n  directory: /tmp/s\nsinks: [{name: a, type: file}]\n", "c.yaml:2: unknown key \"directory\""},
 		{"no sinks", "source:\n  batch: 8\n", "sinks: no sink"},
 		{"missing name", "sinks:\n  - type: stdout\n", "c.yaml:2: sinks[0].name: required"},
 		{"duplicate name", "sinks:\n  - {name: a, type: stdout}\n  - {name: a, type: stdout}\n", "c.yaml:3: sinks[1].name: \"a\" is used by another sink"},
@@ -326,5 +337,85 @@ func TestConfigRenamedKeys(t *testing.T) {
 	}
 	if n := c.Sinks[2].NATS.sinkConfig(); n.User != "u" || n.Timeout != 2*time.Second || !n.TLS.Enable {
 		t.Errorf("nats %+v: want user u, a 2s timeout and TLS", n)
+	}
+}
+
+// TestSpoolConfig: the spool section maps to spool.Config with its
+// defaults, and with spool.dir the file, kafka and nats sinks default to
+// policy spool while stdout and an explicit policy keep theirs.
+func TestSpoolConfig(t *testing.T) {
+	t.Setenv("CNSTREAM_TEST_SPOOL", "/var/lib/cnstream/spool")
+	c, err := LoadConfig("c.yaml", []byte(`spool:
+  dir: ${CNSTREAM_TEST_SPOOL}
+  max_size: 2GiB
+  when_full: drop_oldest
+  fsync: always
+  fsync_interval: 250ms
+sinks:
+  - {name: f, type: file}
+  - {name: k, type: kafka, kafka: {brokers: [127.0.0.1:9092]}}
+  - {name: n, type: nats, nats: {url: nats://127.0.0.1:4222}}
+  - {name: o, type: stdout}
+  - {name: m, type: file, queue: {policy: drop_newest}}
+  - {name: s, type: stdout, queue: {policy: spool}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := c.Spool.spoolConfig()
+	want := spool.Config{Dir: "/var/lib/cnstream/spool", MaxSize: 2 << 30, WhenFull: spool.DropOldest, Fsync: spool.FsyncAlways, FsyncInterval: 250 * time.Millisecond}
+	if diff := cmp.Diff(want, got, cmpopts.IgnoreFields(spool.Config{}, "Records", "Logger")); diff != "" {
+		t.Errorf("spool config (-want +got):\n%s", diff)
+	}
+	var policies []string
+	for _, s := range c.Sinks {
+		policies = append(policies, s.Name+":"+c.policy(s))
+	}
+	if diff := cmp.Diff([]string{"f:spool", "k:spool", "n:spool", "o:block", "m:drop_newest", "s:spool"}, policies); diff != "" {
+		t.Errorf("policies (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"f", "k", "n", "s"}, c.spooledSinks()); diff != "" {
+		t.Errorf("spooled sinks (-want +got):\n%s", diff)
+	}
+
+	// Without spool.dir: no spool, every default policy is block.
+	c, err = LoadConfig("c.yaml", []byte("sinks:\n  - {name: f, type: file}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := c.policy(c.Sinks[0]); p != "block" || c.Spool.Dir != "" || len(c.spooledSinks()) != 0 {
+		t.Errorf("without spool.dir: policy %q, dir %q, spooled %v: want block, none", p, c.Spool.Dir, c.spooledSinks())
+	}
+	d := c.Spool.spoolConfig()
+	if d.MaxSize != 0 || d.WhenFull != spool.Block || d.Fsync != spool.FsyncInterval || d.FsyncInterval != 0 {
+		t.Errorf("default spool config %+v: want the library's defaults (zero values, block, interval)", d)
+	}
+
+	// A spool no sink uses is a warning.
+	c, err = LoadConfig("c.yaml", []byte("spool: {dir: /tmp/s}\nsinks:\n  - {name: o, type: stdout}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := strings.Join(c.warnings(), "\n"); !strings.Contains(w, "spool.dir is set but no sink has queue.policy spool") {
+		t.Errorf("warnings %q: want the unused spool named", w)
+	}
+}
+
+// TestPrintDefaultSpool: the embedded default runs with a spool under
+// ./cnstream-data/ and says so.
+func TestPrintDefaultSpool(t *testing.T) {
+	var out, errb bytes.Buffer
+	if err := runCmd(context.Background(), []string{"--print-default"}, &out, &errb); err != nil {
+		t.Fatalf("run --print-default: %v: %s", err, errb.String())
+	}
+	if !regexp.MustCompile(`\nspool:.*\n  dir: \./cnstream-data/spool `).MatchString(out.String()) {
+		t.Errorf("--print-default:\n%s\nwant spool.dir: ./cnstream-data/spool", out.String())
+	}
+	c, err := LoadConfig("(embedded default)", defaultConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Spool.Dir != "./cnstream-data/spool" || c.policy(c.Sinks[0]) != "spool" {
+		t.Errorf("embedded default: spool.dir %q, sink policy %q: want ./cnstream-data/spool and spool", c.Spool.Dir, c.policy(c.Sinks[0]))
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cnstream/cnstream/assemble"
 	"github.com/cnstream/cnstream/pipeline"
+	"github.com/cnstream/cnstream/pipeline/spool"
 	"github.com/cnstream/cnstream/schema"
 	"github.com/cnstream/cnstream/telemetry"
 	"github.com/cnstream/cnstream/transform/enrich"
@@ -26,7 +27,9 @@ shows it). SIGINT or SIGTERM stops it in order: the subscription is
 cancelled, queues are flushed, sinks closed within pipeline.drain_timeout
 (the process exits at most 3 s after it: 2 s for the sinks' Close, 1 s for
 the telemetry's last export); what could not be delivered is reported and
-makes the exit status 1.`
+makes the exit status 1. With spool.dir (the embedded default sets it),
+file, kafka and nats sinks take their events from a disk spool: what they
+had not acknowledged at exit is delivered first by the next run.`
 
 const validateSynopsis = `validate FILE
 
@@ -127,8 +130,26 @@ func runPipeline(ctx context.Context, c *Config, stdout, stderr io.Writer) error
 		closeAll()
 		return err
 	}
+	// One numbering of the run's records for the spool, the transform and
+	// the delivery; the spool before the subscription, so that a second
+	// instance on the same spool.dir fails before it listens.
+	recs := schema.NewRecords("", host)
+	sp, err := openSpool(c, recs, log)
+	if err != nil {
+		if ln != nil {
+			ln.Close()
+		}
+		closeAll()
+		return err
+	}
+	closeSpool := func() { // until the pipeline owns it
+		if sp != nil {
+			_ = sp.Close()
+		}
+	}
 	tel, err := telemetry.Start(ctx, telemetryConfig(c, ln, host.Hostname, log))
 	if err != nil {
+		closeSpool()
 		closeAll()
 		return err
 	}
@@ -156,8 +177,13 @@ func runPipeline(ctx context.Context, c *Config, stdout, stderr io.Writer) error
 	// What a missing capability costs, said at start and in the report.
 	acfg := readerConfig(c, host)
 	acfg.OnLack = func(l assemble.Lack) { warnLack(log, l) }
+	acfg.Transform.Records = recs
+	if sp != nil {
+		acfg.Transform.Resume = sp.Resume()
+	}
 	in, err := assemble.Open(ctx, acfg)
 	if err != nil {
+		closeSpool()
 		closeAll()
 		return err
 	}
@@ -169,11 +195,15 @@ func runPipeline(ctx context.Context, c *Config, stdout, stderr io.Writer) error
 		heard = append(heard, fmt.Sprintf("group %d", g))
 	}
 	p, err := pipeline.New(in.PipelineConfig(pipeline.Config{Sinks: sinks, DrainTimeout: time.Duration(c.Pipeline.DrainTimeout),
-		Meter: tel.Meter(), Tracer: tel.Tracer(), Logger: log}))
+		Meter: tel.Meter(), Tracer: tel.Tracer(), Logger: log, Spool: sp}))
 	if err != nil {
 		in.Close()
+		closeSpool()
 		closeAll()
 		return err
+	}
+	if sp != nil {
+		logSpool(log, c, sp, len(acfg.Transform.Resume))
 	}
 	var names []string
 	for _, s := range sinks {
@@ -195,13 +225,77 @@ func runPipeline(ctx context.Context, c *Config, stdout, stderr io.Writer) error
 		fmt.Fprintf(stderr, "cnstream run: %d datagrams still queued in the socket at the drain deadline: read and discarded, not delivered\n", st.Unread)
 	}
 	for _, s := range st.Sinks {
-		fmt.Fprintf(stderr, "cnstream run: sink %s: %d delivered in %d batches, %d retries, %d failed, %d dropped by policy, %d undelivered\n",
-			s.Name, s.Delivered, s.Batches, s.Retries, s.Failed, s.PolicyDropped, s.Undelivered)
+		kept := ""
+		if s.Kept > 0 {
+			kept = fmt.Sprintf(", %d kept in the spool for the next run", s.Kept)
+		}
+		fmt.Fprintf(stderr, "cnstream run: sink %s: %d delivered in %d batches, %d retries, %d failed, %d dropped by policy, %d undelivered%s\n",
+			s.Name, s.Delivered, s.Batches, s.Retries, s.Failed, s.PolicyDropped, s.Undelivered, kept)
+	}
+	if sp != nil {
+		fmt.Fprintf(stderr, "cnstream run: spool %s: %s\n", c.Spool.Dir, spoolReport(sp.Stats()))
 	}
 	for _, l := range in.Lacks {
 		fmt.Fprintf(stderr, "cnstream run: ran without %s\n", lackCost(l))
 	}
 	return runErr
+}
+
+// openSpool opens the disk spool of c with a cursor per sink of policy
+// spool; nil without spool.dir or without such a sink. An error names
+// spool.dir: another process holding it, permissions, a full disk.
+func openSpool(c *Config, recs *schema.Records, log *slog.Logger) (*spool.Spool, error) {
+	names := c.spooledSinks()
+	if c.Spool.Dir == "" || len(names) == 0 {
+		return nil, nil
+	}
+	cfg := c.Spool.spoolConfig()
+	cfg.Records, cfg.Logger = recs, log
+	sp, err := spool.Open(cfg, names)
+	if err != nil {
+		return nil, fmt.Errorf("spool.dir %q: %w", c.Spool.Dir, err)
+	}
+	return sp, nil
+}
+
+// logSpool says at start what the spool holds: the records each sink gets
+// first (not acknowledged by the previous run) and the streams resumed.
+func logSpool(log *slog.Logger, c *Config, sp *spool.Spool, resumed int) {
+	st := sp.Stats()
+	var backlog []string
+	for _, name := range c.spooledSinks() {
+		if cur := sp.Cursor(name); cur != nil {
+			n, _, _ := cur.Backlog()
+			backlog = append(backlog, fmt.Sprintf("%s=%d", name, n))
+		}
+	}
+	log.Info("spool opened: each sink gets what the previous run did not deliver first, in order, with its ids",
+		"dir", c.Spool.Dir, "bytes", st.Bytes, "segments", st.Segments, "to_deliver", strings.Join(backlog, ","),
+		"resumed_streams", resumed, "corrupt", st.Corrupt)
+}
+
+// spoolReport is the end-of-run line of the spool: its size, and its
+// counters that are not zero.
+func spoolReport(st spool.Stats) string {
+	b := fmt.Sprintf("%d bytes in %d segments, %d records appended", st.Bytes, st.Segments, st.Appended)
+	for _, c := range []struct {
+		n    uint64
+		what string
+	}{
+		{st.WriteErrors, "writes failed"},
+		{st.WriteLost, "events lost to failed writes"},
+		{st.FullDropped, "events dropped when full (drop_oldest, summed over sinks)"},
+		{st.FullWaits, "appends waited for room (block)"},
+		{st.Corrupt, "corrupt regions skipped"},
+	} {
+		if c.n > 0 {
+			b += fmt.Sprintf(", %d %s", c.n, c.what)
+		}
+	}
+	if st.LastError != "" {
+		b += "; last error: " + st.LastError
+	}
+	return b
 }
 
 // readerConfig maps the source: and transform: sections of c to the
@@ -254,7 +348,7 @@ func buildSinks(c *Config, stdoutW io.Writer) ([]pipeline.SinkConfig, error) {
 			}
 			return nil, fmt.Errorf("sink %q: %w", sc.Name, err)
 		}
-		policy, _ := pipeline.ParsePolicy(or(sc.Queue.Policy, "block"))
+		policy, _ := pipeline.ParsePolicy(c.policy(sc))
 		batchEvents, batchBytes := sc.batchDefaults()
 		out = append(out, pipeline.SinkConfig{Name: sc.Name, Type: sc.Type, Sink: s,
 			QueueEvents: sc.Queue.Events, QueueBytes: int64(sc.Queue.Bytes), Policy: policy,
