@@ -189,8 +189,9 @@ func TestDashboardMetrics(t *testing.T) {
 }
 
 // scrapeRun runs cnstream run on connector group 9 (other tests use
-// 10-26) with enrichment and a file sink, sends it 10 messages so that
-// every counter and both histograms have samples, and scrapes /metrics.
+// 10-26) with enrichment and a file sink behind the disk spool, sends it
+// 10 messages so that every counter and both histograms have samples, and
+// scrapes /metrics.
 func scrapeRun(t *testing.T) scrape {
 	t.Helper()
 	dir := t.TempDir()
@@ -201,6 +202,8 @@ func scrapeRun(t *testing.T) scrape {
   userspace_groups: [9]   # cnstream send uses id 100:1 on a group below 11
 transform:
   enrich: true
+spool:
+  dir: %s
 sinks:
   - name: files
     type: file
@@ -208,7 +211,7 @@ sinks:
       dir: %s
 telemetry:
   listen: 127.0.0.1:%d
-`, filepath.Join(dir, "data"), port)
+`, filepath.Join(dir, "spool"), filepath.Join(dir, "data"), port)
 	cf := filepath.Join(dir, "cnstream.yaml")
 	if err := os.WriteFile(cf, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)

@@ -62,6 +62,7 @@ const (
 	MetricSinkFailed         = "cnstream.sink.failed"           // counter {event}: given up after the retry budget or a permanent error
 	MetricSinkDropped        = "cnstream.sink.dropped"          // counter {event}: dropped by the queue policy
 	MetricSinkUndelivered    = "cnstream.sink.undelivered"      // counter {event}: still queued at the shutdown deadline
+	MetricSinkKept           = "cnstream.sink.kept"             // counter {event}: of a spooled sink, not delivered by the shutdown deadline and kept in the spool for the next run (not lost)
 	MetricSinkLost           = "cnstream.sink.lost"             // counter {event}: lost by the sink itself (sink.LossReporter), stated in dropped records; attribute reason
 	MetricSinkWriteDuration  = "cnstream.sink.write.duration"   // histogram s: one WriteBatch call; attribute outcome
 	MetricEventLatency       = "cnstream.event.latency"         // histogram s: kernel timestamp to sink acknowledgement, sampled (up to 32 events a batch)
@@ -71,6 +72,16 @@ const (
 	MetricSinkBackendRetries    = "cnstream.sink.backend.retries"    // counter {request}: requests sent again inside one WriteBatch (Kafka partitions)
 	MetricSinkBackendErrors     = "cnstream.sink.backend.errors"     // counter {error}: errors no WriteBatch returned (NATS asynchronous errors, file compression)
 	MetricSinkBackendReconnects = "cnstream.sink.backend.reconnects" // counter {reconnect}: connections re-established (NATS)
+
+	// The disk spool (pipeline/spool), when the delivery has one.
+	MetricSpoolBytes       = "cnstream.spool.bytes"        // gauge By: segments on disk
+	MetricSpoolSegments    = "cnstream.spool.segments"     // gauge {segment}: segment files
+	MetricSpoolAppended    = "cnstream.spool.appended"     // counter {record}: records appended by this process
+	MetricSpoolWriteErrors = "cnstream.spool.write_errors" // counter {error}: appends that failed to write (a full disk): their events dropped, with records
+	MetricSpoolWriteLost   = "cnstream.spool.write_lost"   // counter {event}: events those failed appends dropped
+	MetricSpoolFullDropped = "cnstream.spool.full_dropped" // counter {event}: dropped by when_full drop_oldest, summed over sinks
+	MetricSpoolFullWaits   = "cnstream.spool.full_waits"   // counter {wait}: appends that waited for room (when_full block)
+	MetricSpoolCorrupt     = "cnstream.spool.corrupt"      // counter {region}: corrupt regions met (at start and by readers)
 )
 
 // Attribute keys.
@@ -99,6 +110,7 @@ var latencyBuckets = []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.
 type instruments struct {
 	writeDuration metric.Float64Histogram
 	latency       metric.Float64Histogram
+	spool         *spoolInstruments // nil without a spooled sink
 }
 
 // observables creates observable instruments on m, collecting the errors.
@@ -227,10 +239,16 @@ func (d *Delivery) registerMetrics(m metric.Meter) error {
 	skFailed := counter(MetricSinkFailed, "{event}", "Events given up after the retry budget or a permanent error.")
 	skDropped := counter(MetricSinkDropped, "{event}", "Events dropped by the queue policy.")
 	skUndelivered := counter(MetricSinkUndelivered, "{event}", "Events still queued when the shutdown deadline passed.")
+	skKept := counter(MetricSinkKept, "{event}", "Events of a spooled sink not delivered by the shutdown deadline: kept in the disk spool for the next run, not lost.")
 	skLost := counter(MetricSinkLost, "{event}", "Events the sink lost by itself (a torn file tail cut at start), each stated in a dropped record with the reason.")
 	bkRetries := counter(MetricSinkBackendRetries, "{request}", "Requests the sink sent again inside one batch write (Kafka, per partition).")
 	bkErrors := counter(MetricSinkBackendErrors, "{error}", "Errors the sink met that no batch write returned: asynchronous (NATS) or background work (file compression).")
 	bkReconnects := counter(MetricSinkBackendReconnects, "{reconnect}", "Connections to the sink's backend re-established (NATS).")
+
+	var spoolObs []metric.Observable
+	if d.spooled {
+		spoolObs = d.spoolObservables(ob)
+	}
 
 	errs := ob.errs
 	var err error
@@ -254,9 +272,13 @@ func (d *Delivery) registerMetrics(m metric.Meter) error {
 
 	observed := []metric.Observable{
 		skQEvents, skQBytes, skQMaxEvents, skQMaxBytes, skDelivered, skBatches, skRetries, skFailed, skDropped, skUndelivered,
-		skLost, bkRetries, bkErrors, bkReconnects,
+		skKept, skLost, bkRetries, bkErrors, bkReconnects,
 	}
+	observed = append(observed, spoolObs...)
 	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		if d.spooled {
+			d.observeSpool(o)
+		}
 		for i, ss := range d.Stats() {
 			w := d.workers[i]
 			a := w.attrs
@@ -271,6 +293,7 @@ func (d *Delivery) registerMetrics(m metric.Meter) error {
 			c(skFailed, ss.Failed)
 			c(skDropped, ss.PolicyDropped)
 			c(skUndelivered, ss.Undelivered)
+			c(skKept, ss.Kept)
 			for reason, n := range ss.Lost {
 				observeCounter(o, skLost, n, a, metric.WithAttributes(AttrReason.String(reason)))
 			}
@@ -283,6 +306,46 @@ func (d *Delivery) registerMetrics(m metric.Meter) error {
 		return nil
 	}, observed...)
 	return err
+}
+
+// spoolInstruments are the observable instruments of the disk spool.
+type spoolInstruments struct {
+	bytes, segments                                                   metric.Int64ObservableGauge
+	appended, writeErrors, writeLost, fullDropped, fullWaits, corrupt metric.Int64ObservableCounter
+}
+
+// spoolObservables creates the spool's instruments (d.inst.spool) and
+// returns them for the callback's registration.
+func (d *Delivery) spoolObservables(ob *observables) []metric.Observable {
+	si := &spoolInstruments{
+		bytes:       ob.gauge(MetricSpoolBytes, "By", "Bytes of the disk spool's segments."),
+		segments:    ob.gauge(MetricSpoolSegments, "{segment}", "Segment files of the disk spool."),
+		appended:    ob.counter(MetricSpoolAppended, "{record}", "Records appended to the disk spool by this process."),
+		writeErrors: ob.counter(MetricSpoolWriteErrors, "{error}", "Appends to the disk spool that failed to write (a full disk): their events were dropped, each sink got a dropped record (spool_write_failed)."),
+		writeLost:   ob.counter(MetricSpoolWriteLost, "{event}", "Events dropped by failed appends to the disk spool."),
+		fullDropped: ob.counter(MetricSpoolFullDropped, "{event}", "Events dropped from the full disk spool (when_full drop_oldest), summed over the sinks that had not taken them."),
+		fullWaits:   ob.counter(MetricSpoolFullWaits, "{wait}", "Appends that waited for room in the full disk spool (when_full block)."),
+		corrupt:     ob.counter(MetricSpoolCorrupt, "{region}", "Corrupt regions of the disk spool met at start or by a sink's cursor, each stated in a corrupt or dropped record."),
+	}
+	d.inst.spool = si
+	return []metric.Observable{si.bytes, si.segments, si.appended, si.writeErrors, si.writeLost, si.fullDropped, si.fullWaits, si.corrupt}
+}
+
+// observeSpool observes the spool's Stats.
+func (d *Delivery) observeSpool(o metric.Observer) {
+	si := d.inst.spool
+	if si == nil {
+		return
+	}
+	st := d.cfg.Spool.Stats()
+	o.ObserveInt64(si.bytes, st.Bytes)
+	o.ObserveInt64(si.segments, int64(st.Segments))
+	observeCounter(o, si.appended, st.Appended)
+	observeCounter(o, si.writeErrors, st.WriteErrors)
+	observeCounter(o, si.writeLost, st.WriteLost)
+	observeCounter(o, si.fullDropped, st.FullDropped)
+	observeCounter(o, si.fullWaits, st.FullWaits)
+	observeCounter(o, si.corrupt, st.Corrupt)
 }
 
 // latencySamples bounds the latency samples taken of one batch: recording

@@ -34,6 +34,7 @@ var layers = []layer{
 	{"transform/...", []string{"schema/...", "source/...", "transform/..."}, "transform imports schema, source and transform/..."},
 	{"sink", []string{"schema/..."}, "sink (the interface) imports schema only"},
 	{"sink/...", []string{"schema/...", "sink"}, "a sink backend imports schema, sink and its own subpackages (not another backend, pipeline, transform, source, cmd)"},
+	{"pipeline/spool", []string{"schema/..."}, "pipeline/spool (the disk spool) imports schema only"},
 	{"pipeline/...", []string{"schema/...", "source/...", "transform/...", "sink", "pipeline/..."}, "pipeline imports schema, source, transform, sink (the interface, not a backend) and pipeline/..."},
 	{"assemble/...", []string{"schema/...", "source/...", "transform/...", "pipeline/..."}, "assemble (the reader half's composition root) imports schema, source, transform and pipeline"},
 	{"telemetry/...", []string{"sink", "telemetry/..."}, "telemetry imports sink (the interface) and telemetry/... only"},
@@ -219,6 +220,12 @@ func TestCheck(t *testing.T) {
 			"testenv/need imports cmd/cnstream: testenv imports any library package (layer testenv/...)",
 			"transform imports pipeline: transform imports schema, source and transform/... (layer transform/...)",
 			"transform imports testenv/need: transform imports schema, source and transform/... (layer transform/...)",
+		}},
+		{"spool upward", map[string][]string{
+			m + "/pipeline/spool": {m + "/schema", m + "/pipeline", m + "/sink"},
+		}, []string{
+			"pipeline/spool imports pipeline: pipeline/spool (the disk spool) imports schema only (layer pipeline/spool)",
+			"pipeline/spool imports sink: pipeline/spool (the disk spool) imports schema only (layer pipeline/spool)",
 		}},
 	}
 	for _, tt := range tests {
