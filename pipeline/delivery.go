@@ -183,9 +183,9 @@ type worker struct {
 	seenErrors uint64             // the reporter's Errors already logged (worker goroutine only)
 	stats      struct {
 		delivered, batches, retries, failed, undelivered, kept atomic.Uint64
-		lastErr                                          atomic.Pointer[string]
-		mu                                               sync.Mutex
-		lost                                             map[string]uint64 // under mu
+		lastErr                                                atomic.Pointer[string]
+		mu                                                     sync.Mutex
+		lost                                                   map[string]uint64 // under mu
 	}
 }
 

@@ -25,7 +25,7 @@ type Cursor struct {
 
 	// The taking goroutine's.
 	rd    *segReader
-	rdSeg *segment
+	rdSeg string // path of rd's segment
 	items []schema.Event
 	advs  []uint64
 }
@@ -89,15 +89,17 @@ func (c *Cursor) take(dst []schema.Event, max int, maxBytes int64, wait bool) ([
 			}
 			// From disk, without the lock.
 			gen := c.gen
-			segs := append([]*segment(nil), s.segs...)
+			segs := make([]segment, len(s.segs)) // sizes and ends as of now
+			for i, sg := range s.segs {
+				segs[i] = *sg
+			}
 			limitIdx := s.next
 			if s.cache.n > 0 {
 				limitIdx = min(limitIdx, s.cache.base)
 			}
-			act := *segs[len(segs)-1]
 			from := c.next
 			s.mu.Unlock()
-			c.readDisk(segs, act, from, limitIdx, max, maxBytes)
+			c.readDisk(segs, from, limitIdx, max, maxBytes)
 			s.mu.Lock()
 			if c.gen != gen || c.aborted {
 				continue // moved under us: read again
@@ -143,7 +145,7 @@ func (c *Cursor) fromCache(dst []schema.Event, max int, maxBytes int64) []schema
 // readDisk fills c.items and c.advs from the segments, from index from to
 // limit (exclusive), at most max items: holes in the indices become
 // dropped records, corrupt regions corrupt records (both with fixed ids).
-func (c *Cursor) readDisk(segs []*segment, act segment, from, limit uint64, max int, maxBytes int64) {
+func (c *Cursor) readDisk(segs []segment, from, limit uint64, max int, maxBytes int64) {
 	c.items, c.advs = c.items[:0], c.advs[:0]
 	exp := from
 	var b int64
@@ -166,17 +168,13 @@ func (c *Cursor) readDisk(segs []*segment, act segment, from, limit uint64, max 
 	}
 	full := func() bool { return len(c.items) >= max || exp >= limit || (len(c.items) > 0 && b >= maxBytes) }
 	for si := 0; si < len(segs) && !full(); si++ {
-		seg := segs[si]
-		end := seg.end
-		if si == len(segs)-1 {
-			end = act.end
-		}
-		if end <= exp {
+		seg := &segs[si]
+		if seg.end <= exp {
 			continue
 		}
-		if c.rdSeg == nil || c.rdSeg.path != seg.path || (c.rd.seen && c.rd.last >= exp) {
+		if c.rd == nil || c.rdSeg != seg.path || (c.rd.seen && c.rd.last >= exp) {
 			c.closeReader()
-			r, err := openSegReader(seg.path, -1)
+			r, err := openSegReader(seg.path, seg.size)
 			if err != nil {
 				continue // gone (deleted): a hole says it
 			}
@@ -184,11 +182,9 @@ func (c *Cursor) readDisk(segs []*segment, act segment, from, limit uint64, max 
 				r.close()
 				continue
 			}
-			c.rd, c.rdSeg = r, seg
+			c.rd, c.rdSeg = r, seg.path
 		}
-		if si == len(segs)-1 {
-			c.rd.extend(act.size)
-		}
+		c.rd.extend(seg.size)
 		for !full() {
 			rec, reg, err := c.rd.next()
 			if reg != nil {
@@ -211,7 +207,7 @@ func (c *Cursor) readDisk(segs []*segment, act segment, from, limit uint64, max 
 			}
 			e, derr := schema.DecodeMsgpack(rec.payload)
 			if derr != nil {
-				reg := &corruptRegion{file: filepath.Base(c.rdSeg.path), off: rec.off, bytes: rec.size, reason: "undecodable: " + derr.Error()}
+				reg := &corruptRegion{file: filepath.Base(c.rdSeg), off: rec.off, bytes: rec.size, reason: "undecodable: " + derr.Error()}
 				sawCorrupt = true
 				add(c.s.corruptRecord(reg, exp), exp)
 				hole(rec.index + 1)
@@ -231,7 +227,7 @@ func (c *Cursor) readDisk(segs []*segment, act segment, from, limit uint64, max 
 func (c *Cursor) closeReader() {
 	if c.rd != nil {
 		c.rd.close()
-		c.rd, c.rdSeg = nil, nil
+		c.rd, c.rdSeg = nil, ""
 	}
 }
 

@@ -380,9 +380,8 @@ func (s *Spool) recoverTail(seg *segment) (uint64, error) {
 			s.noteCorrupt(reg, end)
 			return end, s.truncate(seg, good)
 		}
-		if reg != nil {
-			s.noteCorrupt(reg, end)
-		}
+		// A corrupt region before valid records is left for the
+		// cursors, which report it when they read past it.
 		end, good = rec.index+1, rec.off+rec.size
 	}
 	return end, nil
