@@ -142,7 +142,8 @@ type Spool struct {
 	enc       []byte
 	head      *headFile
 	streams   map[streamKey]streamPos
-	activeF   *os.File
+	activeF   *os.File   // written by the appender; swapped under mu
+	retired   []*os.File // segments no longer active, to sync and close (under mu)
 	failing   bool
 	lastFsync time.Time
 
@@ -282,7 +283,7 @@ func (s *Spool) open(sinks []string) error {
 	}
 	if n := len(s.segs); n > 0 {
 		last := s.segs[n-1]
-		end, err := s.recoverTail(last)
+		end, err := s.recoverTail(last, next)
 		if err != nil {
 			return err
 		}
@@ -359,7 +360,11 @@ func contains(list []string, s string) bool {
 // recoverTail reads the last segment to its end, cuts off a torn or
 // corrupt tail (a corrupt record for every cursor says where and how many
 // bytes) and returns the index after its last valid record.
-func (s *Spool) recoverTail(seg *segment) (uint64, error) {
+//
+// Records at or after headNext were appended after the head file was last
+// written (the process died between the two writes): the streams they
+// advance are advanced now, so that a restart gap does not count them.
+func (s *Spool) recoverTail(seg *segment, headNext uint64) (uint64, error) {
 	r, err := openSegReader(seg.path, -1)
 	if err != nil {
 		return 0, fmt.Errorf("spool: %w", err)
@@ -383,6 +388,11 @@ func (s *Spool) recoverTail(seg *segment) (uint64, error) {
 		// A corrupt region before valid records is left for the
 		// cursors, which report it when they read past it.
 		end, good = rec.index+1, rec.off+rec.size
+		if rec.index >= headNext {
+			if e, err := schema.DecodeMsgpack(rec.payload); err == nil && e.Host != nil && bootKey(e.Host.BootID) == s.boot {
+				s.advanceStreams([]schema.Event{e}, rec.index)
+			}
+		}
 	}
 	return end, nil
 }
@@ -441,14 +451,11 @@ func (s *Spool) rotate() error {
 		os.Remove(path)
 		return fmt.Errorf("spool: new segment: %w", err)
 	}
+	s.mu.Lock()
 	if old := s.activeF; old != nil {
-		if s.cfg.Fsync != FsyncNever {
-			_ = old.Sync()
-		}
-		old.Close()
+		s.retired = append(s.retired, old) // synced and closed by the next Sync
 	}
 	s.activeF = f
-	s.mu.Lock()
 	// A segment left empty (a run that appended nothing) is replaced.
 	if n := len(s.segs); n > 0 && s.segs[n-1].base == s.next && s.segs[n-1].path == path {
 		s.size -= s.segs[n-1].size
@@ -644,22 +651,36 @@ func (s *Spool) advanceStreams(events []schema.Event, first uint64) {
 
 // Sync makes the log and the cursors durable (as the Fsync policy says),
 // then deletes the segments every cursor has passed. Call it every
-// Config.FsyncInterval (the delivery runtime does) and at the end.
+// Config.FsyncInterval (the delivery runtime does) and at the end. The
+// fsyncs run outside the spool's lock: Append and the cursors go on.
 func (s *Spool) Sync() error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	f, dirty := s.activeF, s.dirty && s.cfg.Fsync == FsyncInterval
+	s.dirty = false
+	retired := s.retired
+	s.retired = nil
+	s.mu.Unlock()
 	var errs []error
-	if s.dirty && s.cfg.Fsync == FsyncInterval {
-		// The active file is the appender's; Sync of an *os.File is
-		// safe beside its writes.
-		if f := s.activeF; f != nil {
-			errs = append(errs, f.Sync())
-		}
-		errs = append(errs, s.head.sync())
-		s.dirty = false
+	if dirty && f != nil {
+		errs = append(errs, f.Sync(), s.head.sync())
 	}
-	s.deleteAckedLocked()
-	errs = append(errs, s.writeStateLocked(s.cfg.Fsync != FsyncNever))
+	for _, old := range retired {
+		if s.cfg.Fsync != FsyncNever {
+			errs = append(errs, old.Sync())
+		}
+		errs = append(errs, old.Close())
+	}
+	// The cursors' positions, then the segments they all passed.
+	s.mu.Lock()
+	st, low := s.snapshotLocked()
+	s.mu.Unlock()
+	serr := writeStateFile(s.cfg.Dir, st, s.cfg.Fsync != FsyncNever)
+	errs = append(errs, serr)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if serr == nil {
+		s.deleteUpToLocked(low)
+	}
 	err := errors.Join(errs...)
 	if err != nil {
 		s.stats.LastError = "sync: " + err.Error()
@@ -676,15 +697,27 @@ func (s *Spool) writeState(sync bool) error {
 	return s.writeStateLocked(sync)
 }
 
-// writeStateLocked writes the cursors' acknowledged positions (tmp file,
-// rename; fsync'd when sync).
-func (s *Spool) writeStateLocked(sync bool) error {
+// snapshotLocked returns the cursors' positions and the lowest of them.
+func (s *Spool) snapshotLocked() (state, uint64) {
 	st := state{Version: 1, Cursors: map[string]uint64{}}
+	low := s.next
 	for _, c := range s.cursors {
 		st.Cursors[c.name] = c.acked
+		low = min(low, c.acked)
 	}
+	return st, low
+}
+
+// writeStateLocked writes the cursors' acknowledged positions.
+func (s *Spool) writeStateLocked(sync bool) error {
+	st, _ := s.snapshotLocked()
+	return writeStateFile(s.cfg.Dir, st, sync)
+}
+
+// writeStateFile writes st (tmp file, rename; fsync'd when sync).
+func writeStateFile(dir string, st state, sync bool) error {
 	b, _ := json.Marshal(st)
-	tmp := filepath.Join(s.cfg.Dir, stateName+".tmp")
+	tmp := filepath.Join(dir, stateName+".tmp")
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
 	if err != nil {
 		return fmt.Errorf("spool: state: %w", err)
@@ -697,7 +730,7 @@ func (s *Spool) writeStateLocked(sync bool) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp, filepath.Join(s.cfg.Dir, stateName))
+		err = os.Rename(tmp, filepath.Join(dir, stateName))
 	}
 	if err != nil {
 		return fmt.Errorf("spool: state: %w", err)
@@ -715,19 +748,25 @@ func (s *Spool) deleteAcked() {
 // cursor acknowledged, after making the cursors durable (a deleted segment
 // must never be wanted again). It reports whether it deleted any.
 func (s *Spool) deleteAckedLocked() bool {
-	low := s.next
-	for _, c := range s.cursors {
-		low = min(low, c.acked)
+	_, low := s.snapshotLocked()
+	if len(s.segs) < 2 || s.segs[0].end > low {
+		return false
 	}
+	if err := s.writeStateLocked(true); err != nil {
+		s.stats.LastError = err.Error()
+		return false
+	}
+	return s.deleteUpToLocked(low)
+}
+
+// deleteUpToLocked deletes the segments (not the active one) that end at
+// or before low, a position every cursor acknowledged durably.
+func (s *Spool) deleteUpToLocked(low uint64) bool {
 	n := 0
 	for n < len(s.segs)-1 && s.segs[n].end <= low {
 		n++
 	}
 	if n == 0 {
-		return false
-	}
-	if err := s.writeStateLocked(true); err != nil {
-		s.stats.LastError = err.Error()
 		return false
 	}
 	for _, seg := range s.segs[:n] {
@@ -838,6 +877,10 @@ func (s *Spool) Close() error {
 	if s.activeF != nil {
 		errs = append(errs, s.activeF.Sync())
 	}
+	for _, old := range s.retired {
+		errs = append(errs, old.Sync(), old.Close())
+	}
+	s.retired = nil
 	if s.head != nil {
 		errs = append(errs, s.head.flush(), s.head.sync())
 	}
