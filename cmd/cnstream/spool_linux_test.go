@@ -24,7 +24,7 @@ const groupSpool = 19
 // TestRunSpool: `cnstream run` with spool.dir (the file sink's policy is
 // then spool by default) takes 1000 datagrams of `cnstream send` into its
 // files through the spool. After the run the spool holds its state
-// (state.json, head), no record unacknowledged by the sink, and the
+// (head, lock), no record unacknowledged by the sink, and the
 // sender's stream to resume at its last number; a second run of the same
 // configuration delivers nothing old again.
 func TestRunSpool(t *testing.T) {
@@ -105,7 +105,7 @@ telemetry:
 
 	// The spool's state: its files, nothing unacknowledged, the stream to
 	// resume at the last number sent.
-	for _, name := range []string{"state.json", "head"} {
+	for _, name := range []string{"head", "lock"} {
 		if _, err := os.Stat(filepath.Join(spoolDir, name)); err != nil {
 			t.Errorf("spool dir: %v", err)
 		}

@@ -13,6 +13,7 @@ import (
 type Cursor struct {
 	s    *Spool
 	name string
+	slot int // its slot in the head file
 
 	// Under s.mu.
 	next     uint64         // index of the next record to take

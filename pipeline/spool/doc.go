@@ -7,11 +7,13 @@
 //
 // A spool is a directory: segment files (<20-digit base index>.seg) of
 // records, each a length, a CRC-32C, the record's index and kind, and one
-// event in MessagePack (schema.AppendMsgpack); a head file (the next index
-// and, per sequence stream of the boot, the last number appended), written
-// after every Append; state.json (each sink's acknowledged index), written
-// at every Sync and before any segment is deleted; and a lock file (flock:
-// one process at a time). Indices increase by one per record across
+// event in MessagePack (schema.AppendMsgpack); a head file of 64-byte
+// slots with a CRC each: the next index and, per sequence stream of the
+// boot, the last number appended (written after every Append), and each
+// sink's acknowledged index (written in place at every Sync and before any
+// segment is deleted, so that a full disk does not keep acknowledged
+// segments from being deleted); and a lock file (flock: one process at a
+// time). Indices increase by one per record across
 // segments, so a record destroyed on disk leaves a hole whose size is known.
 //
 // A format of our own rather than github.com/tidwall/wal: its binary

@@ -19,8 +19,11 @@ import (
 // segments after a crash of the process.
 //
 //	slot 0: "CNSHEAD1", next index u64, spool id [8], ... CRC-32C u32 at 60
-//	slot k: used u8, 3 zero, boot id [16], idx, val, cpu, sender, epoch,
+//	stream: 1 u8, 3 zero, boot id [16], idx, val, cpu, sender, epoch,
 //	        seq u32, index u64 (of the record that set it), ... CRC at 60
+//	cursor: 2 u8, name length u8, 2 zero, name [48], acknowledged index
+//	        u64, CRC at 60 (written at every Sync, in place: a full disk
+//	        does not keep acknowledged segments from being deleted)
 const (
 	headMagic = "CNSHEAD1"
 	slotLen   = 64
@@ -62,16 +65,17 @@ func bootKey(id string) [16]byte {
 // openHead reads the head file of dir (creating it if missing). It returns
 // next (0 if unknown), the spool id (empty if unknown) and the streams it
 // holds; slots that fail their CRC are reported in bad.
-func openHead(path string) (h *headFile, next uint64, id string, streams map[streamKey]streamPos, bad int, err error) {
+func openHead(path string) (h *headFile, next uint64, id string, streams map[streamKey]streamPos, cursors map[string]cursorPos, bad int, err error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o640)
 	if err != nil {
-		return nil, 0, "", nil, 0, err
+		return nil, 0, "", nil, nil, 0, err
 	}
 	img, err := io.ReadAll(f)
 	if err != nil {
 		f.Close()
-		return nil, 0, "", nil, 0, err
+		return nil, 0, "", nil, nil, 0, err
 	}
+	cursors = map[string]cursorPos{}
 	h = &headFile{f: f, lo: -1}
 	img = img[:len(img)/slotLen*slotLen]
 	streams = map[streamKey]streamPos{}
@@ -99,6 +103,11 @@ func openHead(path string) (h *headFile, next uint64, id string, streams map[str
 			h.dirty(k)
 			continue
 		}
+		if s[0] == 2 {
+			n := min(int(s[1]), 48)
+			cursors[string(s[4:4+n])] = cursorPos{slot: k, acked: binary.LittleEndian.Uint64(s[52:])}
+			continue
+		}
 		var key streamKey
 		copy(key.boot[:], s[4:20])
 		key.idx = binary.LittleEndian.Uint32(s[20:])
@@ -108,7 +117,34 @@ func openHead(path string) (h *headFile, next uint64, id string, streams map[str
 		streams[key] = streamPos{slot: k, epoch: binary.LittleEndian.Uint32(s[36:]), seq: binary.LittleEndian.Uint32(s[40:]),
 			index: binary.LittleEndian.Uint64(s[44:])}
 	}
-	return h, next, id, streams, bad, nil
+	return h, next, id, streams, cursors, bad, nil
+}
+
+type cursorPos struct {
+	slot  int
+	acked uint64
+}
+
+// slotName is how a sink's name is kept in a cursor slot: as it is up to
+// 48 bytes, else its first 32 bytes and a hash.
+func slotName(name string) string {
+	if len(name) <= 48 {
+		return name
+	}
+	sum := sha256.Sum256([]byte(name))
+	return name[:32] + hex.EncodeToString(sum[:8])
+}
+
+// setCursor writes a cursor's acknowledged index into its slot.
+func (h *headFile) setCursor(name string, slot int, acked uint64) {
+	s := h.img[slot*slotLen : (slot+1)*slotLen]
+	name = slotName(name)
+	clear(s)
+	s[0], s[1] = 2, byte(len(name))
+	copy(s[4:52], name)
+	binary.LittleEndian.PutUint64(s[52:], acked)
+	sealSlot(s)
+	h.dirty(slot)
 }
 
 func slotOK(s []byte) bool {

@@ -3,8 +3,7 @@ package spool
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
-	"errors"
+		"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -140,6 +139,7 @@ type Spool struct {
 
 	// Appender-owned (one goroutine calls Append).
 	enc       []byte
+	headMu    sync.Mutex // the head file's image and writes (Append, Sync)
 	head      *headFile
 	streams   map[streamKey]streamPos
 	activeF   *os.File   // written by the appender; swapped under mu
@@ -172,8 +172,9 @@ type segment struct {
 }
 
 // Open opens (or creates) the spool in cfg.Dir with a cursor per name in
-// sinks. A cursor the state file does not know starts at the end (it gets
-// new events only); a cursor the state file knows and sinks do not name is
+// sinks. A cursor the head file does not know starts at the end (it gets
+// new events only; at the oldest record when the spool knows no cursor at
+// all); a cursor the head file knows and sinks do not name is
 // forgotten. A torn or corrupt tail is cut off (a corrupt record says how
 // many bytes, where); Open never refuses a spool for its contents, only
 // for I/O errors (permission, a full disk, another process holding it).
@@ -217,14 +218,6 @@ func or[T comparable](v, def T) T {
 	return v
 }
 
-// state is the state file: where each sink's cursor stands.
-type state struct {
-	Version int               `json:"version"`
-	Cursors map[string]uint64 `json:"cursors"` // index of the first record not acknowledged
-}
-
-const stateName = "state.json"
-
 func (s *Spool) open(sinks []string) error {
 	dir := s.cfg.Dir
 	if err := os.MkdirAll(dir, 0o750); err != nil {
@@ -238,7 +231,7 @@ func (s *Spool) open(sinks []string) error {
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		return fmt.Errorf("spool: %s is in use by another process (lock: %w)", dir, err)
 	}
-	h, next, id, streams, bad, err := openHead(filepath.Join(dir, headName))
+	h, next, id, streams, known, bad, err := openHead(filepath.Join(dir, headName))
 	if err != nil {
 		return fmt.Errorf("spool: head file: %w", err)
 	}
@@ -294,20 +287,8 @@ func (s *Spool) open(sinks []string) error {
 	}
 
 	// Cursors.
-	var st state
-	if b, err := os.ReadFile(filepath.Join(dir, stateName)); err == nil {
-		if err := json.Unmarshal(b, &st); err != nil {
-			s.log.Warn("spool: state file unreadable: every sink starts at the oldest record kept (duplicates, no loss)", "err", err)
-			st.Cursors = map[string]uint64{}
-			for _, n := range sinks {
-				st.Cursors[n] = 0
-			}
-		}
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("spool: %w", err)
-	}
-	for _, a := range st.Cursors {
-		next = max(next, a) // an acknowledged index was appended
+	for _, p := range known {
+		next = max(next, p.acked) // an acknowledged index was appended
 	}
 	s.next = next
 	oldest := next
@@ -315,21 +296,21 @@ func (s *Spool) open(sinks []string) error {
 		oldest = s.segs[0].base
 	}
 	for _, name := range sinks {
-		a, ok := st.Cursors[name]
+		p, ok := known[slotName(name)]
 		if !ok {
-			a = next
-			if len(s.segs) > 0 && len(st.Cursors) == 0 && !fileExists(filepath.Join(dir, stateName)) {
-				a = oldest // no state at all: deliver what is there
+			p.slot, p.acked = h.alloc(), next
+			if len(known) == 0 {
+				p.acked = oldest // no cursor at all: deliver what is there
 			}
 		}
-		c := &Cursor{s: s, name: name, acked: a, next: a}
+		delete(known, slotName(name))
+		c := &Cursor{s: s, name: name, slot: p.slot, acked: p.acked, next: p.acked}
 		c.pending = append(c.pending, s.openRecs...)
 		s.cursors = append(s.cursors, c)
 	}
-	for name := range st.Cursors {
-		if !contains(sinks, name) {
-			s.log.Info("spool: a sink of the state file is no longer configured: its cursor is forgotten", "sink", name)
-		}
+	for name, p := range known {
+		s.log.Info("spool: a sink the spool knew is no longer configured: its cursor is forgotten", "sink", name)
+		h.release(p.slot)
 	}
 	// A fresh segment for this run's appends.
 	if err := s.rotate(); err != nil {
@@ -339,14 +320,12 @@ func (s *Spool) open(sinks []string) error {
 	if err := s.head.flush(); err != nil {
 		return fmt.Errorf("spool: head file: %w", err)
 	}
-	if err := s.writeState(true); err != nil {
-		return err
+	if err := s.persistCursors(s.positions(), true); err != nil {
+		return fmt.Errorf("spool: head file: %w", err)
 	}
 	s.deleteAcked()
 	return nil
 }
-
-func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 
 func contains(list []string, s string) bool {
 	for _, v := range list {
@@ -532,9 +511,11 @@ func (s *Spool) Append(events []schema.Event) bool {
 		s.failing = false
 		s.log.Info("spool: writes again", "dir", s.cfg.Dir)
 	}
+	s.headMu.Lock()
 	s.advanceStreams(events, next)
 	s.head.setNext(next+uint64(len(events)), s.id)
 	herr := s.head.flush()
+	s.headMu.Unlock()
 	if s.cfg.Fsync == FsyncAlways {
 		herr = errors.Join(herr, s.activeF.Sync(), s.head.sync())
 	}
@@ -672,10 +653,14 @@ func (s *Spool) Sync() error {
 	}
 	// The cursors' positions, then the segments they all passed.
 	s.mu.Lock()
-	st, low := s.snapshotLocked()
+	pos := s.positionsLocked()
 	s.mu.Unlock()
-	serr := writeStateFile(s.cfg.Dir, st, s.cfg.Fsync != FsyncNever)
+	serr := s.persistCursors(pos, s.cfg.Fsync != FsyncNever)
 	errs = append(errs, serr)
+	low := s.next
+	for _, a := range pos {
+		low = min(low, a)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if serr == nil {
@@ -691,51 +676,39 @@ func (s *Spool) Sync() error {
 // Interval is how often Sync should run.
 func (s *Spool) Interval() time.Duration { return s.cfg.FsyncInterval }
 
-func (s *Spool) writeState(sync bool) error {
+// positions returns every cursor's acknowledged index, in s.cursors' order.
+func (s *Spool) positions() []uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.writeStateLocked(sync)
+	return s.positionsLocked()
 }
 
-// snapshotLocked returns the cursors' positions and the lowest of them.
-func (s *Spool) snapshotLocked() (state, uint64) {
-	st := state{Version: 1, Cursors: map[string]uint64{}}
-	low := s.next
-	for _, c := range s.cursors {
-		st.Cursors[c.name] = c.acked
-		low = min(low, c.acked)
+func (s *Spool) positionsLocked() []uint64 {
+	out := make([]uint64, len(s.cursors))
+	for i, c := range s.cursors {
+		out[i] = c.acked
 	}
-	return st, low
+	return out
 }
 
-// writeStateLocked writes the cursors' acknowledged positions.
-func (s *Spool) writeStateLocked(sync bool) error {
-	st, _ := s.snapshotLocked()
-	return writeStateFile(s.cfg.Dir, st, sync)
-}
-
-// writeStateFile writes st (tmp file, rename; fsync'd when sync).
-func writeStateFile(dir string, st state, sync bool) error {
-	b, _ := json.Marshal(st)
-	tmp := filepath.Join(dir, stateName+".tmp")
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
-	if err != nil {
-		return fmt.Errorf("spool: state: %w", err)
+// persistCursors writes the cursors' positions into their head slots, in
+// place (no new blocks: a full disk does not stop it), fsync'd when sync.
+func (s *Spool) persistCursors(pos []uint64, sync bool) error {
+	s.headMu.Lock()
+	for i, c := range s.cursors {
+		s.head.setCursor(c.name, c.slot, pos[i])
 	}
-	_, err = f.Write(b)
+	err := s.head.flush()
+	s.headMu.Unlock()
 	if err == nil && sync {
-		err = f.Sync()
+		err = s.head.sync()
 	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, filepath.Join(dir, stateName))
-	}
-	if err != nil {
-		return fmt.Errorf("spool: state: %w", err)
-	}
-	return nil
+	return err
+}
+
+// writeStateLocked makes the cursors' positions durable (s.mu held).
+func (s *Spool) writeStateLocked(sync bool) error {
+	return s.persistCursors(s.positionsLocked(), sync)
 }
 
 func (s *Spool) deleteAcked() {
@@ -748,7 +721,10 @@ func (s *Spool) deleteAcked() {
 // cursor acknowledged, after making the cursors durable (a deleted segment
 // must never be wanted again). It reports whether it deleted any.
 func (s *Spool) deleteAckedLocked() bool {
-	_, low := s.snapshotLocked()
+	low := s.next
+	for _, c := range s.cursors {
+		low = min(low, c.acked)
+	}
 	if len(s.segs) < 2 || s.segs[0].end > low {
 		return false
 	}
@@ -882,7 +858,10 @@ func (s *Spool) Close() error {
 	}
 	s.retired = nil
 	if s.head != nil {
-		errs = append(errs, s.head.flush(), s.head.sync())
+		s.headMu.Lock()
+		errs = append(errs, s.head.flush())
+		s.headMu.Unlock()
+		errs = append(errs, s.head.sync())
 	}
 	s.mu.Lock()
 	s.deleteAckedLocked()
