@@ -3,7 +3,7 @@ package spool
 import (
 	"crypto/rand"
 	"encoding/hex"
-		"errors"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
