@@ -4,10 +4,14 @@ package main
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cnstream/cnstream/testenv/brokers"
+	"github.com/cnstream/cnstream/testenv/need"
 )
 
 // The crash tests of the disk spool: `cnstream run` killed, its broker
@@ -58,6 +62,62 @@ func TestSpoolSurvivesSIGKILLFile(t *testing.T) {
 	t.Logf("wall time %.1f s", time.Since(t0).Seconds())
 }
 
+// TestSpoolSurvivesSIGKILLKafka is TestSpoolSurvivesSIGKILLFile with a
+// Kafka sink (JSON, a topic of its own) to the suite's broker, read back
+// with kcat.
+func TestSpoolSurvivesSIGKILLKafka(t *testing.T) {
+	const (
+		count = 1_000_000
+		rate  = 200_000
+	)
+	need.Tool(t, "kcat", "it reads the topic back")
+	addr := brokers.Kafka(t)
+	t0 := time.Now()
+	dir := t.TempDir()
+	spoolDir := filepath.Join(dir, "spool")
+	topic := fmt.Sprintf("cnstream-spool-kill-%d", rand.Uint32())
+	cfg := writeSpoolConfig(t, dir, "kill-kafka.yaml", spoolDir, "", fmt.Sprintf(
+		"  - name: kafka\n    type: kafka\n    kafka: {brokers: [%q], topic: %s, encoding: json}", addr, topic))
+	id := testID()
+
+	runCmd, _ := startRun(t, cfg)
+	send := startSpoolSend(t, id, count, rate)
+	offs := newTopicOffsets(addr, topic)
+	defer offs.close()
+	deadline := time.Now().Add(count / rate * time.Second)
+	for {
+		n, _ := offs.count()
+		if n > 0 && time.Since(send.start) >= count/rate*time.Second*2/5 {
+			break
+		}
+		if time.Now().After(deadline) || !send.running() {
+			t.Fatalf("topic %s empty while the sender ran (%v since it started)", topic, time.Since(send.start))
+		}
+		time.Sleep(10 * time.Millisecond) // polling the topic with a deadline
+	}
+	killAt := time.Since(send.start)
+	atKill, _ := offs.count()
+	killRun(t, runCmd)
+	down := time.Now()
+	runCmd, stderr := startRun(t, cfg)
+	t.Logf("SIGKILL %.2f s after send started (%d messages in the topic); listening again after %.0f ms",
+		killAt.Seconds(), atKill, time.Since(down).Seconds()*1000)
+	if !send.running() {
+		t.Fatalf("send ended before run was back: the restart gap is not tested")
+	}
+	sent, first, last := send.wait(t, 60*time.Second)
+	stopRun(t, runCmd, stderr)
+	spoolCleanStop(t, stderr.String())
+
+	tl := newSpoolTally(id, "kafka")
+	tl.readTopic(t, addr, topic)
+	c := tl.check(t, sent, first, last)
+	if c.restartMissing == 0 {
+		t.Errorf("no restart gap: the numbers sent while run was down are not stated")
+	}
+	t.Logf("wall time %.1f s", time.Since(t0).Seconds())
+}
+
 // spoolKillPoint waits until the sink's dir holds data and the sender has
 // sent for 40%% of its secs, and returns when that was after its start.
 // The sender must still be running then.
@@ -86,4 +146,3 @@ func spoolCleanStop(t *testing.T, stderr string) {
 		}
 	}
 }
-
