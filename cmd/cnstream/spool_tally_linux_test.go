@@ -91,9 +91,14 @@ func (s *spoolSend) wait(t *testing.T, d time.Duration) (sent uint64, first, las
 }
 
 // writeSpoolConfig writes a run config listening to group 19 with a
-// spool in spoolDir (extra spool keys appended) and the sinks given as
-// YAML list items; it returns its path.
+// spool in spoolDir (extra spool keys appended), a drain timeout of 60 s
+// and the sinks given as YAML list items; it returns its path.
 func writeSpoolConfig(t *testing.T, dir, name, spoolDir, spoolExtra, sinks string) string {
+	return writeSpoolConfigDrain(t, dir, name, spoolDir, "60s", spoolExtra, sinks)
+}
+
+// writeSpoolConfigDrain is writeSpoolConfig with a drain timeout.
+func writeSpoolConfigDrain(t *testing.T, dir, name, spoolDir, drain, spoolExtra, sinks string) string {
 	t.Helper()
 	cfg := filepath.Join(dir, name)
 	yaml := fmt.Sprintf(`source:
@@ -102,14 +107,14 @@ func writeSpoolConfig(t *testing.T, dir, name, spoolDir, spoolExtra, sinks strin
 transform:
   enrich: false
 pipeline:
-  drain_timeout: 60s
+  drain_timeout: %s
 spool:
   dir: %s
 %ssinks:
 %s
 telemetry:
   listen: "off"
-`, groupSpool, spoolDir, spoolExtra, sinks)
+`, groupSpool, drain, spoolDir, spoolExtra, sinks)
 	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -326,10 +331,11 @@ func (c spoolCheck) String() string {
 // check asserts the completeness identity for the sender's numbers
 // first..last (sent of them): delivered distinct + gap missing + the
 // sink's dropped counts (torn_tail excluded: it is an upper bound of what
-// the file lost, and the spool delivers the cut records again) + the
-// numbers outside the delivered span (only the overrun count can state
-// those, so at most the kernel drops) == sent, and the gap records state
-// exactly the numbers in their ranges.
+// the file lost, and the spool delivers the cut records again) == sent,
+// but for numbers the kernel dropped outside the delivered span (only the
+// overrun count can state those: at most the kernel drops and the numbers
+// outside the span); and the gap records state exactly the numbers in
+// their ranges.
 func (tl *spoolTally) check(t *testing.T, sent uint64, first, last uint32) spoolCheck {
 	t.Helper()
 	for _, b := range tl.bad {
@@ -391,15 +397,13 @@ func (tl *spoolTally) check(t *testing.T, sent uint64, first, last uint32) spool
 		}
 	}
 	t.Logf("identity: %v", c)
-	if got := c.delivered + c.gapMissing + c.dropped + c.outside; got != sent {
-		t.Errorf("delivered %d + gap missing %d + dropped %d + outside the span %d = %d, want %d sent (%d unaccounted)",
-			c.delivered, c.gapMissing, c.dropped, c.outside, got, sent, int64(sent)-int64(got))
+	k := int64(sent) - int64(c.delivered+c.gapMissing+c.dropped)
+	if k < 0 || uint64(k) > min(c.outside, c.kernelDrops) {
+		t.Errorf("delivered %d + gap missing %d + dropped %d = %d, want %d sent (%d unaccounted; at most %d could be kernel drops outside the delivered span)",
+			c.delivered, c.gapMissing, c.dropped, c.delivered+c.gapMissing+c.dropped, sent, k, min(c.outside, c.kernelDrops))
 	}
 	if c.inGaps != c.gapMissing {
 		t.Errorf("gap records state %d missing, their ranges hold %d numbers not delivered", c.gapMissing, c.inGaps)
-	}
-	if c.outside > c.kernelDrops {
-		t.Errorf("%d numbers outside the delivered span, more than the %d kernel drops that could state them", c.outside, c.kernelDrops)
 	}
 	return c
 }
