@@ -523,6 +523,11 @@ func (w *worker) run(ctx context.Context) {
 		}
 		if !ok {
 			w.carry = append(head, w.carry...)
+			if durable(w.q) {
+				// Aborted: what the cursor did not take stays in the
+				// spool for the next run.
+				w.stats.kept.Add(uint64(w.q.Drain()))
+			}
 			w.finalRecords(ctx)
 			return
 		}

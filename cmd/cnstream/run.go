@@ -265,7 +265,7 @@ func logSpool(log *slog.Logger, c *Config, sp *spool.Spool, resumed int) {
 	var backlog []string
 	for _, name := range c.spooledSinks() {
 		if cur := sp.Cursor(name); cur != nil {
-			n, _, _ := cur.Backlog()
+			n, _ := cur.Backlog()
 			backlog = append(backlog, fmt.Sprintf("%s=%d", name, n))
 		}
 	}

@@ -119,7 +119,7 @@ telemetry:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n, _, _ := sp.Cursor("files").Backlog(); n != 0 {
+	if n, _ := sp.Cursor("files").Backlog(); n != 0 {
 		t.Errorf("the spool holds %d records the sink did not acknowledge, want none", n)
 	}
 	resumed := false

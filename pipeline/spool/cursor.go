@@ -18,7 +18,6 @@ type Cursor struct {
 	// Under s.mu.
 	next     uint64         // index of the next record to take
 	acked    uint64         // index of the first record not acknowledged
-	pending  []schema.Event // records the spool made for this sink (and loss records it kept), before next
 	inflight []uint64       // per item taken and not acked: the position acking it moves to
 	gen      uint64         // bumped when next moves under the cursor (DropOldest)
 	closed   bool
@@ -27,8 +26,9 @@ type Cursor struct {
 	// The taking goroutine's.
 	rd    *segReader
 	rdSeg string // path of rd's segment
-	items []schema.Event
-	advs  []uint64
+	items  []schema.Event
+	advs   []uint64
+	readTo uint64 // the index readDisk read up to
 }
 
 // Name returns the sink's name.
@@ -75,15 +75,6 @@ func (c *Cursor) take(dst []schema.Event, max int, maxBytes int64, wait bool) ([
 		if c.aborted {
 			return dst, false
 		}
-		if len(c.pending) > 0 {
-			n := min(max, len(c.pending))
-			dst = append(dst, c.pending[:n]...)
-			for range n {
-				c.inflight = append(c.inflight, c.next)
-			}
-			c.pending = append(c.pending[:0], c.pending[n:]...)
-			return dst, true
-		}
 		if c.next < s.next {
 			if c.next >= s.cache.base && s.cache.n > 0 {
 				return c.fromCache(dst, max, maxBytes), true
@@ -105,12 +96,14 @@ func (c *Cursor) take(dst []schema.Event, max int, maxBytes int64, wait bool) ([
 			if c.gen != gen || c.aborted {
 				continue // moved under us: read again
 			}
+			if c.readTo > c.next {
+				c.next = c.readTo
+			}
 			if len(c.items) == 0 {
-				continue
+				continue // only records for other sinks
 			}
 			dst = append(dst, c.items...)
 			c.inflight = append(c.inflight, c.advs...)
-			c.next = c.advs[len(c.advs)-1]
 			clear(c.items)
 			return dst, true
 		}
@@ -131,6 +124,10 @@ func (c *Cursor) fromCache(dst []schema.Event, max int, maxBytes int64) []schema
 			break
 		}
 		i := (q.head + k) % len(q.ev)
+		if !c.mine(&q.ev[i]) {
+			c.next++
+			continue
+		}
 		if b > 0 && b+int64(q.sz[i]) > maxBytes {
 			break
 		}
@@ -214,7 +211,9 @@ func (c *Cursor) readDisk(segs []segment, from, limit uint64, max int, maxBytes 
 				hole(rec.index + 1)
 				continue
 			}
-			add(e, rec.index+1)
+			if c.mine(&e) {
+				add(e, rec.index+1)
+			}
 			exp = rec.index + 1
 		}
 	}
@@ -223,7 +222,20 @@ func (c *Cursor) readDisk(segs []segment, from, limit uint64, max int, maxBytes 
 	if !full() {
 		hole(limit)
 	}
+	c.readTo = exp
 }
+
+// mine reports whether e is for this cursor's sink: everything but the
+// dropped records the spool addressed to another sink (DropOldest).
+func (c *Cursor) mine(e *schema.Event) bool {
+	return e.Kind != schema.KindDropped || e.Dropped == nil || e.Dropped.Reason != reasonFullDropOldest || e.Dropped.Sink == c.name
+}
+
+// Reasons of the spool's dropped records.
+const (
+	reasonFullDropOldest = "spool_full_drop_oldest"
+	reasonWriteFailed    = "spool_write_failed"
+)
 
 func (c *Cursor) closeReader() {
 	if c.rd != nil {
@@ -273,13 +285,12 @@ func (c *Cursor) Aborted() bool {
 	return c.aborted
 }
 
-// Backlog returns the records after the cursor's position (taken or not,
-// not acknowledged) and the spool's records it has not taken: what a
-// restart would deliver again.
-func (c *Cursor) Backlog() (records uint64, taken int, pending int) {
+// Backlog returns the records after the cursor's acknowledged position
+// (what a restart would deliver again) and how many of them it took.
+func (c *Cursor) Backlog() (records uint64, taken int) {
 	c.s.mu.Lock()
 	defer c.s.mu.Unlock()
-	return c.s.next - c.acked, len(c.inflight), len(c.pending)
+	return c.s.next - c.acked, len(c.inflight)
 }
 
 // Queued returns the records not yet taken and an estimate of their bytes
@@ -288,7 +299,7 @@ func (c *Cursor) Queued() (events int, bytes int64) {
 	s := c.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	events = int(s.next-c.next) + len(c.pending)
+	events = int(s.next - c.next)
 	for _, seg := range s.segs {
 		if seg.end > c.next {
 			if span := seg.end - seg.base; span > 0 && c.next > seg.base {

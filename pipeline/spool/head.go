@@ -18,7 +18,8 @@ import (
 // slots with a CRC each) after every batch, so that it is as current as the
 // segments after a crash of the process.
 //
-//	slot 0: "CNSHEAD1", next index u64, spool id [8], ... CRC-32C u32 at 60
+//	slot 0: "CNSHEAD1", next index u64, spool id [8], events owed a
+//	        spool_write_failed record u64, ... CRC-32C u32 at 60
 //	stream: 1 u8, 3 zero, boot id [16], idx, val, cpu, sender, epoch,
 //	        seq u32, index u64 (of the record that set it), ... CRC at 60
 //	cursor: 2 u8, name length u8, 2 zero, name [48], acknowledged index
@@ -65,15 +66,15 @@ func bootKey(id string) [16]byte {
 // openHead reads the head file of dir (creating it if missing). It returns
 // next (0 if unknown), the spool id (empty if unknown) and the streams it
 // holds; slots that fail their CRC are reported in bad.
-func openHead(path string) (h *headFile, next uint64, id string, streams map[streamKey]streamPos, cursors map[string]cursorPos, bad int, err error) {
+func openHead(path string) (h *headFile, next uint64, id string, owed uint64, streams map[streamKey]streamPos, cursors map[string]cursorPos, bad int, err error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o640)
 	if err != nil {
-		return nil, 0, "", nil, nil, 0, err
+		return nil, 0, "", 0, nil, nil, 0, err
 	}
 	img, err := io.ReadAll(f)
 	if err != nil {
 		f.Close()
-		return nil, 0, "", nil, nil, 0, err
+		return nil, 0, "", 0, nil, nil, 0, err
 	}
 	cursors = map[string]cursorPos{}
 	h = &headFile{f: f, lo: -1}
@@ -82,6 +83,7 @@ func openHead(path string) (h *headFile, next uint64, id string, streams map[str
 	if len(img) >= slotLen && slotOK(img[:slotLen]) && string(img[:8]) == headMagic {
 		next = binary.LittleEndian.Uint64(img[8:])
 		id = hex.EncodeToString(img[16:24])
+		owed = binary.LittleEndian.Uint64(img[24:])
 	} else if len(img) > 0 {
 		bad++
 	}
@@ -117,7 +119,7 @@ func openHead(path string) (h *headFile, next uint64, id string, streams map[str
 		streams[key] = streamPos{slot: k, epoch: binary.LittleEndian.Uint32(s[36:]), seq: binary.LittleEndian.Uint32(s[40:]),
 			index: binary.LittleEndian.Uint64(s[44:])}
 	}
-	return h, next, id, streams, cursors, bad, nil
+	return h, next, id, owed, streams, cursors, bad, nil
 }
 
 type cursorPos struct {
@@ -164,12 +166,14 @@ func (h *headFile) dirty(k int) {
 	}
 }
 
-// setNext records the next index and the spool id in slot 0.
-func (h *headFile) setNext(next uint64, id []byte) {
+// setNext records the next index, the spool id and the events owed a
+// statement in slot 0.
+func (h *headFile) setNext(next uint64, id []byte, owed uint64) {
 	s := h.img[:slotLen]
 	copy(s, headMagic)
 	binary.LittleEndian.PutUint64(s[8:], next)
 	copy(s[16:24], id)
+	binary.LittleEndian.PutUint64(s[24:], owed)
 	sealSlot(s)
 	h.dirty(0)
 }

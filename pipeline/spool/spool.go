@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -145,7 +146,11 @@ type Spool struct {
 	activeF   *os.File   // written by the appender; swapped under mu
 	retired   []*os.File // segments no longer active, to sync and close (under mu)
 	failing   bool
-	lastFsync time.Time
+	owed      uint64         // events of failed writes not yet stated in the log (kept in the head file too)
+	owedRecs  []schema.Event // loss records of failed writes, and Open's, not yet in the log
+	prepend   []schema.Event // statements of DropOldest, written before the batch that made them
+	reserved  bool           // the reserve file is there
+	reserveTried time.Time
 
 	mu       sync.Mutex
 	notEmpty sync.Cond // an append, a close, an abort
@@ -161,7 +166,7 @@ type Spool struct {
 	resumed  bool
 	dirty    bool // appended since the last fsync
 	syncErr  error
-	openRecs []schema.Event // corrupt records found by Open, for every cursor
+	openRecs []schema.Event // corrupt records found by Open, written to the log by Open
 }
 
 type segment struct {
@@ -231,11 +236,12 @@ func (s *Spool) open(sinks []string) error {
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		return fmt.Errorf("spool: %s is in use by another process (lock: %w)", dir, err)
 	}
-	h, next, id, streams, known, bad, err := openHead(filepath.Join(dir, headName))
+	h, next, id, owed, streams, known, bad, err := openHead(filepath.Join(dir, headName))
 	if err != nil {
 		return fmt.Errorf("spool: head file: %w", err)
 	}
 	s.head = h
+	s.owed = owed
 	if bad > 0 {
 		s.log.Warn("spool: head file slots failed their check: those streams start over", "slots", bad)
 	}
@@ -305,7 +311,6 @@ func (s *Spool) open(sinks []string) error {
 		}
 		delete(known, slotName(name))
 		c := &Cursor{s: s, name: name, slot: p.slot, acked: p.acked, next: p.acked}
-		c.pending = append(c.pending, s.openRecs...)
 		s.cursors = append(s.cursors, c)
 	}
 	for name, p := range known {
@@ -316,7 +321,7 @@ func (s *Spool) open(sinks []string) error {
 	if err := s.rotate(); err != nil {
 		return err
 	}
-	s.head.setNext(s.next, s.id)
+	s.head.setNext(s.next, s.id, s.owed)
 	if err := s.head.flush(); err != nil {
 		return fmt.Errorf("spool: head file: %w", err)
 	}
@@ -324,7 +329,42 @@ func (s *Spool) open(sinks []string) error {
 		return fmt.Errorf("spool: head file: %w", err)
 	}
 	s.deleteAcked()
+	s.makeReserve()
+	// What Open found (a corrupt tail) and what an earlier run could not
+	// write (a full disk) go into the log first, like any event.
+	s.owedRecs = append(s.owedRecs, s.openRecs...)
+	if s.owed > 0 {
+		s.log.Warn("spool: an earlier run dropped events it could not write (full disk) and could not yet state it: stated now", "events", s.owed)
+	}
+	if err := s.writeOwed(); err != nil {
+		s.log.Error("spool: cannot write to the spool at start: the loss statements stay pending", "err", err)
+	}
 	return nil
+}
+
+// reserveName is a file of reserveSize bytes that the spool deletes when
+// the disk is full, to make room for the statement of what it could not
+// write.
+const (
+	reserveName = "reserve"
+	reserveSize = 1 << 20
+)
+
+// makeReserve (re)creates the reserve file; best effort.
+func (s *Spool) makeReserve() {
+	if s.reserved {
+		return
+	}
+	path := filepath.Join(s.cfg.Dir, reserveName)
+	if st, err := os.Stat(path); err == nil && st.Size() == reserveSize {
+		s.reserved = true
+		return
+	}
+	if err := os.WriteFile(path, make([]byte, reserveSize), 0o640); err != nil {
+		os.Remove(path)
+		return
+	}
+	s.reserved = true
 }
 
 func contains(list []string, s string) bool {
@@ -475,27 +515,61 @@ func (s *Spool) Cursor(name string) *Cursor {
 // Append writes events to the log, in order, one record each, and makes
 // them available to every cursor. Under Block it waits for room until
 // Abort (after Abort it writes nothing and reports false). A write that
-// fails (a full disk) drops the events: every cursor gets a dropped record
-// of reason spool_write_failed with their count, and the loss records
-// among them, and Append reports false; the next Append tries again. One
-// goroutine appends.
+// fails (a full disk) drops the events, leaving nothing half written, and
+// reports false: a dropped record of reason spool_write_failed with their
+// count, and the loss records among them, go into the log (the spool
+// deletes its reserve file to make room for them; if even that fails the
+// count waits in the head file and they go in with the next write that
+// succeeds, in this run or the next). One goroutine appends.
 func (s *Spool) Append(events []schema.Event) bool {
 	if len(events) == 0 {
 		return true
 	}
-	next := s.next // only the appender changes it
-	buf := s.enc[:0]
-	for i := range events {
-		buf = appendRecord(buf, next+uint64(i), &events[i])
+	if s.owed > 0 || len(s.owedRecs) > 0 {
+		if err := s.writeOwed(); err != nil {
+			s.fail(events, err)
+			return false
+		}
 	}
-	s.enc = buf
-	if !s.waitRoom(int64(len(buf))) {
+	var need int64
+	for i := range events {
+		need += estSize(&events[i])
+	}
+	if !s.waitRoom(need) {
 		return false
 	}
+	batch := events
+	if len(s.prepend) > 0 { // DropOldest's statements
+		batch = append(s.prepend, events...)
+		s.prepend = nil
+	}
+	if err := s.writeBatch(batch); err != nil {
+		s.fail(batch, err)
+		return false
+	}
+	if s.failing {
+		s.failing = false
+		s.log.Info("spool: writes again", "dir", s.cfg.Dir)
+	}
+	if !s.reserved && time.Since(s.reserveTried) > 10*time.Second {
+		s.reserveTried = time.Now()
+		s.makeReserve()
+	}
+	return true
+}
+
+// writeBatch writes batch at the end of the log and makes it available to
+// the cursors; on failure nothing of it stays (appender).
+func (s *Spool) writeBatch(batch []schema.Event) error {
+	next := s.next // only the appender changes it
+	buf := s.enc[:0]
+	for i := range batch {
+		buf = appendRecord(buf, next+uint64(i), &batch[i])
+	}
+	s.enc = buf
 	if act := s.active(); act.size+int64(len(buf)) > s.cfg.SegmentSize && act.end > act.base {
 		if err := s.rotate(); err != nil {
-			s.failed(events, err)
-			return false
+			return err
 		}
 	}
 	act := s.active()
@@ -504,37 +578,89 @@ func (s *Spool) Append(events []schema.Event) bool {
 		// Nothing half-written stays: the next record starts where
 		// this batch started.
 		_ = s.activeF.Truncate(off)
-		s.failed(events, err)
-		return false
-	}
-	if s.failing {
-		s.failing = false
-		s.log.Info("spool: writes again", "dir", s.cfg.Dir)
+		return err
 	}
 	s.headMu.Lock()
-	s.advanceStreams(events, next)
-	s.head.setNext(next+uint64(len(events)), s.id)
+	s.advanceStreams(batch, next)
+	s.head.setNext(next+uint64(len(batch)), s.id, s.owed)
 	herr := s.head.flush()
 	s.headMu.Unlock()
 	if s.cfg.Fsync == FsyncAlways {
 		herr = errors.Join(herr, s.activeF.Sync(), s.head.sync())
 	}
 	s.mu.Lock()
-	s.next = next + uint64(len(events))
+	s.next = next + uint64(len(batch))
 	act.end = s.next
 	act.size += int64(len(buf))
 	s.size += int64(len(buf))
-	s.stats.Appended += uint64(len(events))
+	s.stats.Appended += uint64(len(batch))
 	s.dirty = s.cfg.Fsync != FsyncAlways
 	if herr != nil {
 		s.stats.LastError = "head/fsync: " + herr.Error()
 	}
-	for i := range events {
-		s.cache.push(next+uint64(i), &events[i])
+	for i := range batch {
+		s.cache.push(next+uint64(i), &batch[i])
 	}
 	s.notEmpty.Broadcast()
 	s.mu.Unlock()
-	return true
+	return nil
+}
+
+// fail states a batch that could not be written: its events are owed a
+// dropped record, its loss records a place in the log. The reserve file
+// makes room for them; if they still cannot be written, the count waits
+// in the head file (written in place).
+func (s *Spool) fail(batch []schema.Event, err error) {
+	var n uint64
+	for i := range batch {
+		if batch[i].Kind.IsLoss() {
+			s.owedRecs = append(s.owedRecs, batch[i])
+		} else {
+			n++
+		}
+	}
+	s.owed += n
+	if !s.failing {
+		s.failing = true
+		s.log.Error("spool: write failed: the events are dropped and a dropped record (reason spool_write_failed) goes to every sink; writes are tried again with the next batch",
+			"dir", s.cfg.Dir, "events", n, "err", err)
+	}
+	s.mu.Lock()
+	s.stats.WriteErrors++
+	s.stats.WriteLost += n
+	s.stats.LastError = err.Error()
+	s.mu.Unlock()
+	if s.reserved {
+		os.Remove(filepath.Join(s.cfg.Dir, reserveName))
+		s.reserved = false
+	}
+	if s.writeOwed() == nil {
+		return
+	}
+	s.headMu.Lock()
+	s.head.setNext(s.next, s.id, s.owed)
+	_ = s.head.flush()
+	s.headMu.Unlock()
+}
+
+// writeOwed writes the statements of failed writes into the log.
+func (s *Spool) writeOwed() error {
+	if s.owed == 0 && len(s.owedRecs) == 0 {
+		return nil
+	}
+	var b []schema.Event
+	if s.owed > 0 {
+		b = append(b, s.recs.Dropped(s.owed, reasonWriteFailed, ""))
+	}
+	b = append(b, s.owedRecs...)
+	owed := s.owed
+	s.owed = 0 // the head file written with this batch says none is owed
+	if err := s.writeBatch(b); err != nil {
+		s.owed = owed
+		return err
+	}
+	s.owedRecs = nil
+	return nil
 }
 
 func (s *Spool) active() *segment {
@@ -567,37 +693,6 @@ func (s *Spool) waitRoom(n int64) bool {
 		s.room.Wait()
 	}
 	return !s.aborted
-}
-
-// failed drops events that could not be written: a dropped record for
-// every cursor, and their loss records, which are kept in memory.
-func (s *Spool) failed(events []schema.Event, err error) {
-	var n uint64
-	var loss []schema.Event
-	for i := range events {
-		if events[i].Kind.IsLoss() {
-			loss = append(loss, events[i])
-		} else {
-			n++
-		}
-	}
-	if !s.failing {
-		s.failing = true
-		s.log.Error("spool: write failed: the events are dropped, each sink gets a dropped record (reason spool_write_failed); writes are tried again with the next batch",
-			"dir", s.cfg.Dir, "events", n, "err", err)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.stats.WriteErrors++
-	s.stats.WriteLost += n
-	s.stats.LastError = err.Error()
-	for _, c := range s.cursors {
-		if n > 0 {
-			c.pending = append(c.pending, s.recs.Dropped(n, "spool_write_failed", c.name))
-		}
-		c.pending = append(c.pending, loss...)
-	}
-	s.notEmpty.Broadcast()
 }
 
 // advanceStreams moves every stream the events advance (appender).
@@ -757,23 +852,32 @@ func (s *Spool) deleteUpToLocked(low uint64) bool {
 }
 
 // dropOldestLocked deletes the oldest segment although some cursor has
-// not acknowledged it (DropOldest): such a cursor skips it, with a dropped
-// record of the events it had not taken and the loss records among them.
+// not acknowledged it (DropOldest): such a cursor skips it, and a dropped
+// record addressed to it (reason spool_full_drop_oldest, Sink its name)
+// with the count of events it had not taken, and the loss records of the
+// segment, are written to the log before the batch that needed the room.
 func (s *Spool) dropOldestLocked() {
 	seg := s.segs[0]
+	from := seg.end
 	for _, c := range s.cursors {
-		if c.next >= seg.end {
-			continue
+		if c.next < seg.end {
+			from = min(from, max(c.next, seg.base))
 		}
-		from := max(c.next, seg.base)
-		n, loss := s.rescue(seg, from)
-		c.skipTo(seg.end)
-		if n > 0 {
-			d := s.recs.Dropped(n, "spool_full_drop_oldest", c.name)
-			c.pending = append(c.pending, d)
-			s.stats.FullDropped += n
+	}
+	if from < seg.end {
+		counts, loss := s.rescue(seg, from)
+		for _, c := range s.cursors {
+			if c.next >= seg.end {
+				continue
+			}
+			n := counts(max(c.next, seg.base))
+			c.skipTo(seg.end)
+			if n > 0 {
+				s.prepend = append(s.prepend, s.recs.Dropped(n, reasonFullDropOldest, c.name))
+				s.stats.FullDropped += n
+			}
 		}
-		c.pending = append(c.pending, loss...)
+		s.prepend = append(s.prepend, loss...)
 	}
 	if err := s.writeStateLocked(true); err != nil {
 		s.stats.LastError = err.Error()
@@ -786,19 +890,20 @@ func (s *Spool) dropOldestLocked() {
 	s.notEmpty.Broadcast()
 }
 
-// rescue counts the events of seg from index from on, and returns the loss
-// records among them (decoded: they are few).
-func (s *Spool) rescue(seg *segment, from uint64) (uint64, []schema.Event) {
-	r, err := openSegReader(seg.path, seg.size)
-	if err != nil {
-		return seg.end - from, nil
-	}
-	defer r.close()
-	if r.header() != nil {
-		return seg.end - from, nil
-	}
-	var n uint64
+// rescue reads seg from index from on: it returns a function counting
+// the events (not loss records) at or after an index, and the loss records
+// (decoded: they are few).
+func (s *Spool) rescue(seg *segment, from uint64) (func(uint64) uint64, []schema.Event) {
+	var idx []uint64 // indices of the events, ascending
 	var loss []schema.Event
+	r, err := openSegReader(seg.path, seg.size)
+	if err == nil {
+		defer r.close()
+		err = r.header()
+	}
+	if err != nil {
+		return func(at uint64) uint64 { return seg.end - at }, nil
+	}
 	for {
 		rec, _, err := r.next()
 		if err != nil || rec == nil {
@@ -813,9 +918,12 @@ func (s *Spool) rescue(seg *segment, from uint64) (uint64, []schema.Event) {
 				continue
 			}
 		}
-		n++
+		idx = append(idx, rec.index)
 	}
-	return n, loss
+	return func(at uint64) uint64 {
+		k, _ := slices.BinarySearch(idx, at)
+		return uint64(len(idx) - k)
+	}, loss
 }
 
 // Stats returns a snapshot.
