@@ -255,6 +255,15 @@ func (c *Cursor) Ack(n int) {
 	}
 	if a := c.inflight[n-1]; a > c.acked {
 		c.acked = a
+		// Into the head file at once (a pwrite, no fsync): a crash of
+		// the process repeats at most the batches in flight. Sync makes
+		// it durable against a power loss.
+		s.headMu.Lock()
+		s.head.setCursor(c.name, c.slot, a)
+		if err := s.head.flush(); err != nil {
+			s.stats.LastError = "head: " + err.Error()
+		}
+		s.headMu.Unlock()
 	}
 	c.inflight = append(c.inflight[:0], c.inflight[n:]...)
 	s.room.Broadcast()
