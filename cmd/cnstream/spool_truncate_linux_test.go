@@ -88,7 +88,7 @@ func spoolTruncateCase(t *testing.T, addr string, rng *rand.Rand, atBoundary boo
 	if atBoundary {
 		cut = bounds[rng.IntN(records)] // the start of a record: no record torn
 	} else {
-		cut = 16 + rng.Int64N(size-16)
+		cut = bounds[0] + rng.Int64N(size-bounds[0]) // after the header
 	}
 	kept := sort.Search(len(bounds), func(i int) bool { return bounds[i] > cut }) - 1 // records whole before the cut
 	boundary := bounds[kept] == cut
@@ -154,14 +154,15 @@ func spoolTruncateCase(t *testing.T, addr string, rng *rand.Rand, atBoundary boo
 }
 
 // segmentBoundaries returns the offsets of the records of a spool segment
-// (16-byte header, then records of a 17-byte header whose first 4 bytes
-// are the payload's length), then the offset after the last whole record.
+// (a header of 18 bytes and the host's JSON, whose length is the u16 at
+// 16, then records of a 17-byte header whose first 4 bytes are the
+// payload's length), then the offset after the last whole record.
 func segmentBoundaries(t *testing.T, data []byte) []int64 {
 	t.Helper()
-	if len(data) < 16 || string(data[:8]) != "CNSPOOL1" {
-		t.Fatalf("not a spool segment: %q", data[:min(len(data), 16)])
+	if len(data) < 18 || string(data[:8]) != "CNSPOOL2" {
+		t.Fatalf("not a spool segment: %q", data[:min(len(data), 18)])
 	}
-	off := int64(16)
+	off := int64(18) + int64(binary.LittleEndian.Uint16(data[16:]))
 	bounds := []int64{off}
 	for off+17 <= int64(len(data)) {
 		end := off + 17 + int64(binary.LittleEndian.Uint32(data[off:]))

@@ -67,7 +67,10 @@ func renumber(evs []schema.Event, round int) {
 }
 
 // recordBytes is the size on disk of the record of e.
-func recordBytes(e *schema.Event) int64 { return int64(len(appendRecord(nil, 0, e))) }
+func recordBytes(e *schema.Event) int64 {
+	var scratch []byte
+	return int64(len(appendRecord(nil, 0, e, e.Host, &scratch)))
+}
 
 func benchOpen(b *testing.B, fsync Fsync, cacheEvents int) (*Spool, *Cursor) {
 	b.Helper()

@@ -16,16 +16,16 @@ type Cursor struct {
 	slot int // its slot in the head file
 
 	// Under s.mu.
-	next     uint64         // index of the next record to take
-	acked    uint64         // index of the first record not acknowledged
-	inflight []uint64       // per item taken and not acked: the position acking it moves to
-	gen      uint64         // bumped when next moves under the cursor (DropOldest)
+	next     uint64   // index of the next record to take
+	acked    uint64   // index of the first record not acknowledged
+	inflight []uint64 // per item taken and not acked: the position acking it moves to
+	gen      uint64   // bumped when next moves under the cursor (DropOldest)
 	closed   bool
 	aborted  bool
 
 	// The taking goroutine's.
-	rd    *segReader
-	rdSeg string // path of rd's segment
+	rd     *segReader
+	rdSeg  string // path of rd's segment
 	items  []schema.Event
 	advs   []uint64
 	readTo uint64 // the index readDisk read up to
@@ -203,7 +203,7 @@ func (c *Cursor) readDisk(segs []segment, from, limit uint64, max int, maxBytes 
 			if rec.index > exp {
 				hole(rec.index)
 			}
-			e, derr := schema.DecodeMsgpack(rec.payload)
+			e, derr := c.rd.decode(rec)
 			if derr != nil {
 				reg := &corruptRegion{file: filepath.Base(c.rdSeg), off: rec.off, bytes: rec.size, reason: "undecodable: " + derr.Error()}
 				sawCorrupt = true

@@ -3,6 +3,7 @@ package spool
 import (
 	"bufio"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -18,17 +19,25 @@ import (
 
 // Segment file format (little endian):
 //
-//	header  16 bytes: "CNSPOOL1", base index u64 (the index of its first record)
+//	header  18 + h bytes: "CNSPOOL2", base index u64 (the index of its
+//	        first record), h u16, the host of the run that wrote it (JSON
+//	        of schema.Host, h bytes)
 //	record  17 + n bytes: length n u32, CRC-32C u32 of the 9 + n bytes that
-//	        follow it, index u64, kind u8, payload (one event, MessagePack,
-//	        schema.AppendMsgpack)
+//	        follow it, index u64, kind u8 (bit 7: compact), payload (one
+//	        event, MessagePack, schema.AppendMsgpack)
 //
 // Every record carries its index: indices increase by one per record
 // appended to the spool, across segments, so that a record destroyed on
-// disk leaves a hole whose size is known exactly.
+// disk leaves a hole whose size is known exactly. A compact record is an
+// event of the segment's host whose id is its derived id (or empty): its
+// payload leaves the host out and holds "~" (derived) or "." (empty) as
+// its id, which saves about half of a record.
 const (
-	segMagic     = "CNSPOOL1"
-	segHeaderLen = 16
+	segMagic     = "CNSPOOL2"
+	segHeaderLen = 18 // before the host
+	compactFlag  = 0x80
+	idDerived    = "~"
+	idEmpty      = "."
 	recHeaderLen = 17
 	// maxPayload bounds a record's length: anything longer is corruption
 	// (an event is at most a datagram plus its enrichment).
@@ -67,21 +76,40 @@ func listSegments(dir string) ([]uint64, error) {
 	return bases, nil
 }
 
-func appendSegHeader(b []byte, base uint64) []byte {
+func appendSegHeader(b []byte, base uint64, host *schema.Host) []byte {
 	b = append(b, segMagic...)
-	return binary.LittleEndian.AppendUint64(b, base)
+	b = binary.LittleEndian.AppendUint64(b, base)
+	hj, _ := json.Marshal(host)
+	b = binary.LittleEndian.AppendUint16(b, uint16(len(hj)))
+	return append(b, hj...)
 }
 
-// appendRecord appends the record of e, numbered index, to b.
-func appendRecord(b []byte, index uint64, e *schema.Event) []byte {
+// appendRecord appends the record of e, numbered index, to b; compact
+// when e is of host and its id is derived (scratch: a buffer for it).
+func appendRecord(b []byte, index uint64, e *schema.Event, host *schema.Host, scratch *[]byte) []byte {
 	start := len(b)
 	b = append(b, make([]byte, recHeaderLen)...)
+	kind := byte(e.Kind)
+	if e.Host != nil && host != nil && (e.Host == host || *e.Host == *host) {
+		id := ""
+		if e.ID == "" {
+			id = idEmpty
+		} else if *scratch = schema.AppendEventID((*scratch)[:0], e); string(*scratch) == e.ID {
+			id = idDerived
+		}
+		if id != "" {
+			c := *e
+			c.Host, c.ID = nil, id
+			e = &c
+			kind |= compactFlag
+		}
+	}
 	b = schema.AppendMsgpack(b, e)
 	n := len(b) - start - recHeaderLen
 	h := b[start:]
 	binary.LittleEndian.PutUint32(h[0:], uint32(n))
 	binary.LittleEndian.PutUint64(h[8:], index)
-	h[16] = byte(e.Kind)
+	h[16] = kind
 	binary.LittleEndian.PutUint32(h[4:], crc32.Checksum(h[8:recHeaderLen+n], castagnoli))
 	return b
 }
@@ -90,6 +118,7 @@ func appendRecord(b []byte, index uint64, e *schema.Event) []byte {
 type record struct {
 	index   uint64
 	kind    schema.Kind
+	compact bool   // host and id left out (see the format)
 	payload []byte // valid until the next read
 	off     int64  // byte offset of the record in its file
 	size    int64  // header + payload
@@ -112,8 +141,9 @@ type segReader struct {
 	r    *bufio.Reader
 	lf   *limitedFile
 	base uint64
-	off  int64 // offset of the next byte r returns
-	size int64 // file size when opened; reads stop there (limit)
+	host *schema.Host // of the run that wrote the segment
+	off  int64        // offset of the next byte r returns
+	size int64        // file size when opened; reads stop there (limit)
 	buf  []byte
 	last uint64 // index of the last record returned; base-1 before any
 	seen bool
@@ -147,12 +177,38 @@ func (s *segReader) header() error {
 	if _, err := io.ReadFull(s.r, h[:]); err != nil {
 		return errBadHeader
 	}
-	s.off = segHeaderLen
 	if string(h[:8]) != segMagic {
 		return errBadHeader
 	}
 	s.base = binary.LittleEndian.Uint64(h[8:])
+	hj := make([]byte, binary.LittleEndian.Uint16(h[16:]))
+	if _, err := io.ReadFull(s.r, hj); err != nil {
+		return errBadHeader
+	}
+	var host schema.Host
+	if json.Unmarshal(hj, &host) != nil {
+		return errBadHeader
+	}
+	s.host = &host
+	s.off = segHeaderLen + int64(len(hj))
 	return nil
+}
+
+// decode returns the event of rec, with the host and id of a compact one.
+func (s *segReader) decode(rec *record) (schema.Event, error) {
+	e, err := schema.DecodeMsgpack(rec.payload)
+	if err != nil || !rec.compact {
+		return e, err
+	}
+	e.Host = s.host
+	switch e.ID {
+	case idEmpty:
+		e.ID = ""
+	case idDerived:
+		e.ID = ""
+		e.ID = e.EventID()
+	}
+	return e, nil
 }
 
 // extend lets the reader see the file up to limit bytes (an active
@@ -234,7 +290,7 @@ func (s *segReader) try() (*record, string) {
 	}
 	sum := binary.LittleEndian.Uint32(h[4:])
 	index := binary.LittleEndian.Uint64(h[8:])
-	kind := schema.Kind(h[16])
+	kind := schema.Kind(h[16] &^ compactFlag)
 	total := recHeaderLen + n
 	var b []byte
 	if total <= s.r.Size() {
@@ -256,7 +312,7 @@ func (s *segReader) try() (*record, string) {
 	if kind == schema.KindUnknown || (s.seen && index <= s.last) || index < s.base {
 		return nil, "bad index"
 	}
-	rec := &record{index: index, kind: kind, payload: b[recHeaderLen:total], off: s.off, size: int64(total)}
+	rec := &record{index: index, kind: kind, compact: h[16]&compactFlag != 0, payload: b[recHeaderLen:total], off: s.off, size: int64(total)}
 	if total > s.r.Size() {
 		s.lf.pos = s.off + int64(total)
 		s.r.Reset(s.lf)

@@ -139,17 +139,18 @@ type Spool struct {
 	lock *os.File
 
 	// Appender-owned (one goroutine calls Append).
-	enc       []byte
-	headMu    sync.Mutex // the head file's image and writes (Append, Sync)
-	head      *headFile
-	streams   map[streamKey]streamPos
-	activeF   *os.File   // written by the appender; swapped under mu
-	retired   []*os.File // segments no longer active, to sync and close (under mu)
-	failing   bool
-	owed      uint64         // events of failed writes not yet stated in the log (kept in the head file too)
-	owedRecs  []schema.Event // loss records of failed writes, and Open's, not yet in the log
-	prepend   []schema.Event // statements of DropOldest, written before the batch that made them
-	reserved  bool           // the reserve file is there
+	enc          []byte
+	idBuf        []byte
+	headMu       sync.Mutex // the head file's image and writes (Append, Sync)
+	head         *headFile
+	streams      map[streamKey]streamPos
+	activeF      *os.File   // written by the appender; swapped under mu
+	retired      []*os.File // segments no longer active, to sync and close (under mu)
+	failing      bool
+	owed         uint64         // events of failed writes not yet stated in the log (kept in the head file too)
+	owedRecs     []schema.Event // loss records of failed writes, and Open's, not yet in the log
+	prepend      []schema.Event // statements of DropOldest, written before the batch that made them
+	reserved     bool           // the reserve file is there
 	reserveTried time.Time
 
 	mu       sync.Mutex
@@ -394,7 +395,7 @@ func (s *Spool) recoverTail(seg *segment, headNext uint64) (uint64, error) {
 		s.noteCorrupt(&corruptRegion{file: filepath.Base(seg.path), off: 0, bytes: seg.size, reason: "bad segment header", tail: true}, seg.base)
 		return seg.base, s.truncate(seg, 0)
 	}
-	end, good := seg.base, int64(segHeaderLen)
+	end, good := seg.base, r.off
 	for {
 		rec, reg, err := r.next()
 		if err != nil { // io.EOF
@@ -408,7 +409,7 @@ func (s *Spool) recoverTail(seg *segment, headNext uint64) (uint64, error) {
 		// cursors, which report it when they read past it.
 		end, good = rec.index+1, rec.off+rec.size
 		if rec.index >= headNext {
-			if e, err := schema.DecodeMsgpack(rec.payload); err == nil && e.Host != nil && bootKey(e.Host.BootID) == s.boot {
+			if e, err := r.decode(rec); err == nil && e.Host != nil && bootKey(e.Host.BootID) == s.boot {
 				s.advanceStreams([]schema.Event{e}, rec.index)
 			}
 		}
@@ -464,7 +465,7 @@ func (s *Spool) rotate() error {
 	if err != nil {
 		return fmt.Errorf("spool: new segment: %w", err)
 	}
-	hdr := appendSegHeader(nil, s.next)
+	hdr := appendSegHeader(nil, s.next, s.recs.Host())
 	if _, err := f.Write(hdr); err != nil {
 		f.Close()
 		os.Remove(path)
@@ -564,7 +565,7 @@ func (s *Spool) writeBatch(batch []schema.Event) error {
 	next := s.next // only the appender changes it
 	buf := s.enc[:0]
 	for i := range batch {
-		buf = appendRecord(buf, next+uint64(i), &batch[i])
+		buf = appendRecord(buf, next+uint64(i), &batch[i], s.recs.Host(), &s.idBuf)
 	}
 	s.enc = buf
 	if act := s.active(); act.size+int64(len(buf)) > s.cfg.SegmentSize && act.end > act.base {
@@ -913,7 +914,7 @@ func (s *Spool) rescue(seg *segment, from uint64) (func(uint64) uint64, []schema
 			continue
 		}
 		if rec.kind.IsLoss() {
-			if e, err := schema.DecodeMsgpack(rec.payload); err == nil {
+			if e, err := r.decode(rec); err == nil {
 				loss = append(loss, e)
 				continue
 			}
