@@ -77,8 +77,8 @@ const (
 	DefaultMaxSize       = 1 << 30
 	DefaultFsyncInterval = time.Second
 	DefaultSegmentSize   = 64 << 20
-	DefaultCacheEvents   = 65536
-	DefaultCacheBytes    = 32 << 20
+	DefaultCacheEvents   = 16384
+	DefaultCacheBytes    = 16 << 20
 	minMaxSize           = 1 << 20
 )
 
@@ -101,8 +101,8 @@ type Config struct {
 	// 64 MiB, at most MaxSize/4.
 	SegmentSize int64
 	// CacheEvents and CacheBytes bound the newest events kept in memory,
-	// so that sinks that keep up never read the disk. Defaults 65536 and
-	// 32 MiB (estimated).
+	// so that sinks that keep up never read the disk. Defaults 16384 and
+	// 16 MiB (estimated): memory stays bounded whatever the spool's size.
 	CacheEvents int
 	CacheBytes  int64
 	// Records numbers the records the spool makes (dropped, corrupt) and
@@ -841,14 +841,22 @@ func (s *Spool) deleteUpToLocked(low uint64) bool {
 	if n == 0 {
 		return false
 	}
+	var paths []string
 	for _, seg := range s.segs[:n] {
-		if err := os.Remove(seg.path); err != nil && !errors.Is(err, os.ErrNotExist) {
-			s.stats.LastError = err.Error()
-		}
+		paths = append(paths, seg.path)
 		s.size -= seg.size
 	}
 	s.segs = append(s.segs[:0], s.segs[n:]...)
 	s.room.Broadcast()
+	// Unlinking 64 MiB files takes milliseconds: not under the lock. No
+	// one reads them any more; a reader that has one open keeps it.
+	s.mu.Unlock()
+	for _, p := range paths {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			s.log.Warn("spool: delete an acknowledged segment", "err", err)
+		}
+	}
+	s.mu.Lock()
 	return true
 }
 
