@@ -74,7 +74,9 @@ func BenchmarkAppendMsgpack(b *testing.B) {
 
 var benchEventOut Event
 
-// BenchmarkDecodeEvent: DecodeJSON and DecodeMsgpack, for consumers.
+// BenchmarkDecodeEvent: DecodeJSON and DecodeMsgpack, for consumers, and
+// DecodeMsgpack's general path by reflection (decodeMsgpackReflect) beside
+// it, the path it takes for input AppendMsgpack does not write.
 func BenchmarkDecodeEvent(b *testing.B) {
 	for _, g := range benchEvents(b) {
 		for _, c := range []struct {
@@ -84,6 +86,7 @@ func BenchmarkDecodeEvent(b *testing.B) {
 		}{
 			{"DecodeJSON", AppendJSON(nil, &g.e), DecodeJSON},
 			{"DecodeMsgpack", AppendMsgpack(nil, &g.e), DecodeMsgpack},
+			{"DecodeMsgpackReflect", AppendMsgpack(nil, &g.e), decodeMsgpackReflect},
 		} {
 			b.Run(g.name+"/"+c.name, func(b *testing.B) {
 				b.ReportAllocs()

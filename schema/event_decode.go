@@ -44,12 +44,25 @@ func DecodeJSON(b []byte) (Event, error) {
 }
 
 // DecodeMsgpack decodes one event written by AppendMsgpack: exactly one
-// MessagePack map, nothing after it. It first checks that the input is well
-// formed and nests at most 64 deep, then decodes with
-// github.com/vmihailenco/msgpack/v5 by the json tags (SetCustomStructTag),
-// and checks "v", "kind" and the kind's member as DecodeJSON does. Time is
-// returned in UTC.
+// MessagePack map, nothing after it, and checks "v", "kind" and the kind's
+// member as DecodeJSON does. Time is returned in UTC.
+//
+// What AppendMsgpack writes is read by a decoder without reflection. Any
+// other input (unknown fields, other types or forms) is decoded as a whole
+// by the general path: a check that the input is well formed and nests at
+// most 64 deep, then github.com/vmihailenco/msgpack/v5 by the json tags
+// (SetCustomStructTag). Both give the same event, or the same error, for
+// every input.
 func DecodeMsgpack(b []byte) (Event, error) {
+	var e Event
+	if decodeMsgpackFast(b, &e) {
+		return checkEvent(e)
+	}
+	return decodeMsgpackReflect(b)
+}
+
+// decodeMsgpackReflect is DecodeMsgpack's general path, for any input.
+func decodeMsgpackReflect(b []byte) (Event, error) {
 	if err := checkMsgpack(b, maxMsgpackDepth); err != nil {
 		return Event{}, err
 	}
@@ -71,9 +84,20 @@ func DecodeMsgpack(b []byte) (Event, error) {
 	return checkEvent(e)
 }
 
-func decodeMsgpack(b []byte, v any) error {
+// decodeMsgpack decodes b into v with vmihailenco/msgpack. That decoder
+// panics on some well-formed input (nil for "time": it calls
+// reflect.Value.IsNil on the time.Time); the panic is returned as an error,
+// so that no input crashes the caller.
+func decodeMsgpack(b []byte, v any) (err error) {
 	d := msgpack.GetDecoder()
-	defer msgpack.PutDecoder(d)
+	defer func() {
+		if r := recover(); r != nil {
+			// The decoder may be left in any state: not returned to the pool.
+			err = fmt.Errorf("decoder failed: %v", r)
+			return
+		}
+		msgpack.PutDecoder(d)
+	}()
 	d.Reset(bytes.NewReader(b))
 	d.SetCustomStructTag("json")
 	return d.Decode(v)
