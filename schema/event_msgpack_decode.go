@@ -3,6 +3,7 @@ package schema
 import (
 	"encoding/binary"
 	"math"
+	"strings"
 	"time"
 )
 
@@ -11,19 +12,26 @@ import (
 // anything else: a key it does not know or that repeats, a value of a type
 // or form AppendMsgpack does not write there, an integer out of its field's
 // range, bytes after the map. DecodeMsgpack then decodes b again on the
-// reflection path, so that every input decodes (or fails) as it did before
-// this decoder: what this one accepts, the reflection path decodes to the
-// same Event.
+// reflection path, so that every input decodes (or fails) as on that path
+// alone: what this one accepts, the reflection path decodes to the same
+// Event.
 //
 // It accepts more than AppendMsgpack's exact bytes where the reflection
 // path gives the same value: keys in any order, integers and lengths in
-// forms larger than the smallest, empty maps and arrays. It never panics:
+// forms larger than the smallest, empty maps and arrays. The event's
+// strings (up to 65 of them) are pieces of one string, allocated once: only
+// their bytes, not the whole of b. It never panics:
 // every length is checked against the bytes left before it is used or
 // allocated for.
 func decodeMsgpackFast(b []byte, e *Event) bool {
-	d := mpDecoder{b: b}
+	var d mpDecoder
+	d.b = b
 	d.event(e)
-	return !d.bad && d.i == len(b)
+	if d.bad || d.i != len(b) {
+		return false
+	}
+	e.ID = d.setStrings()
+	return true
 }
 
 // mpDecoder reads MessagePack values from b at i. Its first failure sets
@@ -33,6 +41,17 @@ type mpDecoder struct {
 	b   []byte
 	i   int
 	bad bool
+
+	pending [64]mpString // strings to set once the event is read
+	nstrs   int
+	id      mpString // the event's id, set by the caller
+	strLen  int      // the bytes of id and pending
+}
+
+// mpString is a string of b at at, n bytes long, to be stored in *dst.
+type mpString struct {
+	dst   *string
+	at, n int
 }
 
 // peek returns the code at i, or fails when nothing is left.
@@ -154,8 +173,44 @@ func (d *mpDecoder) strBytes() []byte {
 	return d.payload(n)
 }
 
-// str reads a str into a new string.
-func (d *mpDecoder) str() string { return string(d.strBytes()) }
+// str reads a str into *dst. The strings of an event share one
+// allocation: str notes where the bytes are and where they go, and
+// setStrings makes them all once the event has been read; past the first
+// len(d.pending) strings, each gets its own.
+func (d *mpDecoder) str(dst *string) {
+	p := d.strBytes()
+	switch {
+	case len(p) == 0:
+		*dst = ""
+	case d.nstrs < len(d.pending):
+		d.pending[d.nstrs] = mpString{dst, d.i - len(p), len(p)}
+		d.nstrs++
+		d.strLen += len(p)
+	default:
+		*dst = string(p)
+	}
+}
+
+// setStrings sets the strings str noted, from one allocation, and returns
+// the event's id.
+func (d *mpDecoder) setStrings() (id string) {
+	if d.strLen == 0 {
+		return ""
+	}
+	var sb strings.Builder
+	sb.Grow(d.strLen)
+	sb.Write(d.b[d.id.at : d.id.at+d.id.n])
+	for _, s := range d.pending[:d.nstrs] {
+		sb.Write(d.b[s.at : s.at+s.n])
+	}
+	all := sb.String()
+	at := d.id.n
+	for _, s := range d.pending[:d.nstrs] {
+		*s.dst = all[at : at+s.n]
+		at += s.n
+	}
+	return all[:d.id.n]
+}
 
 // bin reads nil as nil, or a bin (8, 16 or 32) into a new slice, empty but
 // not nil for a bin of no bytes: what the reflection path makes.
@@ -370,7 +425,11 @@ func (d *mpDecoder) event(e *Event) {
 			e.Version = int(d.int(math.MinInt, math.MaxInt))
 		case "id":
 			d.once(&seen, 1)
-			e.ID = d.str()
+			// Noted apart: a pointer into *e, noted in d, would move the
+			// caller's Event to the heap.
+			p := d.strBytes()
+			d.id = mpString{nil, d.i - len(p), len(p)}
+			d.strLen += len(p)
 		case "kind":
 			d.once(&seen, 2)
 			e.Kind = d.kind()
@@ -486,13 +545,13 @@ func (d *mpDecoder) host() *Host {
 		switch string(d.strBytes()) {
 		case "hostname":
 			d.once(&seen, 0)
-			x.Hostname = d.str()
+			d.str(&x.Hostname)
 		case "machine_id":
 			d.once(&seen, 1)
-			x.MachineID = d.str()
+			d.str(&x.MachineID)
 		case "boot_id":
 			d.once(&seen, 2)
-			x.BootID = d.str()
+			d.str(&x.BootID)
 		default:
 			d.bad = true
 		}
@@ -511,7 +570,7 @@ func (d *mpDecoder) record() *Record {
 		switch string(d.strBytes()) {
 		case "run":
 			d.once(&seen, 0)
-			x.Run = d.str()
+			d.str(&x.Run)
 		case "seq":
 			d.once(&seen, 1)
 			x.Seq = d.u64()
@@ -592,7 +651,7 @@ func (d *mpDecoder) comm() *CommInfo {
 			x.TGID = d.u32()
 		case "comm":
 			d.once(&seen, 2)
-			x.Comm = d.str()
+			d.str(&x.Comm)
 		default:
 			d.bad = true
 		}
@@ -642,7 +701,7 @@ func (d *mpDecoder) gap() *GapInfo {
 			x.Missing = d.u64()
 		case "reason":
 			d.once(&seen, 3)
-			x.Reason = d.str()
+			d.str(&x.Reason)
 		default:
 			d.bad = true
 		}
@@ -686,7 +745,7 @@ func (d *mpDecoder) malformed() *MalformedInfo {
 			x.Sender = d.u32()
 		case "error":
 			d.once(&seen, 1)
-			x.Error = d.str()
+			d.str(&x.Error)
 		case "data":
 			d.once(&seen, 2)
 			x.Data = d.bin()
@@ -730,10 +789,10 @@ func (d *mpDecoder) dropped() *DroppedInfo {
 			x.Count = d.u64()
 		case "reason":
 			d.once(&seen, 1)
-			x.Reason = d.str()
+			d.str(&x.Reason)
 		case "sink":
 			d.once(&seen, 2)
-			x.Sink = d.str()
+			d.str(&x.Sink)
 		default:
 			d.bad = true
 		}
@@ -782,7 +841,7 @@ func (d *mpDecoder) kindCounts() map[string]uint64 {
 	}
 	m := make(map[string]uint64, n)
 	for range n {
-		k := d.str()
+		k := string(d.strBytes())
 		v := d.u64()
 		if d.bad {
 			return nil
@@ -800,7 +859,7 @@ func (d *mpDecoder) closed() *ClosedInfo {
 		switch string(d.strBytes()) {
 		case "reason":
 			d.once(&seen, 0)
-			x.Reason = d.str()
+			d.str(&x.Reason)
 		case "first":
 			d.once(&seen, 1)
 			x.First = d.u32()
@@ -825,7 +884,7 @@ func (d *mpDecoder) corrupt() *CorruptInfo {
 		switch string(d.strBytes()) {
 		case "file":
 			d.once(&seen, 0)
-			x.File = d.str()
+			d.str(&x.File)
 		case "offset":
 			d.once(&seen, 1)
 			x.Offset = d.int(math.MinInt64, math.MaxInt64)
@@ -834,7 +893,7 @@ func (d *mpDecoder) corrupt() *CorruptInfo {
 			x.Bytes = d.int(math.MinInt64, math.MaxInt64)
 		case "reason":
 			d.once(&seen, 3)
-			x.Reason = d.str()
+			d.str(&x.Reason)
 		default:
 			d.bad = true
 		}
@@ -870,19 +929,19 @@ func (d *mpDecoder) process() *Process {
 			p.PPID = d.u32()
 		case "source":
 			d.once(&seen, 3)
-			p.Source = d.str()
+			d.str(&p.Source)
 		case "comm":
 			d.once(&seen, 4)
-			p.Comm = d.str()
+			d.str(&p.Comm)
 		case "exe":
 			d.once(&seen, 5)
-			p.Exe = d.str()
+			d.str(&p.Exe)
 		case "cmdline":
 			d.once(&seen, 6)
 			p.Cmdline = d.strs()
 		case "cwd":
 			d.once(&seen, 7)
-			p.Cwd = d.str()
+			d.str(&p.Cwd)
 		case "uid":
 			d.once(&seen, 8)
 			p.UID = id(0)
@@ -897,13 +956,13 @@ func (d *mpDecoder) process() *Process {
 			p.EGID = id(3)
 		case "user":
 			d.once(&seen, 12)
-			p.User = d.str()
+			d.str(&p.User)
 		case "group":
 			d.once(&seen, 13)
-			p.Group = d.str()
+			d.str(&p.Group)
 		case "cgroup":
 			d.once(&seen, 14)
-			p.Cgroup = d.str()
+			d.str(&p.Cgroup)
 		case "container":
 			d.once(&seen, 15)
 			p.Container = d.container()
@@ -929,7 +988,7 @@ func (d *mpDecoder) strs() []string {
 	}
 	out := make([]string, n)
 	for i := range out {
-		out[i] = d.str()
+		d.str(&out[i])
 	}
 	return out
 }
@@ -942,13 +1001,13 @@ func (d *mpDecoder) container() *Container {
 		switch string(d.strBytes()) {
 		case "id":
 			d.once(&seen, 0)
-			x.ID = d.str()
+			d.str(&x.ID)
 		case "runtime":
 			d.once(&seen, 1)
-			x.Runtime = d.str()
+			d.str(&x.Runtime)
 		case "pod_uid":
 			d.once(&seen, 2)
-			x.PodUID = d.str()
+			d.str(&x.PodUID)
 		default:
 			d.bad = true
 		}
@@ -978,10 +1037,10 @@ func (d *mpDecoder) ancestors() []Ancestor {
 				a.PID = d.u32()
 			case "comm":
 				d.once(&seen, 1)
-				a.Comm = d.str()
+				d.str(&a.Comm)
 			case "exe":
 				d.once(&seen, 2)
-				a.Exe = d.str()
+				d.str(&a.Exe)
 			default:
 				d.bad = true
 			}
