@@ -15,7 +15,7 @@ import (
 )
 
 // TestSpoolKafkaBrokerStopped: `cnstream run` with a Kafka sink (JSON) to
-// a private broker and a spool of 4 GiB (fsync interval) takes a sender at
+// a private broker and a spool of 2 GiB (fsync interval) takes a sender at
 // 100k datagrams/s for the whole test; once events reach the topic the
 // broker is SIGKILLed, stays down for 60 s and is started again on the
 // same dirs. The spool keeps what the sink could not deliver, so the
@@ -24,24 +24,23 @@ import (
 // sent with nothing dropped and no gap but what the kernel dropped
 // (overrun records). Duplicates (at-least-once) are counted.
 //
-// A record of this raw event with its 8-byte payload takes about 346 bytes
-// in the spool (the host, stream and id in every event): 2 GiB hold 6.2M
-// of them, 62 s at 100k/s, less than the outage and the broker's restart
-// (about 70 s): the spool would fill and block, and the kernel drop. 4 GiB
-// hold the outage with room to spare.
+// A record of this raw event takes about 190 bytes in the spool (compact
+// records leave the host and the derived id out; 346 before): 2 GiB hold
+// 11M of them, 110 s at 100k/s, more than the outage and the broker's
+// restart (about 70 s).
 func TestSpoolKafkaBrokerStopped(t *testing.T) {
 	const (
 		rate   = 100_000
 		before = 5 * time.Second  // sending before the broker dies, at least
 		outage = 60 * time.Second // the broker is down (its restart not included)
-		count  = 9_000_000        // 90 s at rate: the sender outlasts the outage and the restart
+		count  = 7_500_000        // 75 s at rate: the sender outlasts the outage and the restart
 	)
 	k := startPrivateKafka(t)
 	t0 := time.Now()
 	dir := t.TempDir()
 	spoolDir := filepath.Join(dir, "spool")
 	topic := fmt.Sprintf("cnstream-spool-outage-%d", rand.Uint32())
-	cfg := writeSpoolConfigDrain(t, dir, "outage.yaml", spoolDir, "300s", "  max_size: 4GiB\n  fsync: interval\n", fmt.Sprintf(
+	cfg := writeSpoolConfigDrain(t, dir, "outage.yaml", spoolDir, "300s", "  max_size: 2GiB\n  fsync: interval\n", fmt.Sprintf(
 		"  - name: kafka\n    type: kafka\n    kafka: {brokers: [%q], topic: %s, encoding: json}", k.addr, topic))
 	id := testID()
 

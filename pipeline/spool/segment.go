@@ -290,7 +290,10 @@ func (s *segReader) try() (*record, string) {
 	}
 	sum := binary.LittleEndian.Uint32(h[4:])
 	index := binary.LittleEndian.Uint64(h[8:])
+	// h is not valid after the next Peek (bufio may slide its buffer):
+	// take what it holds now.
 	kind := schema.Kind(h[16] &^ compactFlag)
+	compact := h[16]&compactFlag != 0
 	total := recHeaderLen + n
 	var b []byte
 	if total <= s.r.Size() {
@@ -312,7 +315,7 @@ func (s *segReader) try() (*record, string) {
 	if kind == schema.KindUnknown || (s.seen && index <= s.last) || index < s.base {
 		return nil, "bad index"
 	}
-	rec := &record{index: index, kind: kind, compact: h[16]&compactFlag != 0, payload: b[recHeaderLen:total], off: s.off, size: int64(total)}
+	rec := &record{index: index, kind: kind, compact: compact, payload: b[recHeaderLen:total], off: s.off, size: int64(total)}
 	if total > s.r.Size() {
 		s.lf.pos = s.off + int64(total)
 		s.r.Reset(s.lf)
