@@ -129,22 +129,7 @@ func newMemQueue(maxEvents int, maxBytes int64, p Policy) *memQueue {
 }
 
 // eventSize estimates an event's memory and encoded size.
-func eventSize(e *schema.Event) int64 {
-	n := int64(256)
-	if p := e.Process; p != nil {
-		n += int64(len(p.Exe) + len(p.Cwd) + len(p.Cgroup) + 64*len(p.Ancestors))
-		for _, a := range p.Cmdline {
-			n += int64(len(a)) + 16
-		}
-	}
-	if e.Raw != nil {
-		n += int64(len(e.Raw.Payload))
-	}
-	if e.Malformed != nil {
-		n += int64(len(e.Malformed.Data))
-	}
-	return n
-}
+func eventSize(e *schema.Event) int64 { return e.SizeEstimate() }
 
 func (q *memQueue) full(size int64) bool {
 	return q.n >= q.maxEvents || (q.n > 0 && q.bytes+size > q.maxBytes)

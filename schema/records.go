@@ -72,3 +72,22 @@ func (r *Records) Corrupt(file string, offset, bytes int64, reason string) Event
 	e.Corrupt = &CorruptInfo{File: file, Offset: offset, Bytes: bytes, Reason: reason}
 	return e
 }
+
+// SizeEstimate estimates the bytes e takes in memory and encoded, for the
+// bounds of queues and batches: 256, plus what its variable parts hold.
+func (e *Event) SizeEstimate() int64 {
+	n := int64(256)
+	if p := e.Process; p != nil {
+		n += int64(len(p.Exe) + len(p.Cwd) + len(p.Cgroup) + 64*len(p.Ancestors))
+		for _, a := range p.Cmdline {
+			n += int64(len(a)) + 16
+		}
+	}
+	if e.Raw != nil {
+		n += int64(len(e.Raw.Payload))
+	}
+	if e.Malformed != nil {
+		n += int64(len(e.Malformed.Data))
+	}
+	return n
+}

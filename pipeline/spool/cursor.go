@@ -327,23 +327,8 @@ func (s *Spool) countCorrupt(n uint64) {
 	s.mu.Unlock()
 }
 
-// estSize estimates an event's bytes (batch bounds).
-func estSize(e *schema.Event) int64 {
-	n := int64(200)
-	if p := e.Process; p != nil {
-		n += int64(len(p.Exe) + len(p.Cwd) + len(p.Cgroup) + 64*len(p.Ancestors))
-		for _, a := range p.Cmdline {
-			n += int64(len(a)) + 8
-		}
-	}
-	if e.Raw != nil {
-		n += int64(len(e.Raw.Payload))
-	}
-	if e.Malformed != nil {
-		n += int64(len(e.Malformed.Data))
-	}
-	return n
-}
+// estSize estimates an event's bytes (batch bounds, the memory tail).
+func estSize(e *schema.Event) int64 { return e.SizeEstimate() }
 
 // cache is the newest records, in memory, with their indices.
 type cache struct {
