@@ -24,7 +24,6 @@ func TestDiskFull(t *testing.T) {
 	t.Cleanup(func() { exec.Command("umount", dir).Run() })
 	recs := testRecords(testBoot)
 	s := open(t, Config{Dir: dir, Records: recs, MaxSize: 64 << 20, SegmentSize: 256 << 10, CacheEvents: 128}, "k")
-	c := s.Cursor("k")
 	appended, failed := 0, 0
 	for i := 0; failed < 3 && i < 1000; i++ {
 		if s.Append(forks(recs, 0, uint32(i*100), 100)) {
@@ -44,7 +43,7 @@ func TestDiskFull(t *testing.T) {
 	}
 	s = open(t, Config{Dir: dir, Records: recs, MaxSize: 64 << 20, SegmentSize: 256 << 10, CacheEvents: 128}, "k")
 	defer s.Close()
-	c = s.Cursor("k")
+	c := s.Cursor("k")
 	got := takeAll(t, c)
 	n, dropped, _ := tally(got)
 	if n != appended || dropped["spool_write_failed"] != uint64(failed) {

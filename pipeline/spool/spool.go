@@ -164,9 +164,7 @@ type Spool struct {
 	closed   bool
 	aborted  bool
 	stats    Stats
-	resumed  bool
-	dirty    bool // appended since the last fsync
-	syncErr  error
+	dirty    bool           // appended since the last fsync
 	openRecs []schema.Event // corrupt records found by Open, written to the log by Open
 }
 
@@ -366,15 +364,6 @@ func (s *Spool) makeReserve() {
 		return
 	}
 	s.reserved = true
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // recoverTail reads the last segment to its end, cuts off a torn or
