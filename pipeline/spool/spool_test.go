@@ -330,8 +330,18 @@ func TestBlockWaitsForAck(t *testing.T) {
 		done <- n
 	}()
 	c := s.Cursor("k")
-	var got []schema.Event
+	// Nothing taken yet: the appender must come to wait for room.
 	deadline := time.Now().Add(20 * time.Second)
+	for s.Stats().FullWaits == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the appender never waited for room: %+v", s.Stats())
+		}
+		time.Sleep(time.Millisecond) // polling the spool's counters with a deadline
+	}
+	if st := s.Stats(); st.Bytes > 1<<20 {
+		t.Fatalf("spool holds %d bytes while the appender waits: want <= 1 MiB", st.Bytes)
+	}
+	var got []schema.Event
 	for len(got) < 30000 && time.Now().Before(deadline) {
 		k := len(got)
 		got = c.TryTake(got, k+500, 1<<30)
