@@ -1,0 +1,73 @@
+package archive
+
+import (
+	"fmt"
+
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// A Tree is the RFC 6962 Merkle tree of one archive file's records, built
+// one record at a time. It keeps only the right edge of the tree: for each
+// level, the hash of the latest complete subtree, which are exactly the
+// stored hashes (see tlog.StoredHashIndex) that tlog.StoredHashes and
+// tlog.TreeHash read. Memory is O(log n); Tree cannot make record proofs.
+//
+// The zero Tree is empty and ready. A Tree is not safe for concurrent use.
+type Tree struct {
+	n    int64
+	edge [64]tlog.Hash // edge[l]: the latest complete subtree of 2^l records
+	out  []tlog.Hash   // scratch for read
+}
+
+// Add appends one record: the bytes of one encoded event as written to the
+// file (a JSON line without its newline, or one msgpack value).
+func (t *Tree) Add(record []byte) {
+	t.AddHash(tlog.RecordHash(record))
+}
+
+// AddHash appends a record given its tlog.RecordHash.
+func (t *Tree) AddHash(h tlog.Hash) {
+	hashes, err := tlog.StoredHashesForRecordHash(t.n, h, tlog.HashReaderFunc(t.read))
+	if err != nil {
+		panic(err) // read serves every index StoredHashes asks for
+	}
+	// hashes[l] is stored at StoredHashIndex(0, n)+l: level l, node n>>l.
+	copy(t.edge[:], hashes)
+	t.n++
+}
+
+// Size returns the number of records added.
+func (t *Tree) Size() int64 { return t.n }
+
+// Root returns the RFC 6962 tree hash of the records added (the hash of
+// the empty string for none).
+func (t *Tree) Root() tlog.Hash {
+	h, err := tlog.TreeHash(t.n, tlog.HashReaderFunc(t.read))
+	if err != nil {
+		panic(err) // read serves every index TreeHash asks for
+	}
+	return h
+}
+
+// read serves the stored hashes on the right edge of the tree of t.n
+// records: level l, node t.n>>l - 1.
+func (t *Tree) read(indexes []int64) ([]tlog.Hash, error) {
+	t.out = t.out[:0]
+	for _, x := range indexes {
+		l, k := tlog.SplitStoredHashIndex(x)
+		if l >= len(t.edge) || k != t.n>>l-1 {
+			return nil, fmt.Errorf("archive: tree of %d records: stored hash (level %d, node %d) is not on the right edge", t.n, l, k)
+		}
+		t.out = append(t.out, t.edge[l])
+	}
+	return t.out, nil
+}
+
+// HashRecords returns the tree hash of records, as Tree would.
+func HashRecords(records [][]byte) tlog.Hash {
+	var t Tree
+	for _, r := range records {
+		t.Add(r)
+	}
+	return t.Root()
+}
