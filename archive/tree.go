@@ -1,7 +1,9 @@
 package archive
 
 import (
+	"crypto/sha256"
 	"fmt"
+	"hash"
 
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -16,23 +18,40 @@ import (
 type Tree struct {
 	n    int64
 	edge [64]tlog.Hash // edge[l]: the latest complete subtree of 2^l records
+	leaf hash.Hash     // SHA-256, reused for the leaf hashes
+	sum  []byte        // scratch for the leaf hash
 	out  []tlog.Hash   // scratch for read
 }
 
 // Add appends one record: the bytes of one encoded event as written to the
 // file (a JSON line without its newline, or one msgpack value).
 func (t *Tree) Add(record []byte) {
-	t.AddHash(tlog.RecordHash(record))
+	// tlog.RecordHash, without its allocation per record.
+	if t.leaf == nil {
+		t.leaf = sha256.New()
+	}
+	t.leaf.Reset()
+	t.leaf.Write(zero[:])
+	t.leaf.Write(record)
+	t.sum = t.leaf.Sum(t.sum[:0])
+	t.AddHash(tlog.Hash(t.sum))
 }
+
+var zero = [1]byte{0x00}
 
 // AddHash appends a record given its tlog.RecordHash.
 func (t *Tree) AddHash(h tlog.Hash) {
-	hashes, err := tlog.StoredHashesForRecordHash(t.n, h, tlog.HashReaderFunc(t.read))
-	if err != nil {
-		panic(err) // read serves every index StoredHashes asks for
+	// The stored hashes of record n (tlog.StoredHashesForRecordHash, without
+	// its two allocations): its leaf, then one node per trailing 1 bit of n,
+	// each the tlog.NodeHash of the edge's subtree on its left and the new
+	// subtree on its right.
+	l := 0
+	for ; t.n>>l&1 == 1; l++ {
+		left := t.edge[l]
+		t.edge[l] = h
+		h = tlog.NodeHash(left, h)
 	}
-	// hashes[l] is stored at StoredHashIndex(0, n)+l: level l, node n>>l.
-	copy(t.edge[:], hashes)
+	t.edge[l] = h
 	t.n++
 }
 
