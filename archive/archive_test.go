@@ -10,6 +10,43 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 )
 
+// FuzzCheckpoint parses checkpoint texts from outside: nothing panics, and
+// what parses formats back to the same text.
+func FuzzCheckpoint(f *testing.F) {
+	files := []FileEntry{{Name: "a.jsonl", Records: 3, Root: HashRecords([][]byte{[]byte("x")})}, {Name: "b.jsonl", Records: 1}}
+	first, err := NewCheckpoint("cnstream/host-a", files[:1], nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(string(first))
+	c, err := parseCheckpoint(string(first))
+	if err != nil {
+		f.Fatal(err)
+	}
+	second, err := NewCheckpoint("cnstream/host-a", files, c)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(string(second))
+	f.Add("o\n0\n\n")
+	f.Fuzz(func(t *testing.T, text string) {
+		c, err := parseCheckpoint(text)
+		if err != nil {
+			return
+		}
+		again := fmt.Sprintf("%s\n%d\n%s\n", c.Origin, c.Size, c.Root)
+		if c.Prev != (tlog.Hash{}) {
+			again += fmt.Sprintf("prev %s\n", c.Prev)
+		}
+		for _, e := range c.Files {
+			again += fmt.Sprintf("file %d %s %s\n", e.Records, e.Root, e.Name)
+		}
+		if again != text {
+			t.Errorf("parsed %q, formats back as %q", text, again)
+		}
+	})
+}
+
 // TestTreeMatchesTlog compares Tree with tlog over every stored hash.
 func TestTreeMatchesTlog(t *testing.T) {
 	var stored []tlog.Hash
@@ -318,32 +355,51 @@ func TestVerifyFile(t *testing.T) {
 		records func() [][]byte
 		want    *FileError // Err compared by sentinel
 		is      error
+		// wantLeaves is VerifyFileLeaves' error when it is not want.
+		wantLeaves *FileError
 	}{
-		{"intact", clone, nil, nil},
-		{"flipped byte", func() [][]byte { c := clone(); c[7][100] ^= 0x80; return c }, &FileError{File: "f.jsonl", Record: -1}, ErrEdited},
-		{"truncated", func() [][]byte { return clone()[:6] }, &FileError{File: "f.jsonl", Record: 6}, ErrTruncated},
-		{"extra", func() [][]byte { return append(clone(), record(10)) }, &FileError{File: "f.jsonl", Record: 10}, ErrExtra},
-		{"dropped last byte", func() [][]byte { c := clone(); c[9] = c[9][:len(c[9])-1]; return c }, &FileError{File: "f.jsonl", Record: -1}, ErrEdited},
+		{"intact", clone, nil, nil, nil},
+		{"flipped byte", func() [][]byte { c := clone(); c[7][100] ^= 0x80; return c }, &FileError{File: "f.jsonl", Record: -1}, ErrEdited, &FileError{File: "f.jsonl", Record: 7}},
+		{"truncated", func() [][]byte { return clone()[:6] }, &FileError{File: "f.jsonl", Record: 6}, ErrTruncated, nil},
+		{"extra", func() [][]byte { return append(clone(), record(10)) }, &FileError{File: "f.jsonl", Record: 10}, ErrExtra, nil},
+		{"dropped last byte", func() [][]byte { c := clone(); c[9] = c[9][:len(c[9])-1]; return c }, &FileError{File: "f.jsonl", Record: -1}, ErrEdited, &FileError{File: "f.jsonl", Record: 9}},
+		{"swapped records", func() [][]byte { c := clone(); c[2], c[3] = c[3], c[2]; return c }, &FileError{File: "f.jsonl", Record: -1}, ErrEdited, &FileError{File: "f.jsonl", Record: 2}},
+	}
+	var leafTree Tree
+	var leaves []tlog.Hash
+	for _, r := range recs {
+		leaves = append(leaves, leafTree.Add(r))
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := VerifyFile(tt.records(), want)
-			if tt.want == nil {
-				if err != nil {
-					t.Fatal(err)
+			records := tt.records()
+			check := func(t *testing.T, err error, want *FileError) {
+				t.Helper()
+				if want == nil {
+					if err != nil {
+						t.Fatal(err)
+					}
+					return
 				}
-				return
+				var fe *FileError
+				if !errors.As(err, &fe) {
+					t.Fatalf("error %v is not a *FileError", err)
+				}
+				if diff := cmp.Diff(*want, *fe, cmp.FilterPath(func(p cmp.Path) bool { return p.Last().String() == ".Err" }, cmp.Ignore())); diff != "" {
+					t.Errorf("FileError (-want +got):\n%s", diff)
+				}
+				if !errors.Is(err, tt.is) {
+					t.Errorf("error %v does not wrap %v", err, tt.is)
+				}
 			}
-			var fe *FileError
-			if !errors.As(err, &fe) {
-				t.Fatalf("error %v is not a *FileError", err)
-			}
-			if diff := cmp.Diff(*tt.want, *fe, cmp.FilterPath(func(p cmp.Path) bool { return p.Last().String() == ".Err" }, cmp.Ignore())); diff != "" {
-				t.Errorf("FileError (-want +got):\n%s", diff)
-			}
-			if !errors.Is(err, tt.is) {
-				t.Errorf("error %v does not wrap %v", err, tt.is)
-			}
+			t.Run("leaves", func(t *testing.T) {
+				want := tt.wantLeaves
+				if want == nil {
+					want = tt.want
+				}
+				check(t, VerifyFileLeaves(records, leaves, FileEntry{Name: "f.jsonl", Records: 10, Root: HashRecords(recs)}), want)
+			})
+			check(t, VerifyFile(records, want), tt.want)
 		})
 	}
 }

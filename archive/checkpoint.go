@@ -148,7 +148,11 @@ func parseCheckpoint(text string) (*Checkpoint, error) {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("archive: checkpoint: %s: %w", fmt.Sprintf(format, args...), ErrMalformed)
 	}
-	lines := strings.Split(strings.TrimSuffix(text, "\n"), "\n")
+	body, ok := strings.CutSuffix(text, "\n")
+	if !ok {
+		return nil, bad("no final newline")
+	}
+	lines := strings.Split(body, "\n")
 	if len(lines) < 3 {
 		return nil, bad("%d lines, want at least 3", len(lines))
 	}

@@ -24,8 +24,10 @@ type Tree struct {
 }
 
 // Add appends one record: the bytes of one encoded event as written to the
-// file (a JSON line without its newline, or one msgpack value).
-func (t *Tree) Add(record []byte) {
+// file (a JSON line without its newline, or one msgpack value). It returns
+// the record's leaf hash (tlog.RecordHash), which a writer may keep beside
+// the file so that [VerifyFileLeaves] can name a changed record.
+func (t *Tree) Add(record []byte) tlog.Hash {
 	// tlog.RecordHash, without its allocation per record.
 	if t.leaf == nil {
 		t.leaf = sha256.New()
@@ -34,7 +36,9 @@ func (t *Tree) Add(record []byte) {
 	t.leaf.Write(zero[:])
 	t.leaf.Write(record)
 	t.sum = t.leaf.Sum(t.sum[:0])
-	t.AddHash(tlog.Hash(t.sum))
+	h := tlog.Hash(t.sum)
+	t.AddHash(h)
+	return h
 }
 
 var zero = [1]byte{0x00}

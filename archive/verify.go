@@ -24,6 +24,33 @@ func VerifyFile(records [][]byte, want FileEntry) error {
 	return nil
 }
 
+// VerifyFileLeaves is VerifyFile with the file's leaf hashes (as returned
+// by Tree.Add, kept beside the file by the writer): the leaves are first
+// checked against want.Root, then a changed record is named by its index.
+// Leaves that do not hash to want.Root fail with Record -1 and ErrEdited.
+func VerifyFileLeaves(records [][]byte, leaves []tlog.Hash, want FileEntry) error {
+	var t Tree
+	for _, h := range leaves {
+		t.AddHash(h)
+	}
+	if t.Size() != want.Records || t.Root() != want.Root {
+		return &FileError{File: want.Name, Record: -1, Err: fmt.Errorf("%w: %d leaf hashes do not hash to the signed root %s of %d records", ErrEdited, t.Size(), want.Root, want.Records)}
+	}
+	var h Tree
+	for i, r := range records {
+		if i >= len(leaves) {
+			return &FileError{File: want.Name, Record: want.Records, Err: fmt.Errorf("%w: %d records, signed %d", ErrExtra, len(records), want.Records)}
+		}
+		if got := h.Add(r); got != leaves[i] {
+			return &FileError{File: want.Name, Record: int64(i), Err: fmt.Errorf("%w: record hash %s, signed leaf %s", ErrEdited, got, leaves[i])}
+		}
+	}
+	if n := int64(len(records)); n < want.Records {
+		return &FileError{File: want.Name, Record: n, Err: fmt.Errorf("%w: %d of %d records", ErrTruncated, n, want.Records)}
+	}
+	return nil
+}
+
 // VerifyChain checks that checkpoints (opened, in order, first to last)
 // form one chain of origin and that files (the archive's files in log
 // order, each with the entry computed from its records) are exactly the
