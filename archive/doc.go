@@ -59,7 +59,10 @@
 // against its signed entry: a short file names the first missing record
 // ([ErrTruncated]), a long one the first extra record ([ErrExtra]), changed
 // bytes give [ErrEdited] with Record -1, since the root alone cannot tell
-// which record changed. Errors are a *[CheckpointError] or a *[FileError]
+// which record changed. [VerifyFileLeaves] names the changed record too,
+// given the file's leaf hashes (returned by [Tree.Add]; 32 bytes a record
+// that a writer may keep beside the file), which it first checks against
+// the signed root. Errors are a *[CheckpointError] or a *[FileError]
 // naming the first broken link and wrapping one sentinel.
 //
 // The key holder can rewrite history from some point on and sign it anew;
