@@ -739,10 +739,10 @@ func (s *Spool) Sync() error {
 	// The cursors' positions, then the segments they all passed.
 	s.mu.Lock()
 	pos := s.positionsLocked()
+	low := s.next
 	s.mu.Unlock()
 	serr := s.persistCursors(pos, s.cfg.Fsync != FsyncNever)
 	errs = append(errs, serr)
-	low := s.next
 	for _, a := range pos {
 		low = min(low, a)
 	}
