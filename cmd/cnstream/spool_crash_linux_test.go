@@ -48,12 +48,7 @@ func TestSpoolSurvivesSIGKILLFile(t *testing.T) {
 	runCmd, stderr := startRun(t, cfg)
 	t.Logf("SIGKILL %.2f s after send started (%d bytes in the files); listening again after %.0f ms",
 		killAt.Seconds(), dirBytes(dataDir), time.Since(down).Seconds()*1000)
-	if !send.running() {
-		t.Fatalf("send ended before run was back: the restart gap is not tested")
-	}
-	sent, first, last := send.wait(t, 60*time.Second)
-	stopRun(t, runCmd, stderr)
-	spoolCleanStop(t, stderr.String())
+	sent, first, last := finishAfterRestart(t, send, runCmd, stderr)
 
 	tl := newSpoolTally(id, "files")
 	tl.readFiles(t, dataDir)
@@ -104,12 +99,7 @@ func TestSpoolSurvivesSIGKILLKafka(t *testing.T) {
 	runCmd, stderr := startRun(t, cfg)
 	t.Logf("SIGKILL %.2f s after send started (%d messages in the topic); listening again after %.0f ms",
 		killAt.Seconds(), atKill, time.Since(down).Seconds()*1000)
-	if !send.running() {
-		t.Fatalf("send ended before run was back: the restart gap is not tested")
-	}
-	sent, first, last := send.wait(t, 60*time.Second)
-	stopRun(t, runCmd, stderr)
-	spoolCleanStop(t, stderr.String())
+	sent, first, last := finishAfterRestart(t, send, runCmd, stderr)
 
 	tl := newSpoolTally(id, "kafka")
 	tl.readTopic(t, addr, topic)
@@ -262,6 +252,20 @@ func spoolKillPoint(t *testing.T, send *spoolSend, dataDir string, secs int) tim
 		time.Sleep(10 * time.Millisecond) // polling the files with a deadline
 	}
 	return time.Since(send.start)
+}
+
+// finishAfterRestart is the end of a restart test: the sender must still
+// be sending (else the restart gap goes untested); it lets the sender
+// finish, stops run with SIGINT and checks that it delivered everything.
+func finishAfterRestart(t *testing.T, send *spoolSend, runCmd *exec.Cmd, stderr *syncBuffer) (sent uint64, first, last uint32) {
+	t.Helper()
+	if !send.running() {
+		t.Fatalf("send ended before run was back: the restart gap is not tested")
+	}
+	sent, first, last = send.wait(t, 60*time.Second)
+	stopRun(t, runCmd, stderr)
+	spoolCleanStop(t, stderr.String())
+	return sent, first, last
 }
 
 // spoolCleanStop checks run's final report after SIGINT: nothing left

@@ -103,12 +103,7 @@ func spoolTruncateCase(t *testing.T, addr string, rng *rand.Rand, atBoundary boo
 		filepath.Base(seg), len(segs), size, records, cut, kept, lost,
 		map[bool]string{true: "at a record boundary", false: fmt.Sprintf("tearing a record (%d bytes of it kept)", cut-bounds[kept])}[boundary],
 		time.Since(down).Seconds()*1000)
-	if !send.running() {
-		t.Fatalf("send ended before run was back: the restart gap is not tested")
-	}
-	sent, first, last := send.wait(t, 60*time.Second)
-	stopRun(t, runCmd, stderr)
-	spoolCleanStop(t, stderr.String())
+	sent, first, last := finishAfterRestart(t, send, runCmd, stderr)
 
 	tl := newSpoolTally(id, "kafka")
 	tl.readTopic(t, addr, topic)
