@@ -521,3 +521,26 @@ func TestChunk(t *testing.T) {
 		}
 	}
 }
+
+// TestAddAllocs: adding an event of a known stream whose chunk is a bitmap
+// allocates nothing, on either of two interleaved streams.
+func TestAddAllocs(t *testing.T) {
+	ta := New()
+	e := evc(hostA1, 0, 0, 0)
+	seq := uint32(0)
+	add := func() {
+		e.Stream.CPU = seq & 1
+		e.Stream.Seq = seq / 2
+		ta.Add(e)
+		seq++
+	}
+	for range 2 * arrayMax {
+		add() // both streams' first chunks become bitmaps
+	}
+	if n := testing.AllocsPerRun(1000, add); n != 0 {
+		t.Errorf("Add allocates %v times per event, want 0", n)
+	}
+	if ev := ta.Report().Hosts[0].Events; ev != uint64(seq) {
+		t.Errorf("events = %d, want %d", ev, seq)
+	}
+}

@@ -38,6 +38,7 @@ var layers = []layer{
 	{"pipeline/...", []string{"schema/...", "source/...", "transform/...", "sink", "pipeline/..."}, "pipeline imports schema, source, transform, sink (the interface, not a backend) and pipeline/..."},
 	{"assemble/...", []string{"schema/...", "source/...", "transform/...", "pipeline/..."}, "assemble (the reader half's composition root) imports schema, source, transform and pipeline"},
 	{"archive/...", []string{"schema/..."}, "archive (hashing, checkpoints, verification) imports schema only"},
+	{"audit/...", []string{"schema/..."}, "audit (completeness of an event stream) imports schema only"},
 	{"telemetry/...", []string{"sink", "telemetry/..."}, "telemetry imports sink (the interface) and telemetry/... only"},
 	{"cmd/...", []string{"*"}, "cmd imports any library package"},
 	{"testenv/...", []string{"*"}, "testenv imports any library package"},
