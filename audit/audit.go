@@ -53,9 +53,10 @@ type HostReport struct {
 	// Records, left out of every sum.
 	Invalid uint64 `json:"invalid"`
 	// First and Last are the earliest and latest event times of the
-	// host's events and records (zero times are ignored).
-	First time.Time `json:"first"`
-	Last  time.Time `json:"last"`
+	// host's events and records (zero times are ignored; absent from the
+	// JSON when none had a time).
+	First time.Time `json:"first,omitzero"`
+	Last  time.Time `json:"last,omitzero"`
 
 	Streams []StreamReport `json:"streams"`
 

@@ -405,7 +405,10 @@ func TestAddNil(t *testing.T) {
 // TestJSONNames checks the snake_case names `cnstream verify --json` prints.
 func TestJSONNames(t *testing.T) {
 	var ta Tally
-	ta.Add(ev(hostA1, 1))
+	ta.Add(&schema.Event{Kind: schema.KindExec, Host: hostB1}) // no time: no first, last
+	e := ev(hostA1, 1)
+	e.Time = at(1)
+	ta.Add(e)
 	ta.Add(dropped(hostA1, 1, 1, "sink_failed"))
 	b, err := json.Marshal(ta.Report())
 	if err != nil {
@@ -427,6 +430,12 @@ func TestJSONNames(t *testing.T) {
 		"holes", "idx", "last", "sender", "span", "val"}
 	if diff := cmp.Diff(wantStream, slices.Sorted(maps.Keys(s))); diff != "" {
 		t.Errorf("stream keys (-want +got):\n%s", diff)
+	}
+	if _, ok := top["hosts"][1]["first"]; ok {
+		t.Errorf("host without times has a first time: %v", top["hosts"][1])
+	}
+	if got := h["first"]; got != "2026-12-01T00:00:01Z" {
+		t.Errorf("first = %v, want 2026-12-01T00:00:01Z", got)
 	}
 }
 
