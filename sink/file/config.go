@@ -3,9 +3,11 @@ package file
 import (
 	"fmt"
 	"io/fs"
+	"os"
 	"strings"
 	"time"
 
+	"github.com/cnstream/cnstream/archive"
 	"github.com/cnstream/cnstream/sink"
 )
 
@@ -114,6 +116,26 @@ type Config struct {
 	// from WriteBatch or Close, with the sink's lock held: it must not call
 	// the Sink. Default: counted and kept only.
 	OnError func(error)
+
+	// Archive, when set, makes the directory a tamper-evident archive:
+	// every rotated file's records are hashed into an RFC 6962 tree and
+	// the files are listed in a chain of signed checkpoints (see # Archive
+	// in the package documentation). Default nil: off.
+	Archive *ArchiveConfig
+}
+
+// ArchiveConfig turns on the archive mode of a Sink.
+type ArchiveConfig struct {
+	// Key is the path of the signer key file: one line, the signer key in
+	// the encoding of golang.org/x/mod/sumdb/note (archive.GenerateKey
+	// makes one). It must not be readable or writable by group or others.
+	// Required.
+	Key string
+
+	// Origin is the first line of every checkpoint, naming the log (a
+	// line of UTF-8 text without control characters). Default
+	// "cnstream/<hostname>".
+	Origin string
 }
 
 // Torn describes a torn record cut off the end of a file.
@@ -220,6 +242,26 @@ func (c Config) resolve() (Config, error) {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.Archive != nil {
+		a := *c.Archive // the caller's stays as it is
+		if a.Key == "" {
+			return bad("archive_key", "required with the archive on: the path of the signer key file")
+		}
+		if strings.ContainsRune(a.Key, 0) {
+			return bad("archive_key", "%q holds a NUL byte", a.Key)
+		}
+		if a.Origin == "" {
+			host, err := os.Hostname()
+			if err != nil {
+				return bad("archive_origin", "not set, and the default cnstream/<hostname> failed: %v", err)
+			}
+			a.Origin = "cnstream/" + host
+		}
+		if err := archive.ValidOrigin(a.Origin); err != nil {
+			return bad("archive_origin", "%q: want a line of UTF-8 text without control characters or leading and trailing spaces", a.Origin)
+		}
+		c.Archive = &a
 	}
 	return c, nil
 }

@@ -53,10 +53,11 @@ type Sink struct {
 	written int64  // bytes written by the current batch
 	buf     []byte
 	cz      compressor
+	ar      *archiver // nil: archive off
 
 	st struct {
 		events, bytes, batches, syncs, rotations, compressed, torn, tornBytes, errors atomic.Uint64
-		bgErrors, corrupt, fsyncLost                                                  atomic.Uint64
+		bgErrors, corrupt, fsyncLost, checkpoints                                     atomic.Uint64
 		lastBgErr                                                                     atomic.Pointer[string]
 	}
 
@@ -84,6 +85,8 @@ type Stats struct {
 	// BackgroundErrors counts, of Errors, those that failed no call (the
 	// ones reported to OnError).
 	BackgroundErrors uint64
+	// Checkpoints counts the signed checkpoints written (archive on).
+	Checkpoints uint64
 }
 
 // Stats returns the counters. It is safe to call at any time, from any
@@ -94,7 +97,7 @@ func (s *Sink) Stats() Stats {
 		Syncs: s.st.syncs.Load(), Rotations: s.st.rotations.Load(), Compressed: s.st.compressed.Load(),
 		Torn: s.st.torn.Load(), TornBytes: s.st.tornBytes.Load(), Corrupt: s.st.corrupt.Load(),
 		FsyncLost: s.st.fsyncLost.Load(), Errors: s.st.errors.Load(),
-		BackgroundErrors: s.st.bgErrors.Load(),
+		BackgroundErrors: s.st.bgErrors.Load(), Checkpoints: s.st.checkpoints.Load(),
 	}
 }
 
@@ -139,11 +142,20 @@ const (
 // for compression), cuts a torn record off the end of the active file
 // (reported to OnTorn and in Stats), and rotates an active file of the other
 // format. It starts no goroutine; the active file is created by the first
-// write.
+// write. With Config.Archive set it first loads the key and checks the
+// chain of checkpoints, then signs what a crash left unsigned (see
+// # Archive in the package documentation).
 func New(cfg Config) (*Sink, error) {
 	c, err := cfg.resolve()
 	if err != nil {
 		return nil, sink.Permanent(err)
+	}
+	var ar *archiver
+	if c.Archive != nil {
+		// Before anything in the directory changes.
+		if ar, err = newArchiver(c.Archive); err != nil {
+			return nil, err
+		}
 	}
 	if err := mkdirAll(c.Dir, c.DirMode); err != nil {
 		return nil, fmt.Errorf("file: creating the directory: %w", err)
@@ -152,7 +164,13 @@ func New(cfg Config) (*Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("file: opening the directory: %w", err)
 	}
-	s, err := open(c, root)
+	if ar != nil {
+		if err := ar.loadCheckpoints(root, c.Dir, c.Prefix); err != nil {
+			root.Close()
+			return nil, err
+		}
+	}
+	s, err := open(c, root, ar)
 	if err != nil {
 		root.Close()
 		return nil, err
@@ -160,7 +178,7 @@ func New(cfg Config) (*Sink, error) {
 	return s, nil
 }
 
-func open(c Config, root *os.Root) (*Sink, error) {
+func open(c Config, root *os.Root, ar *archiver) (*Sink, error) {
 	st, err := scanDir(root.FS(), c.Prefix)
 	if err != nil {
 		return nil, fmt.Errorf("file: reading the directory: %w", err)
@@ -174,6 +192,7 @@ func open(c Config, root *os.Root) (*Sink, error) {
 		path:     filepath.Join(c.Dir, activeName(c.Prefix, c.Format)),
 		nextSeq:  st.nextSeq,
 		lastSync: now,
+		ar:       ar,
 	}
 	changed := false
 	for _, name := range st.tmp {
@@ -251,6 +270,12 @@ func open(c Config, root *os.Root) (*Sink, error) {
 			return nil, err
 		}
 	}
+	if ar != nil {
+		if err := s.recoverArchive(now); err != nil {
+			s.closeActive()
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
@@ -323,11 +348,11 @@ func (s *Sink) writeBatch(ctx context.Context, events []schema.Event) (int64, er
 		}
 		start := len(buf)
 		buf = s.encode(buf, &events[i])
-		if n := len(buf) - start; n > maxRecord {
+		n := len(buf) - start
+		if n > maxRecord {
 			return 0, sink.Permanent(fmt.Errorf("file: event %s: its record of %d bytes is larger than %d", events[i].EventID(), n, maxRecord))
 		}
-		switch {
-		case s.cfg.MaxSize > 0 && s.size+int64(len(buf)) > s.cfg.MaxSize && s.size+int64(start) > 0:
+		if s.cfg.MaxSize > 0 && s.size+int64(len(buf)) > s.cfg.MaxSize && s.size+int64(start) > 0 {
 			// The record does not fit: finish this file with the records
 			// before it, and start the next one with it.
 			if err := s.append(buf[:start]); err != nil {
@@ -337,7 +362,19 @@ func (s *Sink) writeBatch(ctx context.Context, events []schema.Event) (int64, er
 				return 0, err
 			}
 			buf = buf[:copy(buf, buf[start:])]
-		case len(buf) >= flushSize:
+		}
+		if s.ar != nil {
+			// The record's bytes in the file, without framing: hashed into
+			// the tree of the file it goes to.
+			rec := buf[len(buf)-n:]
+			if s.cfg.Format == JSONL {
+				rec = rec[:n-1]
+			} else {
+				rec = rec[4:]
+			}
+			s.ar.add(rec)
+		}
+		if len(buf) >= flushSize {
 			if err := s.append(buf); err != nil {
 				return 0, err
 			}
@@ -347,6 +384,9 @@ func (s *Sink) writeBatch(ctx context.Context, events []schema.Event) (int64, er
 	err := s.append(buf)
 	if cap(buf) <= maxKeptBuf {
 		s.buf = buf[:0]
+	}
+	if err == nil && s.ar != nil {
+		err = s.ar.flushLeaves()
 	}
 	if err != nil {
 		return 0, err
@@ -366,6 +406,9 @@ func (s *Sink) writeBatch(ctx context.Context, events []schema.Event) (int64, er
 		return 0, err
 	}
 	s.good = s.size
+	if s.ar != nil {
+		s.ar.commit()
+	}
 	return s.written, nil
 }
 
@@ -409,19 +452,28 @@ func (s *Sink) create() error {
 		return fmt.Errorf("file: creating the active file in %s: %w", s.cfg.Dir, err)
 	}
 	s.f, s.size, s.good, s.dirty, s.opened, s.syncedAt = f, 0, 0, false, s.cfg.Now(), 0
-	if s.cfg.Sync != SyncNever {
+	if s.ar != nil {
+		if err := s.createLeaves(); err != nil {
+			f.Close()
+			s.root.Remove(s.name)
+			s.f = nil
+			return err
+		}
+	}
+	if s.cfg.Sync != SyncNever || s.ar != nil {
 		return s.syncDir()
 	}
 	return nil
 }
 
 // rotate renames the active file to its rotated name and queues it for
-// compression; the next write creates a new active file.
+// compression; the next write creates a new active file. With the archive
+// on, the file is fsynced whatever the policy, and signed (s.rotated).
 func (s *Sink) rotate(now time.Time) error {
 	if s.f == nil || s.size == 0 {
 		return nil
 	}
-	if s.cfg.Sync != SyncNever {
+	if s.cfg.Sync != SyncNever || s.ar != nil {
 		if err := s.sync(now); err != nil {
 			return err
 		}
@@ -439,6 +491,10 @@ func (s *Sink) rotate(now time.Time) error {
 	s.st.rotations.Add(1)
 	if s.cfg.Compression == Zstd {
 		s.cz.queue = append(s.cz.queue, name)
+	}
+	if s.ar != nil {
+		s.rotated(name) // syncs the directory
+		return nil
 	}
 	if s.cfg.Sync != SyncNever {
 		return s.syncDir()
@@ -476,8 +532,14 @@ func (s *Sink) sync(now time.Time) error {
 	return nil
 }
 
-// rollback cuts the active file back to its acknowledged size.
+// rollback cuts the active file back to its acknowledged size, and the
+// archive's tree and leaves back to the same records.
 func (s *Sink) rollback() error {
+	if s.ar != nil {
+		if err := s.ar.rollback(); err != nil {
+			return err
+		}
+	}
 	if s.f == nil || s.size == s.good {
 		return nil
 	}
@@ -540,6 +602,15 @@ func (s *Sink) Close(ctx context.Context) error {
 	if err := s.rollback(); err != nil {
 		errs = append(errs, err)
 	}
+	if s.ar != nil && len(errs) == 0 {
+		// Sign what was written: the active file is rotated, and a
+		// checkpoint an earlier rotation failed to write is written now.
+		if err := s.rotate(s.cfg.Now()); err != nil {
+			errs = append(errs, err)
+		} else if err := s.checkpoint(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if s.cfg.Sync != SyncNever {
 		if err := s.sync(s.cfg.Now()); err != nil {
 			errs = append(errs, err)
@@ -550,6 +621,11 @@ func (s *Sink) Close(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("file: closing the active file: %w", err))
 		}
 		s.f = nil
+	}
+	if s.ar != nil {
+		if err := s.ar.closeLeaves(); err != nil {
+			errs = append(errs, fmt.Errorf("file: closing the leaves file: %w", err))
+		}
 	}
 	s.compress(ctx, -1)
 	if n := s.cz.pending(); n > 0 {
