@@ -72,6 +72,16 @@
 // bytes per member plus a chunk's overhead, 8 KiB per 65536 numbers of a
 // dense stream (10M events of 2 streams hold about 1.2 MB).
 //
+// # Decoding archived records
+//
+// A [Decoder] turns archived records (JSON lines or msgpack values, as the
+// file sink writes them) into the events a Tally reads, fast enough for
+// verifying archives of millions of events: a JSON line of a connector
+// event is read by its fixed prefix (v, id, kind, time, mono_ns, host,
+// stream, in schema.AppendJSON's order) without allocating, and anything
+// else (loss and accounting records, other layouts, escaped strings) by
+// schema.DecodeJSON in full. FuzzDecode checks that the two agree.
+//
 // # Limits
 //
 //   - dropped records carry no stream, so holes and drops are matched per
