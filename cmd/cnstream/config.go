@@ -200,6 +200,11 @@ type FileConfig struct {
 	Compression  string   `yaml:"compression"`   // zstd (default) or none
 	Sync         string   `yaml:"sync"`          // always (default), interval, never
 	SyncInterval Duration `yaml:"sync_interval"` // default 1s
+	// Archive makes the directory a tamper-evident archive: a Merkle tree
+	// per file and a signed checkpoint per closed file (cnstream verify).
+	Archive       bool   `yaml:"archive"`
+	ArchiveKey    string `yaml:"archive_key"`    // signer key file (cnstream keygen), required with archive
+	ArchiveOrigin string `yaml:"archive_origin"` // default cnstream/<hostname>
 }
 
 // commaList is a list of strings, written as a YAML list or as one
@@ -1009,7 +1014,14 @@ type renamer interface{ renamed() map[string]string }
 func (f *FileConfig) config() file.Config {
 	return file.Config{Dir: f.Dir, Prefix: f.Prefix, Format: file.Format(f.Encoding), MaxSize: int64(f.MaxSize),
 		MaxAge: time.Duration(f.MaxAge), Compression: file.Compression(f.Compression), Sync: file.SyncPolicy(f.Sync),
-		SyncInterval: time.Duration(f.SyncInterval)}
+		SyncInterval: time.Duration(f.SyncInterval), Archive: f.archive()}
+}
+
+func (f *FileConfig) archive() *file.ArchiveConfig {
+	if !f.Archive {
+		return nil
+	}
+	return &file.ArchiveConfig{Key: f.ArchiveKey, Origin: f.ArchiveOrigin}
 }
 
 func (f *FileConfig) validate() error {
@@ -1021,7 +1033,12 @@ func (f *FileConfig) validate() error {
 
 func (f *FileConfig) open(io.Writer) (sink.Sink, error) { return opened(file.New(f.config())) }
 
-func (f *FileConfig) warnings() []string { return nil }
+func (f *FileConfig) warnings() []string {
+	if !f.Archive && (f.ArchiveKey != "" || f.ArchiveOrigin != "") {
+		return []string{"file.archive_key or file.archive_origin is set but file.archive is false: the files are not signed"}
+	}
+	return nil
+}
 
 func (f *FileConfig) renamed() map[string]string {
 	return map[string]string{"format": "encoding (json | msgpack)"}

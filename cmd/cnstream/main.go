@@ -29,6 +29,9 @@ Usage:
   cnstream tail [flags]   show connector events live (process events by default)
   cnstream send [flags]   send cn_msg messages to the kernel or a multicast group
   cnstream top [flags]    watch a running "cnstream run": rates, loss, sink queues, latency
+  cnstream keygen --out FILE          write a key for signing a tamper-evident archive
+  cnstream verify DIR --key PUB       check an archive: signatures, files, completeness
+  cnstream replay DIR --to CONFIG     send archived events to the sinks of a config
   cnstream help [command] show help
 
 Run "cnstream help <command>" for its flags.
@@ -66,6 +69,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = topCmd(ctx, rest, stdout, stderr)
 	case "validate":
 		err = validateCmd(rest, stdout, stderr)
+	case "keygen":
+		err = keygenCmd(rest, stdout, stderr)
+	case "verify":
+		err = verifyCmd(rest, stdout, stderr)
+	case "replay":
+		err = replayCmd(ctx, rest, stdout, stderr)
 	case "help", "-h", "--help":
 		if len(rest) > 0 {
 			return run(ctx, []string{rest[0], "-h"}, stdout, stderr)
