@@ -730,7 +730,7 @@ func newReplayDisplay(mode string, stderr io.Writer, total int64) replayDisplay 
 	}
 	switch mode {
 	case "bar":
-		return &barDisplay{w: stderr, bar: progressbar.NewOptions64(total, progressbar.OptionSetWriter(stderr),
+		return &barDisplay{bar: progressbar.NewOptions64(total, progressbar.OptionSetWriter(stderr),
 			progressbar.OptionSetDescription("replay"), progressbar.OptionShowBytes(true),
 			progressbar.OptionSetPredictTime(true), progressbar.OptionThrottle(200*time.Millisecond),
 			progressbar.OptionSetWidth(30), progressbar.OptionShowElapsedTimeOnFinish(),
@@ -747,7 +747,6 @@ func (noDisplay) update(uint64, int64) {}
 func (noDisplay) finish()              {}
 
 type barDisplay struct {
-	w      io.Writer
 	bar    *progressbar.ProgressBar
 	events uint64
 }
@@ -765,8 +764,7 @@ func (b *barDisplay) finish() {
 		_ = b.bar.Finish()
 		return
 	}
-	_ = b.bar.Exit()
-	fmt.Fprintln(b.w)
+	_ = b.bar.Exit() // its OnCompletion ends the line
 }
 
 // logDisplay prints a line every interval: events, rate, percent, ETA.

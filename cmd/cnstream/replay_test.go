@@ -29,9 +29,14 @@ var replayBase = time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 // replayBase + i s) with a gap and a dropped record every 40 events, through
 // the real file sink: small files, rotated and compressed. It returns the
 // events as the Reader reads them back.
-func writeArchive(t *testing.T, dir string, format file.Format, n int, run string) []schema.Event {
+func writeArchive(t testing.TB, dir string, format file.Format, n int, run string) []schema.Event {
 	t.Helper()
-	s, err := file.New(file.Config{Dir: dir, Format: format, MaxSize: 8 << 10, Compression: file.Zstd, Sync: file.SyncNever})
+	return writeArchiveSized(t, dir, format, n, run, 8<<10)
+}
+
+func writeArchiveSized(t testing.TB, dir string, format file.Format, n int, run string, maxSize int64) []schema.Event {
+	t.Helper()
+	s, err := file.New(file.Config{Dir: dir, Format: format, MaxSize: maxSize, Compression: file.Zstd, Sync: file.SyncNever})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -523,4 +528,96 @@ func TestReplayKafka(t *testing.T) {
 			break
 		}
 	}
+}
+
+// TestReplayKafkaRefused: an event the Kafka sink refuses for good (larger
+// than max_request_bytes) stops the replay with an error naming the sink
+// and the event; the events before it were delivered and the state does
+// not go past it.
+func TestReplayKafkaRefused(t *testing.T) {
+	addr := brokers.Kafka(t)
+	archive := t.TempDir()
+	s, err := file.New(file.Config{Dir: archive, Sync: file.SyncNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := schema.Host{Hostname: "replay-host", BootID: "boot-big"}
+	var events []schema.Event
+	for i := range 30 {
+		st := schema.Stream{Idx: schema.ProcID.Idx, Val: schema.ProcID.Val, Seq: uint32(i)}
+		e := schema.Event{Version: schema.EventVersion, Kind: schema.KindExec, Time: replayBase, Host: &host, Stream: &st,
+			Exec: &schema.ExecEvent{PID: uint32(100 + i), TGID: uint32(100 + i)}}
+		if i == 25 {
+			e.Process = &schema.Process{Cmdline: []string{strings.Repeat("x", 4000)}}
+		}
+		events = append(events, e)
+	}
+	if err := s.WriteBatch(context.Background(), events); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	topic := fmt.Sprintf("cnstream-replay-refused-%d", rand.Uint32())
+	cfg := filepath.Join(t.TempDir(), "kafka.yaml")
+	text := fmt.Sprintf("sinks:\n  - name: kafka\n    type: kafka\n    batch: {events: 10}\n    kafka: {brokers: [%q], topic: %s, encoding: json, max_request_bytes: 2048}\n", addr, topic)
+	if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	state := filepath.Join(t.TempDir(), "s")
+	stderr, err := replay(ctx, archive, "--to", cfg, "--state", state, "--progress", "none")
+	want := fmt.Sprintf(`sink "kafka" refused event %s (event 26 of the archive, kind exec)`, events[25].EventID())
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("replay: %v; want an error with %q; stderr: %s", err, want, stderr)
+	}
+	if st, err := loadReplayState(state); err != nil || st == nil || st.Read != 20 {
+		t.Errorf("state %+v (%v): want 20 events read, the rounds before the refused event's", st, err)
+	}
+	out, err := exec.Command("kcat", "-C", "-b", addr, "-t", topic, "-e", "-q", "-f", "%h\n").Output()
+	if err != nil {
+		t.Fatalf("kcat: %v", err)
+	}
+	for i := range 25 {
+		if !strings.Contains(string(out), "cnstream-event-id="+events[i].EventID()+"\n") && !strings.Contains(string(out), "cnstream-event-id="+events[i].EventID()+",") {
+			t.Errorf("event %d (%s) before the refused one not in the topic", i+1, events[i].EventID())
+		}
+	}
+}
+
+// TestReplayProgressBar: --progress bar draws the bar (here into a
+// buffer, as it would on a terminal) and ends it at 100% of the archive's
+// bytes with the events counted.
+func TestReplayProgressBar(t *testing.T) {
+	archive, out := t.TempDir(), t.TempDir()
+	writeArchive(t, archive, file.JSONL, 200, "r1")
+	stderr, err := replay(context.Background(), archive, "--to", fileSinkConfig(t, out, ""), "--state", filepath.Join(t.TempDir(), "s"), "--progress", "bar")
+	if err != nil {
+		t.Fatalf("replay: %v; stderr: %s", err, stderr)
+	}
+	if !strings.Contains(stderr, "replay: 200 events") || !strings.Contains(stderr, "100%") {
+		t.Errorf("stderr %q: want the bar at 100%% with 200 events", stderr)
+	}
+}
+
+// BenchmarkReplayToFile: events per second from a compressed JSON-lines
+// archive to a file sink (batch 512, no fsync), progress tracked.
+func BenchmarkReplayToFile(b *testing.B) {
+	archive := b.TempDir()
+	const n = 100000
+	writeArchiveSized(b, archive, file.JSONL, n, "bench", 4<<20)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		out := filepath.Join(b.TempDir(), fmt.Sprint(i))
+		cfg := filepath.Join(b.TempDir(), "sinks.yaml")
+		if err := os.WriteFile(cfg, []byte("sinks:\n  - name: files\n    type: file\n    file: {dir: "+out+", sync: never}\n"), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		if err := replayCmd(context.Background(), []string{archive, "--to", cfg, "--state", filepath.Join(b.TempDir(), "s"), "--progress", "log"}, io.Discard, io.Discard); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "events/s")
 }
