@@ -35,14 +35,14 @@ Sends the events of DIR, a directory written by the file sink (JSON lines or
 msgpack, rotated, zstd-compressed or not), in the order they were written,
 to the sinks of SINK_CONFIG: a cnstream configuration file of which only
 "sinks:" is used (kafka, nats, file, stdout). Events go out as they are:
-the same ids (Kafka key and cnstream-event-id header, NATS Nats-Msg-Id) and
-the same content. Records of loss and accounting (gap, dropped, ...) are
+the same ids (Kafka's cnstream-event-id header, NATS's Nats-Msg-Id) and the
+same content, hence the same Kafka keys and NATS subjects. Records of loss and accounting (gap, dropped, ...) are
 events too and are replayed unless --kind leaves them out.
 
 --since and --until select by the event's time (since <= time < until):
 an RFC 3339 time (2026-12-01T10:00:00Z) or a duration meaning that long
-before now (90m, 24h). (Issue 12 named them --from/--to; --to names the
-sink configuration here.)
+before now (90m, 24h; counted from each run's start, a resumed one too).
+(Issue 12 named them --from/--to; --to names the sink configuration here.)
 
 Each sink gets batches of its batch.events and batch.bytes, each retried
 with backoff (retry.initial, retry.max) until the sink acknowledges it or
@@ -95,7 +95,7 @@ func replayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	stringList(fs, "kind", "only events of these `kinds` (comma-separated or repeated: fork,exec,exit,...,gap,dropped,...)", &kinds)
 	statePath := fs.String("state", "", "the state `FILE` (default ./cnstream-replay-<hash of DIR, prefix and SINK_CONFIG>.state)")
 	restart := fs.Bool("restart", false, "ignore the state file and replay from the start (it is overwritten)")
-	progressMode := fs.String("progress", "auto", "`auto` (a bar on a terminal, else log), bar, log or none")
+	progressMode := fs.String("progress", "auto", "`MODE`: auto (a bar on a terminal, else log), bar, log or none")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err

@@ -484,11 +484,17 @@ func TestProgressLine(t *testing.T) {
 	}
 }
 
-// TestReplayKafka: the archive replayed to a real Kafka broker; read back
-// with kcat (an independent client), the messages' cnstream-event-id
-// headers are the archive's ids in order and the keys its host.
+// TestReplayKafka: replays to a real Kafka broker (one for both subtests).
 func TestReplayKafka(t *testing.T) {
 	addr := brokers.Kafka(t)
+	t.Run("ids", func(t *testing.T) { replayKafkaIDs(t, addr) })
+	t.Run("refused", func(t *testing.T) { replayKafkaRefused(t, addr) })
+}
+
+// replayKafkaIDs: the archive replayed to Kafka; read back with kcat (an
+// independent client), the messages' cnstream-event-id headers are the
+// archive's ids in order and the keys its host.
+func replayKafkaIDs(t *testing.T, addr string) {
 	archive := t.TempDir()
 	want := writeArchive(t, archive, file.Msgpack, 300, "r1")
 	topic := fmt.Sprintf("cnstream-replay-test-%d", rand.Uint32())
@@ -530,12 +536,11 @@ func TestReplayKafka(t *testing.T) {
 	}
 }
 
-// TestReplayKafkaRefused: an event the Kafka sink refuses for good (larger
+// replayKafkaRefused: an event the Kafka sink refuses for good (larger
 // than max_request_bytes) stops the replay with an error naming the sink
 // and the event; the events before it were delivered and the state does
 // not go past it.
-func TestReplayKafkaRefused(t *testing.T) {
-	addr := brokers.Kafka(t)
+func replayKafkaRefused(t *testing.T, addr string) {
 	archive := t.TempDir()
 	s, err := file.New(file.Config{Dir: archive, Sync: file.SyncNever})
 	if err != nil {
