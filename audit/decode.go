@@ -3,7 +3,6 @@ package audit
 import (
 	"bytes"
 	"errors"
-	"strconv"
 	"time"
 
 	"github.com/cnstream/cnstream/schema"
@@ -84,31 +83,36 @@ func (s *scanner) str() []byte {
 	if s.bad {
 		return nil
 	}
-	for i, c := range s.b {
-		switch {
-		case c == '"':
-			v := s.b[:i]
-			s.b = s.b[i+1:]
-			return v
-		case c == '\\' || c < 0x20:
-			s.bad = true
-			return nil
-		}
+	i := bytes.IndexByte(s.b, '"')
+	if i < 0 || bytes.IndexByte(s.b[:i], '\\') >= 0 {
+		s.bad = true
+		return nil
 	}
-	s.bad = true
-	return nil
+	v := s.b[:i]
+	s.b = s.b[i+1:]
+	return v
 }
 
-func (s *scanner) uint(bits int) uint64 {
+// uint reads a decimal without leading zeros that fits in bits.
+func (s *scanner) uint(bits uint) uint64 {
 	if s.bad {
 		return 0
 	}
+	var v uint64
 	i := 0
-	for i < len(s.b) && s.b[i] >= '0' && s.b[i] <= '9' {
-		i++
+	for ; i < len(s.b) && i < 20; i++ {
+		c := s.b[i]
+		if c < '0' || c > '9' {
+			break
+		}
+		d := uint64(c - '0')
+		if v > (1<<64-1-d)/10 {
+			s.bad = true
+			return 0
+		}
+		v = v*10 + d
 	}
-	v, err := strconv.ParseUint(string(s.b[:i]), 10, bits) // no allocation: the conversion is not kept
-	if err != nil || i == 0 || (i > 1 && s.b[0] == '0') {
+	if i == 0 || (i > 1 && s.b[0] == '0') || (bits < 64 && v>>bits != 0) {
 		s.bad = true
 		return 0
 	}

@@ -241,6 +241,7 @@ func verifyArchive(dir, prefix, origin string, verifier note.Verifier) (*verifyR
 		r.fileIndex[f.Name] = fi
 		var t archive.Tree
 		var otherHost *verifyIssue
+		var lastHost *schema.Host
 		err := f.Records(func(i int64, rec []byte) error {
 			t.Add(rec)
 			r.Bytes += int64(len(rec))
@@ -258,7 +259,9 @@ func verifyArchive(dir, prefix, origin string, verifier note.Verifier) (*verifyR
 				return nil
 			}
 			tally.Add(e)
-			if h := e.Host; h != nil {
+			// The decoder keeps one *Host while the host stays the same.
+			if h := e.Host; h != nil && h != lastHost {
+				lastHost = h
 				k := hostBoot{h.Hostname, h.BootID}
 				if r.hostFiles[k] == nil {
 					r.hostFiles[k] = map[int]bool{}
