@@ -216,6 +216,22 @@ func TestVerifyDetects(t *testing.T) {
 			os.WriteFile(cps[1], resigned, 0o640)
 			return "checkpoint 1"
 		}, []string{"not signed by the key given"}},
+		{"checkpoint deleted", func(t *testing.T, fx archiveFixture) string {
+			cps, _ := filepath.Glob(filepath.Join(fx.dir, "checkpoints", "*.note"))
+			sort.Strings(cps)
+			os.Remove(cps[2])
+			return "checkpoint 2"
+		}, []string{"broken chain"}},
+		{"checkpoint edited", func(t *testing.T, fx archiveFixture) string {
+			cps, _ := filepath.Glob(filepath.Join(fx.dir, "checkpoints", "*.note"))
+			sort.Strings(cps)
+			msg, _ := os.ReadFile(cps[3])
+			// One more record claimed for the file it adds.
+			i := bytes.Index(msg, []byte("\nfile ")) + len("\nfile ")
+			msg[i]++
+			os.WriteFile(cps[3], msg, 0o640)
+			return "checkpoint 3"
+		}, []string{"invalid signature"}},
 		{"file from another host", func(t *testing.T, fx archiveFixture) string {
 			// hostB's archive, with its own key: its first file is put
 			// into hostA's archive under the next name.
