@@ -537,3 +537,31 @@ func TestArchiveRecordsLarge(t *testing.T) {
 		}
 	}
 }
+
+// TestSinktestArchive runs the conformance suite with the archive on
+// (small files: rotations, hence checkpoints, within batches), and
+// verifies each archive it leaves (at the end of each test, before its
+// directory is removed).
+func TestSinktestArchive(t *testing.T) {
+	key, v := newKeyFile(t, "test-host")
+	for _, format := range formats {
+		t.Run(string(format), func(t *testing.T) {
+			cfg := Config{Format: format, MaxSize: 32 << 10, Archive: &ArchiveConfig{Key: key, Origin: testOrigin}}
+			h := portableHarness(cfg)
+			var signed int64
+			newSink := h.New
+			h.New = func(t *testing.T) (sink.Sink, error) {
+				s, err := newSink(t)
+				if err == nil {
+					dir := s.(*Sink).cfg.Dir
+					t.Cleanup(func() { signed += verifyArchive(t, dir, "", v).records })
+				}
+				return s, err
+			}
+			sinktest.Run(t, h)
+			if signed == 0 {
+				t.Error("no signed record verified")
+			}
+		})
+	}
+}

@@ -106,6 +106,65 @@
 // acknowledge (a durable spool), the cut records may come again after the
 // dropped record that counts them.
 //
+// # Archive
+//
+// With Config.Archive set, the directory is a tamper-evident archive (see
+// package archive for the format and its verification). Each record
+// written to the active file (a JSON line without its newline, a msgpack
+// value without its length prefix: exactly the bytes in the file) is added
+// to the RFC 6962 tree of that file, and its leaf hash goes to
+// "<active name>.leaves" beside it (32 bytes a record, in order, written
+// once per batch, not fsynced per batch: it is derived data, so that a
+// verifier can name a changed record; an archive verifies without it).
+//
+// Rotation closes a file: data and leaves are fsynced (whatever the sync
+// policy), both renamed ("<rotated name>" and "<rotated name>.leaves";
+// compression later makes the data file a .zst, never the leaves file),
+// the directory fsynced, the file's entry (name without .zst, records,
+// root) appended to the log, and a signed checkpoint of the log written as
+// "checkpoints/<prefix>-<log size, 10 digits>.note" (a .tmp, fsynced,
+// renamed, the directory fsynced). A checkpoint that cannot be written
+// fails no batch (the events are written and synced): it goes to OnError,
+// and the next checkpoint lists its files too. Close rotates the active
+// file if it holds records and writes a checkpoint still owed (its error
+// fails Close), so that a clean stop leaves every file signed.
+// Stats.Checkpoints counts the checkpoints written.
+//
+// The key is the signer key file of Config.Archive.Key (note signer key
+// text, one line; archive.GenerateKey makes one); New refuses a key file
+// that group or others may read or write, or that does not parse, naming
+// the file and never quoting the key. The verifier key is derived from it.
+//
+// New, before it changes anything in the directory, opens every checkpoint
+// of the prefix in order with that key: one that does not verify (another
+// key, edited), of another origin, or that does not follow the one before
+// it fails New with an error naming it (the archive is broken or the key
+// changed): New never starts a new chain over a broken one. Then it
+// finishes what a crash left: the active file found with records (its
+// torn tail cut and reported as usual) is rotated; every rotated file of
+// the prefix that no checkpoint lists (a crash between a rename and its
+// checkpoint, the other format's active file, files written with the
+// archive off) is read (decompressed if need be), hashed, given a new
+// leaves file, and signed, in sequence order, in one checkpoint; leaves
+// files without their data file and unfinished checkpoint .tmp files are
+// removed. The checkpoint is written last and lists only files no
+// checkpoint lists, so a crash at any step is finished by the next New. A
+// rotated file that cannot be framed (a corrupt msgpack length) cannot be
+// signed: New fails naming it, until it is moved out of the directory.
+//
+// OpenArchive lists an archive for the verifier and replay: the data
+// files in the order written, their leaves files, the checkpoints;
+// ArchiveFile.Records reads a file's raw records (1-2 GB/s plain and
+// about 1.5 GB/s compressed on one core here: no allocation per record);
+// ArchiveFile.ReadLeaves reads its leaf hashes.
+//
+// Cost: one SHA-256 of each record and, on average, one more of 65 bytes
+// for the tree: about 0.35-0.55 µs of CPU per event of ~525 bytes on this
+// host (BenchmarkWriteBatchArchive beside BenchmarkWriteBatch), which is
+// SHA-256's own speed (about 1.4 GB/s here with SHA-NI); one write of the
+// leaves per batch, no allocation per record; at each rotation two fsyncs,
+// a rename and a signature.
+//
 // # Errors and loss
 //
 // A failed write (ENOSPC, EIO) or fsync returns an error that wraps the

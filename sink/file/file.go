@@ -587,7 +587,10 @@ var _ sink.Pinger = (*Sink)(nil)
 // Close fsyncs the active file (unless the policy is SyncNever), closes it,
 // and compresses the rotated files still waiting, for as long as ctx lets
 // it: compression left undone is reported to OnError and finished by the
-// next New, and costs no event, so it does not fail Close. A second Close
+// next New, and costs no event, so it does not fail Close. With the
+// archive on, it first rotates the active file if it holds records and
+// writes the checkpoint still owed, so that every file is signed; failing
+// that fails Close (the next New signs what is left). A second Close
 // returns nil.
 func (s *Sink) Close(ctx context.Context) error {
 	if err := s.turn.Acquire(ctx); err != nil {
