@@ -1,7 +1,9 @@
 package file
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -564,4 +566,39 @@ func TestSinktestArchive(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzRecords reads arbitrary bytes as a data file of each format: nothing
+// panics, and the records given, framed again, are exactly the bytes
+// before the error's offset (all of them without an error).
+func FuzzRecords(f *testing.F) {
+	f.Add([]byte("{\"a\":1}\n{\"b\":2}\n"))
+	f.Add([]byte{0, 0, 0, 1, 0x80, 0, 0, 0, 2, 0x81, 0xa0})
+	f.Add([]byte{0, 0, 0, 0})
+	f.Add([]byte("no newline"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for _, format := range formats {
+			var again []byte
+			err := readRecords(bytes.NewReader(data), "fuzz", format, false, func(_ int64, rec []byte) error {
+				if format == JSONL {
+					again = append(append(again, rec...), '\n')
+				} else {
+					again = binary.BigEndian.AppendUint32(again, uint32(len(rec)))
+					again = append(again, rec...)
+				}
+				return nil
+			})
+			want := data
+			if err != nil {
+				var re *RecordError
+				if !errors.As(err, &re) || !errors.Is(err, ErrCorrupt) || re.Offset > int64(len(data)) {
+					t.Fatalf("%s: %v, want a *RecordError matching ErrCorrupt within the data", format, err)
+				}
+				want = data[:re.Offset]
+			}
+			if !bytes.Equal(again, want) {
+				t.Fatalf("%s: records framed again are %q, want %q (err %v)", format, again, want, err)
+			}
+		}
+	})
 }
