@@ -2,6 +2,7 @@ package file
 
 import (
 	"bufio"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -9,9 +10,11 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
@@ -390,10 +393,12 @@ func writeAtomic(root *os.Root, name string, b []byte, mode fs.FileMode) error {
 // checkpoint is written last, and a file it lists is not listed again.
 func (s *Sink) recoverArchive(now time.Time) error {
 	c, a := s.cfg, s.ar
+	fromActive := "" // the active file's rotated name: its corrupt regions are already reported
 	if s.f != nil {
 		var err error
 		if s.size > 0 {
 			name := rotatedName(c.Prefix, s.nextSeq, now, c.Format)
+			fromActive = name
 			err = s.f.Sync()
 			if err == nil {
 				err = s.root.Rename(s.name, name)
@@ -421,6 +426,9 @@ func (s *Sink) recoverArchive(now time.Time) error {
 			return fmt.Errorf("file: archive: removing a stale leaves file: %w", err)
 		}
 	}
+	if err := s.finishSalvages(); err != nil {
+		return err
+	}
 	st, err := scanDir(s.root.FS(), c.Prefix)
 	if err != nil {
 		return fmt.Errorf("file: reading the directory: %w", err)
@@ -436,6 +444,17 @@ func (s *Sink) recoverArchive(now time.Time) error {
 			continue
 		}
 		e, err := s.hashFile(r)
+		if errors.Is(err, ErrCorrupt) {
+			// Records that cannot be framed cannot be signed: keep the
+			// file aside as it is, sign its whole records.
+			var regions int
+			regions, err = s.salvage(r)
+			if err == nil {
+				s.salvaged(r.name, regions, r.name != fromActive)
+				r.plain, r.zst = true, false
+				e, err = s.hashFile(r)
+			}
+		}
 		if err != nil {
 			return err
 		}
@@ -509,9 +528,6 @@ func (s *Sink) hashFile(r rotatedFile) (archive.FileEntry, error) {
 		_, err := w.Write(h[:])
 		return err
 	})
-	if errors.Is(err, ErrCorrupt) {
-		return archive.FileEntry{}, sink.Permanent(fmt.Errorf("file: archive: %s, a file no checkpoint lists, cannot be signed: %w; move it out of %s to go on", p, err, s.cfg.Dir))
-	}
 	if err == nil {
 		err = w.Flush()
 	}
@@ -522,4 +538,147 @@ func (s *Sink) hashFile(r rotatedFile) (archive.FileEntry, error) {
 		return archive.FileEntry{}, fmt.Errorf("file: archive: hashing %s: %w", p, err)
 	}
 	return archive.FileEntry{Name: r.name, Records: t.Size(), Root: t.Root()}, nil
+}
+
+// corruptExt ends the name of a rotated file whose records could not all
+// be framed, kept aside as it was ("<name>[.zst].corrupt"); no Reader or
+// Archive lists it.
+const corruptExt = ".corrupt"
+
+// salvage sets aside a rotated file no checkpoint lists whose framing is
+// broken (a corrupt msgpack region the active file kept, a torn end of a
+// file rotated without the archive), renaming it to "<its name>.corrupt",
+// and writes its whole records as the rotated file (see rewrite), which
+// can then be signed. It returns the number of corrupt regions dropped.
+func (s *Sink) salvage(r rotatedFile) (int, error) {
+	src := r.name
+	if !r.plain {
+		src += zstExt
+	}
+	if err := s.root.Rename(src, src+corruptExt); err != nil {
+		return 0, fmt.Errorf("file: archive: setting %s aside: %w", filepath.Join(s.cfg.Dir, src), err)
+	}
+	if err := s.syncDir(); err != nil {
+		return 0, err
+	}
+	return s.rewrite(r.name, src+corruptExt, r.format)
+}
+
+// rewrite writes the whole records of kept (a file set aside, read as a
+// Reader would: corrupt regions skipped) to name, through name.tmp,
+// fsynced and renamed. kept is never changed, so a crash is finished by
+// the next New (finishSalvages).
+func (s *Sink) rewrite(name, kept string, format Format) (regions int, err error) {
+	p := filepath.Join(s.cfg.Dir, kept)
+	fail := func(err error) (int, error) {
+		return 0, fmt.Errorf("file: archive: rewriting the whole records of %s: %w", p, err)
+	}
+	in, err := openFile(s.root, kept, os.O_RDONLY, false)
+	if err != nil {
+		return fail(err)
+	}
+	defer in.Close()
+	var src io.Reader = in
+	if strings.HasSuffix(kept, zstExt+corruptExt) {
+		dec, err := zstd.NewReader(in, zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return fail(err)
+		}
+		defer dec.Close()
+		src = dec
+	}
+	tmp := name + tmpExt
+	if err := removeIfThere(s.root, tmp); err != nil {
+		return fail(err)
+	}
+	out, err := createFile(s.root, tmp, os.O_WRONLY, s.cfg.FileMode)
+	if err != nil {
+		return fail(err)
+	}
+	defer func() {
+		out.Close()
+		if err != nil {
+			s.root.Remove(tmp)
+		}
+	}()
+	w := bufio.NewWriterSize(out, 1<<20)
+	rr := &recordReader{name: p, f: in, r: bufio.NewReaderSize(src, 1<<20), format: format}
+	var rec []byte
+	for {
+		_, err := rr.next(&rec)
+		if err == io.EOF {
+			break
+		}
+		if errors.Is(err, ErrCorrupt) || errors.Is(err, ErrTorn) {
+			regions++
+			continue
+		}
+		if err != nil {
+			return fail(err)
+		}
+		if format == Msgpack {
+			w.Write(binary.BigEndian.AppendUint32(nil, uint32(len(rec))))
+		}
+		w.Write(rec) // a JSON line with its newline
+	}
+	err = w.Flush()
+	if err == nil {
+		err = out.Sync()
+	}
+	if err == nil {
+		err = s.root.Rename(tmp, name)
+	}
+	if err == nil {
+		err = s.syncDir()
+	}
+	if err != nil {
+		return fail(err)
+	}
+	if s.cfg.Compression == Zstd && !slices.Contains(s.cz.queue, name) {
+		s.cz.queue = append(s.cz.queue, name)
+	}
+	return regions, nil
+}
+
+// finishSalvages rewrites the records of a file set aside whose rewrite a
+// crash interrupted (its .corrupt is there, its data file is not).
+func (s *Sink) finishSalvages() error {
+	entries, err := fs.ReadDir(s.root.FS(), ".")
+	if err != nil {
+		return fmt.Errorf("file: reading the directory: %w", err)
+	}
+	have := map[string]bool{}
+	for _, e := range entries {
+		have[e.Name()] = true
+	}
+	for _, e := range entries {
+		kept, ok := strings.CutSuffix(e.Name(), corruptExt)
+		if !ok || !e.Type().IsRegular() {
+			continue
+		}
+		name := strings.TrimSuffix(kept, zstExt)
+		_, format, ok := parseRotated(s.cfg.Prefix, name)
+		if !ok || have[name] || have[name+zstExt] {
+			continue
+		}
+		regions, err := s.rewrite(name, e.Name(), format)
+		if err != nil {
+			return err
+		}
+		s.salvaged(name, regions, true)
+	}
+	return nil
+}
+
+// salvaged reports the corrupt regions a rewrite dropped (as a loss unless
+// New already reported them: the active file's).
+func (s *Sink) salvaged(name string, regions int, report bool) {
+	if !report || regions == 0 {
+		return
+	}
+	s.st.corrupt.Add(uint64(regions))
+	s.lossMu.Lock()
+	s.losses = append(s.losses, sink.Loss{Count: uint64(regions), Reason: "corrupt_record",
+		Detail: fmt.Sprintf("%s: %d regions that are not whole records (a torn end, a corrupt length) were dropped to sign its whole records; the file as it was is kept as %s[%s]%s; at least one record lost each", filepath.Join(s.cfg.Dir, name), regions, name, zstExt, corruptExt)})
+	s.lossMu.Unlock()
 }

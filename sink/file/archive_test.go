@@ -602,3 +602,69 @@ func FuzzRecords(f *testing.F) {
 		}
 	})
 }
+
+// TestArchiveSalvage: an active msgpack file with a corrupt region in the
+// middle (kept by New, reported once) and a torn tail cannot be signed as
+// it is: New sets it aside as "<rotated name>.corrupt" and signs its whole
+// records, reporting no loss twice. A crash before the rewrite was in
+// place (the rewritten file and its checkpoint gone) is finished by the
+// next New from the file set aside.
+func TestArchiveSalvage(t *testing.T) {
+	dir := t.TempDir()
+	key, v := newKeyFile(t, "test-host")
+	cfg := Config{Dir: dir, Format: Msgpack, MaxSize: -1, Compression: None, Archive: &ArchiveConfig{Key: key, Origin: testOrigin}}
+	path := filepath.Join(dir, "events.msgpack")
+	g := sinktest.NewGenerator(21)
+	events := g.Batch(10)
+	s := mustNew(t, cfg)
+	mustWrite(t, s, events)
+	abandon(t, s)
+	ends := recordEnds(Msgpack, events)
+	data := mustRead(t, path)
+	binary.BigEndian.PutUint32(data[ends[2]:], 0xfffffff0) // the fourth record's length
+	data = data[:ends[8]+(ends[9]-ends[8])/2]              // half the last record
+	if err := os.WriteFile(path, data, 0o640); err != nil {
+		t.Fatal(err)
+	}
+
+	s = mustNew(t, cfg)
+	var reasons []string
+	for _, l := range s.TakeLosses() {
+		reasons = append(reasons, l.Reason)
+	}
+	if d := cmp.Diff([]string{"corrupt_record", "torn_tail"}, reasons); d != "" {
+		t.Errorf("losses (-want +got):\n%s", d)
+	}
+	mustClose(t, s)
+	got := verifyArchive(t, dir, "", v)
+	if got.records != 8 || got.files != 1 {
+		t.Errorf("%+v: want the 8 whole records in one signed file", got)
+	}
+	want := append(append([]schema.Event{}, events[:3]...), events[4:9]...)
+	sinktest.Check(t, want, mustReadAll(t, cfg), sinktest.CheckOptions{})
+	a, err := OpenArchive(dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := a.Files[0].Path + corruptExt
+	if b := mustRead(t, kept); !bytes.Equal(b, data[:ends[8]]) {
+		t.Errorf("%s: %d bytes, want the active file as New found it after the cut (%d bytes)", kept, len(b), ends[8])
+	}
+
+	// A crash after the file was set aside, before its rewrite was in
+	// place and signed.
+	for _, p := range []string{a.Files[0].Path, a.Files[0].Leaves, a.Checkpoints[0]} {
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s = mustNew(t, cfg)
+	if l := s.TakeLosses(); len(l) != 1 || l[0].Reason != "corrupt_record" || l[0].Count != 1 {
+		t.Errorf("losses %+v: want the corrupt region, once", l)
+	}
+	mustClose(t, s)
+	if got := verifyArchive(t, dir, "", v); got.records != 8 || got.files != 1 || got.checkpoints != 1 {
+		t.Errorf("%+v: want the 8 whole records in one signed file, one checkpoint", got)
+	}
+	sinktest.Check(t, want, mustReadAll(t, cfg), sinktest.CheckOptions{})
+}

@@ -148,9 +148,17 @@
 // leaves file, and signed, in sequence order, in one checkpoint; leaves
 // files without their data file and unfinished checkpoint .tmp files are
 // removed. The checkpoint is written last and lists only files no
-// checkpoint lists, so a crash at any step is finished by the next New. A
-// rotated file that cannot be framed (a corrupt msgpack length) cannot be
-// signed: New fails naming it, until it is moved out of the directory.
+// checkpoint lists, so a crash at any step is finished by the next New.
+//
+// A file whose records cannot all be framed (a corrupt region New kept in
+// the middle of a msgpack active file, a torn end of a file rotated with
+// the archive off) cannot be signed as it is: New renames it to
+// "<name>[.zst].corrupt" (kept as it was, for forensics; no Reader lists
+// it), writes its whole records, as a Reader returns them, to "<name>"
+// (through a .tmp, fsynced, renamed) and signs that. The regions dropped
+// are a "corrupt_record" loss, unless New already reported them for the
+// active file (a crash in the middle of this reports them again). A
+// .corrupt file without its data file is rewritten by the next New.
 //
 // OpenArchive lists an archive for the verifier and replay: the data
 // files in the order written, their leaves files, the checkpoints;
