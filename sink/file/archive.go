@@ -489,7 +489,13 @@ func (s *Sink) recoverArchive(now time.Time) error {
 	if err := s.syncDir(); err != nil {
 		return err
 	}
-	return s.checkpoint()
+	// As at rotation, a checkpoint not written fails nothing (the files
+	// are in the log, the next rotation or Close writes it); failing New
+	// would drop the losses found above, which are not found again.
+	if err := s.checkpoint(); err != nil {
+		s.reportErr(err)
+	}
+	return nil
 }
 
 func removeIfThere(root *os.Root, name string) error {

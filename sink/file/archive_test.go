@@ -668,3 +668,48 @@ func TestArchiveSalvage(t *testing.T) {
 	}
 	sinktest.Check(t, want, mustReadAll(t, cfg), sinktest.CheckOptions{})
 }
+
+// TestArchivePrefixes: two sinks of prefixes "a" and "a-b" in one
+// directory each sign, list and recover only their own files.
+func TestArchivePrefixes(t *testing.T) {
+	dir := t.TempDir()
+	key, v := newKeyFile(t, "test-host")
+	g := sinktest.NewGenerator(12)
+	want := map[string]int64{"a": 100, "a-b": 70}
+	for round := range 2 {
+		var sinks []*Sink
+		for _, prefix := range []string{"a", "a-b"} {
+			cfg := archiveConfig(dir, key)
+			cfg.Prefix = prefix
+			s := mustNew(t, cfg)
+			sinks = append(sinks, s)
+			mustWrite(t, s, g.Batch(int(want[prefix])/2))
+		}
+		for _, s := range sinks {
+			if round == 0 {
+				abandon(t, s) // the next New of each signs its own active file
+			} else {
+				mustClose(t, s)
+			}
+		}
+	}
+	for prefix, n := range want {
+		a, err := OpenArchive(dir, prefix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range a.Files {
+			if !strings.HasPrefix(filepath.Base(f.Path), prefix+"-0") {
+				t.Errorf("OpenArchive(%q) lists %s", prefix, f.Path)
+			}
+		}
+		for _, c := range a.Checkpoints {
+			if _, ok := parseCheckpointName(prefix, filepath.Base(c)); !ok {
+				t.Errorf("OpenArchive(%q) lists the checkpoint %s", prefix, c)
+			}
+		}
+		if got := verifyArchive(t, dir, prefix, v); got.records != n {
+			t.Errorf("prefix %s: %+v, want %d records", prefix, got, n)
+		}
+	}
+}

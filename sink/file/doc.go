@@ -145,7 +145,10 @@
 // the prefix that no checkpoint lists (a crash between a rename and its
 // checkpoint, the other format's active file, files written with the
 // archive off) is read (decompressed if need be), hashed, given a new
-// leaves file, and signed, in sequence order, in one checkpoint; leaves
+// leaves file, and signed, in sequence order, in one checkpoint (one that
+// cannot be written goes to OnError, as at rotation, and is written by
+// the next rotation or Close, so that the losses New found are not
+// dropped with a failed New); leaves
 // files without their data file and unfinished checkpoint .tmp files are
 // removed. The checkpoint is written last and lists only files no
 // checkpoint lists, so a crash at any step is finished by the next New.
