@@ -54,18 +54,19 @@ func VerifyFileLeaves(records [][]byte, leaves []tlog.Hash, want FileEntry) erro
 // VerifyChain checks that checkpoints (opened, in order, first to last)
 // form one chain of origin and that files (the archive's files in log
 // order, each with the entry computed from its records) are exactly the
-// files they sign. It returns the first broken link: a *CheckpointError
-// for the chain itself (ErrOrigin, ErrChain), a *FileError for a file
-// (ErrMissing, ErrReordered, ErrEdited, ErrUnsigned).
+// files they sign. It returns the first broken link, in this order: a
+// *CheckpointError for the chain itself (ErrOrigin, ErrChain, or a root
+// that is not that of the entries listed: ErrEdited); then a *FileError
+// for a file no checkpoint lists (ErrUnsigned: one slipped into the
+// archive, wherever it sorts); then for the first signed entry whose file
+// is absent (ErrMissing), elsewhere (ErrReordered) or different
+// (ErrEdited).
 func VerifyChain(origin string, checkpoints []*Checkpoint, files []FileEntry) error {
-	pos := make(map[string]int, len(files))
-	for i, f := range files {
-		pos[f.Name] = i
-	}
 	var (
-		log  Tree // the log over the signed entries
-		size int64
-		prev *Checkpoint
+		log    Tree // the log over the signed entries
+		size   int64
+		prev   *Checkpoint
+		signed []FileEntry
 	)
 	for i, c := range checkpoints {
 		cerr := func(format string, args ...any) error {
@@ -83,20 +84,32 @@ func VerifyChain(origin string, checkpoints []*Checkpoint, files []FileEntry) er
 			return cerr("adds %d files to %d: %w", len(c.Files), size, ErrChain)
 		}
 		for _, e := range c.Files {
-			if err := checkEntry(e, size, files, pos); err != nil {
-				return err
-			}
 			log.Add(e.Leaf())
 			size++
 		}
 		if got := log.Root(); got != c.Root {
 			return cerr("root %s, the files it lists hash to %s: %w", c.Root, got, ErrEdited)
 		}
+		signed = append(signed, c.Files...)
 		prev = c
 	}
-	if int64(len(files)) > size {
-		f := files[size]
-		return &FileError{File: f.Name, Record: -1, Err: fmt.Errorf("file %d of %d: %w", size, len(files), ErrUnsigned)}
+	listed := make(map[string]bool, len(signed))
+	for _, e := range signed {
+		listed[e.Name] = true
+	}
+	for i, f := range files {
+		if !listed[f.Name] {
+			return &FileError{File: f.Name, Record: -1, Err: fmt.Errorf("file %d of %d: %w", i, len(files), ErrUnsigned)}
+		}
+	}
+	pos := make(map[string]int, len(files))
+	for i, f := range files {
+		pos[f.Name] = i
+	}
+	for i, e := range signed {
+		if err := checkEntry(e, int64(i), files, pos); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -44,6 +44,8 @@ type archiver struct {
 	// are in checkpoints, the others wait for the next one.
 	files []archive.FileEntry
 	prev  *archive.Checkpoint
+	// intended: rotated files named in the intent file (see intend).
+	intended []string
 }
 
 // loadKey reads the signer key file: it must exist, be one line holding a
@@ -322,7 +324,54 @@ func (s *Sink) checkpoint() error {
 	}
 	a.prev = c
 	s.st.checkpoints.Add(1)
+	// Every file intended is listed now.
+	if err := removeIfThere(s.root, intentName(s.cfg.Prefix)); err != nil {
+		s.reportErr(fmt.Errorf("file: archive: removing %s: %w", filepath.Join(s.cfg.Dir, intentName(s.cfg.Prefix)), err))
+	}
+	a.intended = nil
 	return nil
+}
+
+// intentName is the file naming the rotated files of prefix that the sink
+// made and that no checkpoint lists yet.
+func intentName(prefix string) string { return path.Join(checkpointDir, prefix+".unsigned") }
+
+// intend records, before the rename that makes it, that the rotated file
+// name is the sink's own and owed a checkpoint: the intent file lists it
+// with the others not signed yet (written atomically, fsynced). New signs
+// an unlisted rotated file only when the intent file names it (or when no
+// chain exists yet): a file put into the directory by anyone else is
+// never signed, and cnstream verify reports it.
+func (s *Sink) intend(name string) error {
+	a := s.ar
+	if err := s.ensureCheckpointDir(); err != nil {
+		return fmt.Errorf("file: archive: %w", err)
+	}
+	names := append(slices.Clone(a.intended), name)
+	if err := writeAtomic(s.root, intentName(s.cfg.Prefix), []byte(strings.Join(names, "\n")+"\n"), s.cfg.FileMode); err != nil {
+		return fmt.Errorf("file: archive: recording the rotation of %s: %w", name, err)
+	}
+	a.intended = names
+	return nil
+}
+
+// loadIntent reads the intent file: the rotated files the sink made that
+// a crash may have left unsigned.
+func (s *Sink) loadIntent() (map[string]bool, error) {
+	b, err := readSmall(s.root, intentName(s.cfg.Prefix), 1<<20)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("file: archive: reading %s: %w", intentName(s.cfg.Prefix), err)
+	}
+	out := map[string]bool{}
+	for l := range strings.SplitSeq(string(b), "\n") {
+		if l != "" {
+			out[l] = true
+		}
+	}
+	return out, nil
 }
 
 // ensureCheckpointDir creates checkpoints/ (with DirMode, set exactly) if
@@ -394,12 +443,31 @@ func writeAtomic(root *os.Root, name string, b []byte, mode fs.FileMode) error {
 func (s *Sink) recoverArchive(now time.Time) error {
 	c, a := s.cfg, s.ar
 	fromActive := "" // the active file's rotated name: its corrupt regions are already reported
+	// The rotations of the sink a crash may have left unsigned: kept in
+	// the intent file until a checkpoint lists them.
+	intended, err := s.loadIntent()
+	if err != nil {
+		return err
+	}
+	listed := make(map[string]bool, len(a.files))
+	for _, f := range a.files {
+		listed[f.Name] = true
+	}
+	for name := range intended {
+		if !listed[name] {
+			a.intended = append(a.intended, name)
+		}
+	}
+	slices.Sort(a.intended)
 	if s.f != nil {
 		var err error
 		if s.size > 0 {
 			name := rotatedName(c.Prefix, s.nextSeq, now, c.Format)
 			fromActive = name
 			err = s.f.Sync()
+			if err == nil {
+				err = s.intend(name)
+			}
 			if err == nil {
 				err = s.root.Rename(s.name, name)
 			}
@@ -433,14 +501,20 @@ func (s *Sink) recoverArchive(now time.Time) error {
 	if err != nil {
 		return fmt.Errorf("file: reading the directory: %w", err)
 	}
-	listed := make(map[string]bool, len(a.files))
-	for _, f := range a.files {
-		listed[f.Name] = true
+	intended = map[string]bool{}
+	for _, name := range a.intended {
+		intended[name] = true
 	}
 	data := map[string]bool{}
 	for _, r := range st.rotated {
 		data[r.name] = true
 		if listed[r.name] {
+			continue
+		}
+		if a.prev != nil && !intended[r.name] {
+			// Not the sink's (or rotated with the archive off): signing
+			// it would vouch for bytes the sink never wrote.
+			s.reportErr(fmt.Errorf("file: archive: %s is in no checkpoint and not a rotation of this sink's that a crash left unsigned: left unsigned (cnstream verify reports it)", filepath.Join(c.Dir, r.name)))
 			continue
 		}
 		e, err := s.hashFile(r)

@@ -284,10 +284,12 @@ func abandon(t *testing.T, s *Sink) {
 	s.root.Close()
 }
 
-// TestArchiveUnsignedRotated: a rotated file no checkpoint lists (a crash
-// between its rename and its checkpoint, made here by removing the last
-// checkpoint, and a leaves file left behind for a data file that is gone)
-// is hashed and signed again by New, once: a second New adds nothing.
+// TestArchiveUnsignedRotated: a rotated file no checkpoint lists, that
+// the intent file names (a crash between its rename and its checkpoint,
+// made here by removing the last checkpoint and writing the intent file
+// as rotate wrote it before the rename), and a leaves file left behind
+// for a data file that is gone: New hashes and signs the file again,
+// once (a second New adds nothing), and removes the orphan.
 func TestArchiveUnsignedRotated(t *testing.T) {
 	for _, comp := range []Compression{Zstd, None} {
 		t.Run(string(comp), func(t *testing.T) {
@@ -311,6 +313,9 @@ func TestArchiveUnsignedRotated(t *testing.T) {
 			}
 			// Its leaves, stale (one hash short), and an orphan.
 			last := a.Files[len(a.Files)-1]
+			if err := os.WriteFile(filepath.Join(dir, intentName("events")), []byte(last.Name+"\n"), 0o640); err != nil {
+				t.Fatal(err)
+			}
 			if err := os.Truncate(last.Leaves, 32); err != nil {
 				t.Fatal(err)
 			}
@@ -711,5 +716,73 @@ func TestArchivePrefixes(t *testing.T) {
 		if got := verifyArchive(t, dir, prefix, v); got.records != n {
 			t.Errorf("prefix %s: %+v, want %d records", prefix, got, n)
 		}
+	}
+}
+
+// TestArchivePlantedFileNotSigned: a rotated file put into an archive
+// whose chain exists, that the sink did not make (not in the intent
+// file), is never signed by New: it is reported to OnError and left for
+// the verifier, which finds it unsigned; the sink's own files stay signed.
+func TestArchivePlantedFileNotSigned(t *testing.T) {
+	dir := t.TempDir()
+	key, v := newKeyFile(t, "test-host")
+	cfg := archiveConfig(dir, key)
+	cfg.Compression = None
+	g := sinktest.NewGenerator(12)
+	s := mustNew(t, cfg)
+	for range 6 {
+		mustWrite(t, s, g.Batch(20))
+	}
+	mustClose(t, s)
+	a, err := OpenArchive(dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(a.Files[0].Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	planted := "events-0000000900-20260314T090000Z.jsonl"
+	if err := os.WriteFile(filepath.Join(dir, planted), b, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	var reported []error
+	cfg.OnError = func(err error) { reported = append(reported, err) }
+	s = mustNew(t, cfg)
+	mustWrite(t, s, g.Batch(20))
+	mustClose(t, s)
+	if len(reported) == 0 || !strings.Contains(reported[0].Error(), planted) || !strings.Contains(reported[0].Error(), "left unsigned") {
+		t.Fatalf("OnError: %v", reported)
+	}
+	a, err = OpenArchive(dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cps []*archive.Checkpoint
+	for _, p := range a.Checkpoints {
+		msg, _ := os.ReadFile(p)
+		c, err := archive.OpenCheckpoint(msg, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cps = append(cps, c)
+		for _, f := range c.Files {
+			if f.Name == planted {
+				t.Fatalf("checkpoint %s signs the planted file", p)
+			}
+		}
+	}
+	var entries []archive.FileEntry
+	for _, f := range a.Files {
+		var tr archive.Tree
+		if err := f.Records(func(_ int64, rec []byte) error { tr.Add(rec); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		entries = append(entries, archive.FileEntry{Name: f.Name, Records: tr.Size(), Root: tr.Root()})
+	}
+	err = archive.VerifyChain(testOrigin, cps, entries)
+	var fe *archive.FileError
+	if !errors.As(err, &fe) || fe.File != planted || !errors.Is(err, archive.ErrUnsigned) {
+		t.Fatalf("VerifyChain: %v, want the planted file unsigned", err)
 	}
 }

@@ -118,14 +118,19 @@
 // verifier can name a changed record; an archive verifies without it).
 //
 // Rotation closes a file: data and leaves are fsynced (whatever the sync
-// policy), both renamed ("<rotated name>" and "<rotated name>.leaves";
+// policy), the rotated name is recorded in the intent file
+// "checkpoints/<prefix>.unsigned" (with the other rotations no checkpoint
+// lists yet; written atomically; removed once a checkpoint lists them),
+// both are renamed ("<rotated name>" and "<rotated name>.leaves";
 // compression later makes the data file a .zst, never the leaves file),
 // the directory fsynced, the file's entry (name without .zst, records,
 // root) appended to the log, and a signed checkpoint of the log written as
 // "checkpoints/<prefix>-<log size, 10 digits>.note" (a .tmp, fsynced,
 // renamed, the directory fsynced). A checkpoint that cannot be written
 // fails no batch (the events are written and synced): it goes to OnError,
-// and the next checkpoint lists its files too. Close rotates the active
+// and the next checkpoint lists its files too. The intent file, written
+// before the rename, does fail the rotation (and so the batch, which the
+// pipeline retries) when it cannot be written. Close rotates the active
 // file if it holds records and writes a checkpoint still owed (its error
 // fails Close), so that a clean stop leaves every file signed.
 // Stats.Checkpoints counts the checkpoints written.
@@ -142,10 +147,16 @@
 // changed): New never starts a new chain over a broken one. Then it
 // finishes what a crash left: the active file found with records (its
 // torn tail cut and reported as usual) is rotated; every rotated file of
-// the prefix that no checkpoint lists (a crash between a rename and its
-// checkpoint, the other format's active file, files written with the
-// archive off) is read (decompressed if need be), hashed, given a new
-// leaves file, and signed, in sequence order, in one checkpoint (one that
+// the prefix that no checkpoint lists and that the intent file names (a
+// crash between a rename and its checkpoint, or a checkpoint that could
+// not be written) is read (decompressed if need be), hashed, given a new
+// leaves file, and signed, in sequence order, in one checkpoint. While no
+// chain exists (the archive turned on in a directory that holds files),
+// every rotated file found is signed so, as found. Once a chain exists,
+// a rotated file that no checkpoint lists and the intent file does not
+// name is not the sink's (put there by someone, or rotated with the
+// archive off): it is never signed, but reported to OnError and left for
+// the verifier, which reports it as unsigned (one that
 // cannot be written goes to OnError, as at rotation, and is written by
 // the next rotation or Close, so that the losses New found are not
 // dropped with a failed New); leaves

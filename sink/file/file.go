@@ -479,6 +479,13 @@ func (s *Sink) rotate(now time.Time) error {
 		}
 	}
 	name := rotatedName(s.cfg.Prefix, s.nextSeq, now, s.cfg.Format)
+	if s.ar != nil {
+		// Named before it exists: a crash before its checkpoint leaves
+		// a file the next New knows to be the sink's, and signs.
+		if err := s.intend(name); err != nil {
+			return err
+		}
+	}
 	if err := s.root.Rename(s.name, name); err != nil {
 		return fmt.Errorf("file: rotating: %w", err)
 	}
