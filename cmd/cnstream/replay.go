@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
-	"github.com/klauspost/compress/zstd"
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 
@@ -129,13 +128,11 @@ func replayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	} else if !st.IsDir() {
 		return fmt.Errorf("archive %s: not a directory", dir)
 	}
-	r, err := file.NewReader(file.Config{Dir: dir, Prefix: *prefix})
+	a, err := file.OpenArchive(dir, *prefix)
 	if err != nil {
 		return fmt.Errorf("archive %s: %w", dir, err)
 	}
-	defer r.Close()
-	names := r.Files()
-	if len(names) == 0 {
+	if len(a.Files) == 0 {
 		return fmt.Errorf("archive %s: no files of prefix %q (%s.jsonl, %s-<seq>-<time>.jsonl.zst, .msgpack, ...): see --prefix", dir, *prefix, *prefix, *prefix)
 	}
 
@@ -192,9 +189,11 @@ func replayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			initial: time.Duration(sc.Retry.Initial), max: time.Duration(sc.Retry.Max), stderr: stderr})
 	}
 
-	rp := &replayer{r: r, sinks: sinks, filter: filter, state: state, statePath: *statePath, stderr: stderr,
-		track: newReplayTracker(dir, names, *progressMode != "none")}
-	rp.show = newReplayDisplay(*progressMode, stderr, rp.track.total)
+	rp := &replayer{files: a.Files, sinks: sinks, filter: filter, state: state, statePath: *statePath, stderr: stderr}
+	for _, f := range a.Files {
+		rp.total += fileSize(f.Path)
+	}
+	rp.show = newReplayDisplay(*progressMode, stderr, rp.total)
 	runErr := rp.run(ctx)
 	rp.show.finish()
 	if cerr := closeReplaySinks(sinks); runErr == nil {
@@ -470,98 +469,167 @@ func (rs *replaySink) refused(ctx context.Context, b []schema.Event, at []uint64
 // many events as the largest batch of any sink; every sink writes it in its
 // own batches, concurrently; the state is saved once all acknowledged it.
 type replayer struct {
-	r         *file.Reader
+	files     []file.ArchiveFile
 	sinks     []*replaySink
 	filter    *replayFilter
 	state     *replayState
 	statePath string
 	stderr    io.Writer
-	track     *replayTracker
 	show      replayDisplay
 
 	resumed  uint64 // events skipped at start: acknowledged by an earlier run
 	read     uint64 // events read this run, the skipped ones included
 	filtered uint64
 	sent     uint64 // events acknowledged by every sink this run
+
+	// Position, in bytes of the archive's files on disk: done is the
+	// files read to their end; within a file, the fraction of its records
+	// read (from its leaves file: 32 bytes a record) or, without one, of
+	// its bytes (an uncompressed file).
+	total, done int64
+
+	round      []schema.Event
+	at         []uint64 // the archive position (1-based) of each event of round
+	roundBytes int64
+	lastID     string // of the last event read, kept or not
+	maxEvents  int
+	maxBytes   int64
 }
 
+// fileSize is the size of path on disk, 0 if it cannot be read.
+func fileSize(path string) int64 {
+	st, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return st.Size()
+}
+
+// replayFile is where the replay is within one archive file.
+type replayFile struct {
+	disk    int64 // bytes on disk
+	records int64 // from its leaves file; -1 unknown
+	plain   bool  // not compressed: bytes read are bytes on disk
+}
+
+func (rp *replayer) pos(f replayFile, records, bytes int64) int64 {
+	var in int64
+	switch {
+	case f.records > 0:
+		in = min(f.disk, f.disk*records/f.records)
+	case f.plain:
+		in = min(f.disk, bytes)
+	}
+	return min(rp.total, rp.done+in)
+}
+
+// run reads the archive's records in order and sends them, round by
+// round. Records an earlier run had sent (state.Read) are skipped without
+// decoding, but the last of them, whose id must be the state's.
 func (rp *replayer) run(ctx context.Context) error {
-	if n := rp.state.Read; n > 0 {
-		fmt.Fprintf(rp.stderr, "cnstream replay: resuming after %d events acknowledged by an earlier run (state %s)\n", n, rp.statePath)
-		for rp.read < n {
-			if rp.read%4096 == 0 && ctx.Err() != nil {
-				return ctx.Err()
-			}
-			e, err := rp.r.Next()
-			if err == io.EOF {
-				return fmt.Errorf("%w: it holds %d events, the state %s says %d were sent (use --restart to send it all again)", errArchiveChanged, rp.read, rp.statePath, n)
-			}
-			if err != nil {
-				return fmt.Errorf("reading the archive at event %d: %w", rp.read+1, err)
-			}
-			rp.read++
-			rp.track.add(&e)
-			if rp.read == n && e.EventID() != rp.state.LastID {
-				return fmt.Errorf("%w: event %d is %s, the state %s says %s (use --restart to send it all again)", errArchiveChanged, n, e.EventID(), rp.statePath, rp.state.LastID)
+	skip := rp.state.Read
+	if skip > 0 {
+		fmt.Fprintf(rp.stderr, "cnstream replay: resuming after %d events acknowledged by an earlier run (state %s)\n", skip, rp.statePath)
+	}
+	rp.maxEvents, rp.maxBytes = 1, 1
+	for _, s := range rp.sinks {
+		rp.maxEvents, rp.maxBytes = max(rp.maxEvents, s.batchEvents), max(rp.maxBytes, s.batchBytes)
+	}
+	rp.round = make([]schema.Event, 0, rp.maxEvents)
+	rp.at = make([]uint64, 0, rp.maxEvents)
+	for _, af := range rp.files {
+		f := replayFile{disk: fileSize(af.Path), records: -1, plain: !strings.HasSuffix(af.Path, ".zst")}
+		if af.Leaves != "" {
+			if n := fileSize(af.Leaves); n > 0 && n%32 == 0 {
+				f.records = n / 32
 			}
 		}
-		rp.resumed = n
-		rp.show.update(rp.read, rp.track.pos())
-	}
-	maxEvents, maxBytes := 1, int64(1)
-	for _, s := range rp.sinks {
-		maxEvents, maxBytes = max(maxEvents, s.batchEvents), max(maxBytes, s.batchBytes)
-	}
-	round := make([]schema.Event, 0, maxEvents)
-	at := make([]uint64, 0, maxEvents)
-	for eof := false; !eof; {
-		round, at = round[:0], at[:0]
+		framing := int64(1) // a JSON line's newline
+		if af.Format == file.Msgpack {
+			framing = 4
+		}
 		var bytes int64
-		var lastID string
-		for len(round) < maxEvents && bytes < maxBytes {
-			if rp.read%256 == 0 {
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				rp.show.update(rp.read, rp.track.pos())
-			}
-			e, err := rp.r.Next()
-			if err == io.EOF {
-				eof = true
-				break
-			}
-			if err != nil {
-				return fmt.Errorf("reading the archive at event %d: %w", rp.read+1, err)
-			}
+		err := af.Records(func(i int64, rec []byte) error {
 			rp.read++
-			rp.track.add(&e)
-			lastID = e.EventID()
+			bytes += int64(len(rec)) + framing
+			if rp.read%256 == 0 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				rp.show.update(rp.read, rp.pos(f, i+1, bytes))
+			}
+			if rp.read < skip {
+				return nil
+			}
+			e, err := decodeRecord(rec, af.Format)
+			if err != nil {
+				return fmt.Errorf("%s: record %d: %w", af.Path, i, err)
+			}
+			if rp.read == skip {
+				if id := e.EventID(); id != rp.state.LastID {
+					return fmt.Errorf("%w: event %d is %s, the state %s says %s (use --restart to send it all again)", errArchiveChanged, skip, id, rp.statePath, rp.state.LastID)
+				}
+				rp.resumed = skip
+				return nil
+			}
+			rp.lastID = e.EventID()
 			if !rp.filter.keep(&e) {
 				rp.filtered++
-				continue
+			} else {
+				rp.round = append(rp.round, e)
+				rp.at = append(rp.at, rp.read)
+				rp.roundBytes += e.SizeEstimate()
 			}
-			round = append(round, e)
-			at = append(at, rp.read)
-			bytes += e.SizeEstimate()
+			if len(rp.round) >= rp.maxEvents || rp.roundBytes >= rp.maxBytes {
+				return rp.flush(ctx, rp.pos(f, i+1, bytes))
+			}
+			return nil
+		})
+		if err != nil {
+			if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+				return err
+			}
+			return fmt.Errorf("reading the archive at event %d: %w", rp.read, err)
 		}
-		if err := rp.sendRound(ctx, round, at); err != nil {
-			return err
-		}
-		rp.sent += uint64(len(round))
-		if lastID == "" {
-			continue // nothing read
-		}
-		rp.state.Read, rp.state.LastID = rp.read, lastID
-		for _, s := range rp.sinks {
-			rp.state.Sent[s.name] += uint64(len(round))
-		}
-		if err := rp.state.save(rp.statePath); err != nil {
-			return err
-		}
-		rp.show.update(rp.read, rp.track.pos())
+		rp.done += f.disk
 	}
-	rp.track.end()
-	rp.show.update(rp.read, rp.track.pos())
+	if rp.read < skip {
+		return fmt.Errorf("%w: it holds %d events, the state %s says %d were sent (use --restart to send it all again)", errArchiveChanged, rp.read, rp.statePath, skip)
+	}
+	if err := rp.flush(ctx, rp.total); err != nil {
+		return err
+	}
+	rp.show.update(rp.read, rp.total)
+	return nil
+}
+
+// decodeRecord decodes one raw archive record.
+func decodeRecord(rec []byte, format file.Format) (schema.Event, error) {
+	if format == file.Msgpack {
+		return schema.DecodeMsgpack(rec)
+	}
+	return schema.DecodeJSON(rec)
+}
+
+// flush sends the round to every sink and, once all acknowledged it,
+// saves the state: read so far, and the last event's id.
+func (rp *replayer) flush(ctx context.Context, pos int64) error {
+	if rp.read <= rp.state.Read {
+		return nil // nothing read beyond the state
+	}
+	if err := rp.sendRound(ctx, rp.round, rp.at); err != nil {
+		return err
+	}
+	rp.sent += uint64(len(rp.round))
+	rp.state.Read, rp.state.LastID = rp.read, rp.lastID
+	for _, s := range rp.sinks {
+		rp.state.Sent[s.name] += uint64(len(rp.round))
+	}
+	rp.round, rp.at, rp.roundBytes = rp.round[:0], rp.at[:0], 0
+	if err := rp.state.save(rp.statePath); err != nil {
+		return err
+	}
+	rp.show.update(rp.read, pos)
 	return nil
 }
 
@@ -601,117 +669,6 @@ func (rp *replayer) summary() {
 		fmt.Fprintf(rp.stderr, "cnstream replay: sink %s: %d events in %d batches, %d retries (%d over every run)\n",
 			s.name, s.sent, s.batches, s.retries, rp.state.Sent[s.name])
 	}
-}
-
-// replayTracker estimates how far into the archive's files (bytes on disk)
-// the reader is. file.Reader does not say which file an event came from:
-// each event is encoded again as its file holds it (schema.AppendJSON plus
-// a newline, or a length and schema.AppendMsgpack) and counted against the
-// file's uncompressed size (a compressed file's is counted by decoding it
-// once, when the tracker reaches it). Within a compressed file the position
-// is proportional; at file boundaries it is exact as long as the encoding
-// is byte for byte the file's.
-type replayTracker struct {
-	dir   string
-	files []trackedFile
-	total int64 // bytes on disk
-	on    bool  // off: pos is 0 until end
-
-	i      int   // current file
-	done   int64 // disk bytes of the files before i
-	inFile int64 // uncompressed bytes of file i consumed
-	buf    []byte
-}
-
-type trackedFile struct {
-	name    string
-	disk    int64 // bytes on disk
-	size    int64 // uncompressed; -1 until counted
-	msgpack bool
-	zst     bool
-}
-
-func newReplayTracker(dir string, names []string, on bool) *replayTracker {
-	t := &replayTracker{dir: dir, on: on}
-	for _, n := range names {
-		f := trackedFile{name: n, size: -1, msgpack: strings.Contains(n, ".msgpack"), zst: strings.HasSuffix(n, ".zst")}
-		if st, err := os.Stat(filepath.Join(dir, n)); err == nil {
-			f.disk = st.Size()
-		}
-		if !f.zst {
-			f.size = f.disk
-		}
-		t.files = append(t.files, f)
-		t.total += f.disk
-	}
-	return t
-}
-
-// usize returns file i's uncompressed size, counting it if need be.
-func (t *replayTracker) usize(i int) int64 {
-	f := &t.files[i]
-	if f.size >= 0 {
-		return f.size
-	}
-	f.size = 4 * f.disk // a guess if it cannot be counted
-	fh, err := os.Open(filepath.Join(t.dir, f.name))
-	if err != nil {
-		return f.size
-	}
-	defer fh.Close()
-	dec, err := zstd.NewReader(fh, zstd.WithDecoderConcurrency(1))
-	if err != nil {
-		return f.size
-	}
-	defer dec.Close()
-	if n, err := io.Copy(io.Discard, dec); err == nil {
-		f.size = n
-	}
-	return f.size
-}
-
-func (t *replayTracker) add(e *schema.Event) {
-	if !t.on {
-		return
-	}
-	for t.i < len(t.files) && t.inFile >= t.usize(t.i) {
-		t.done += t.files[t.i].disk
-		t.inFile = 0
-		t.i++
-	}
-	if t.i == len(t.files) {
-		return
-	}
-	if t.files[t.i].msgpack {
-		t.buf = schema.AppendMsgpack(t.buf[:0], e)
-		t.inFile += 4 + int64(len(t.buf))
-	} else {
-		t.buf = schema.AppendJSON(t.buf[:0], e)
-		t.inFile += 1 + int64(len(t.buf))
-	}
-}
-
-// atBoundary reports whether the events counted so far end exactly at the
-// end of a file (or nothing was counted).
-func (t *replayTracker) atBoundary() bool {
-	return t.i == len(t.files) || t.inFile == 0 || t.inFile == t.usize(t.i)
-}
-
-// end marks the whole archive read.
-func (t *replayTracker) end() {
-	t.i, t.done, t.inFile = len(t.files), t.total, 0
-}
-
-func (t *replayTracker) pos() int64 {
-	if !t.on || t.i >= len(t.files) {
-		return t.done
-	}
-	f := t.files[t.i]
-	p := t.done
-	if s := t.usize(t.i); s > 0 {
-		p += min(t.inFile*f.disk/s, f.disk)
-	}
-	return min(p, t.total)
 }
 
 // replayDisplay shows progress: update is called from the replay's

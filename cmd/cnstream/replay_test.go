@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -423,51 +424,70 @@ func TestReplayErrors(t *testing.T) {
 	}
 }
 
-// TestReplayTracker: the position in the archive's bytes, counted from the
-// events as file.Reader returns them, meets the end of every file exactly
-// (the encoding is the file's byte for byte) and ends at the total size.
-func TestReplayTracker(t *testing.T) {
-	for _, format := range []file.Format{file.JSONL, file.Msgpack} {
-		t.Run(string(format), func(t *testing.T) {
-			archive := t.TempDir()
-			writeArchive(t, archive, format, 300, "r1")
-			r, err := file.NewReader(file.Config{Dir: archive})
+// recordingDisplay keeps every position a replay reports.
+type recordingDisplay struct{ pos []int64 }
+
+func (d *recordingDisplay) update(_ uint64, pos int64) { d.pos = append(d.pos, pos) }
+func (d *recordingDisplay) finish()                    {}
+
+// TestReplayPosition: the position a replay reports, in bytes of the
+// archive's files on disk, never goes back, moves within files (from the
+// leaves files of an archive; from the bytes of an uncompressed file; only
+// at file ends for a compressed file without leaves), and ends at the
+// total.
+func TestReplayPosition(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		write   func(t *testing.T, dir string)
+		inFiles bool // positions strictly inside files are reported
+	}{
+		{"zst without leaves", func(t *testing.T, dir string) { writeArchiveSized(t, dir, file.JSONL, 3000, "p1", 64<<10) }, false},
+		{"archive with leaves", func(t *testing.T, dir string) {
+			key, _ := newTestKey(t, t.TempDir(), "pos")
+			writeTestArchive(t, dir, key, "cnstream/hostA", file.Msgpack, file.Zstd, testArchiveEvents("hostA", 3000, nil, nil))
+		}, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			c.write(t, dir)
+			a, err := file.OpenArchive(dir, "events")
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer r.Close()
-			tr := newReplayTracker(archive, r.Files(), true)
-			var boundaries []int64
-			last := int64(-1)
-			for {
-				e, err := r.Next()
-				if err == io.EOF {
-					break
+			filter, err := newReplayFilter(time.Now(), "", "", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := &recordingDisplay{}
+			rp := &replayer{files: a.Files, filter: filter, state: &replayState{Sent: map[string]uint64{}},
+				statePath: filepath.Join(t.TempDir(), "state"), stderr: io.Discard, show: d}
+			var ends []int64
+			for _, f := range a.Files {
+				rp.total += fileSize(f.Path)
+				ends = append(ends, rp.total)
+			}
+			if err := rp.run(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			if rp.read != rp.state.Read || rp.read < 3000 {
+				t.Fatalf("read %d, state %d", rp.read, rp.state.Read)
+			}
+			// Inside the compressed files (all but the active file, which
+			// is last and uncompressed).
+			inside := 0
+			for i, p := range d.pos {
+				if i > 0 && p < d.pos[i-1] {
+					t.Fatalf("position went back from %d to %d", d.pos[i-1], p)
 				}
-				if err != nil {
-					t.Fatal(err)
-				}
-				tr.add(&e)
-				p := tr.pos()
-				if p < last {
-					t.Fatalf("position went back from %d to %d", last, p)
-				}
-				last = p
-				if tr.atBoundary() && tr.inFile > 0 {
-					boundaries = append(boundaries, p)
+				if !slices.Contains(ends, p) && p != 0 && p < ends[len(ends)-2] {
+					inside++
 				}
 			}
-			var want []int64
-			var sum int64
-			for _, f := range tr.files {
-				sum += f.disk
-				want = append(want, sum)
+			if last := d.pos[len(d.pos)-1]; last != rp.total {
+				t.Errorf("last position %d, want the total %d", last, rp.total)
 			}
-			if diff := cmp.Diff(want, boundaries); diff != "" {
-				t.Errorf("positions at file ends (-file sizes +tracked):\n%s", diff)
-			}
-			if last != tr.total {
-				t.Errorf("position at the last event %d, want the total %d", last, tr.total)
+			if c.inFiles != (inside > 0) {
+				t.Errorf("%d positions inside files of %d reported", inside, len(d.pos))
 			}
 		})
 	}
