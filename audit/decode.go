@@ -29,6 +29,7 @@ type Decoder struct {
 	host     *schema.Host
 	hostRaw  []byte
 	fallback uint64 // records decoded in full
+	full     bool   // ev holds a full decode (more than the fast path sets)
 }
 
 // Full returns how many JSON records went to schema.DecodeJSON: loss and
@@ -48,7 +49,7 @@ func (d *Decoder) JSON(rec []byte) (*schema.Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	d.ev = e
+	d.ev, d.full = e, true
 	return &d.ev, nil
 }
 
@@ -59,7 +60,7 @@ func (d *Decoder) Msgpack(rec []byte) (*schema.Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	d.ev = e
+	d.ev, d.full = e, true
 	return &d.ev, nil
 }
 
@@ -70,7 +71,8 @@ type scanner struct {
 }
 
 func (s *scanner) lit(l string) {
-	if s.bad || !bytes.HasPrefix(s.b, []byte(l)) {
+	// Compared as strings: no copy of the literal.
+	if s.bad || len(s.b) < len(l) || string(s.b[:len(l)]) != l {
 		s.bad = true
 		return
 	}
@@ -93,26 +95,22 @@ func (s *scanner) str() []byte {
 	return v
 }
 
-// uint reads a decimal without leading zeros that fits in bits.
+// uint reads a decimal without leading zeros that fits in bits; the fast
+// path takes up to 19 digits (a uint64 of 20 goes to the full decoder).
 func (s *scanner) uint(bits uint) uint64 {
 	if s.bad {
 		return 0
 	}
 	var v uint64
 	i := 0
-	for ; i < len(s.b) && i < 20; i++ {
-		c := s.b[i]
-		if c < '0' || c > '9' {
+	for ; i < len(s.b); i++ {
+		c := s.b[i] - '0'
+		if c > 9 {
 			break
 		}
-		d := uint64(c - '0')
-		if v > (1<<64-1-d)/10 {
-			s.bad = true
-			return 0
-		}
-		v = v*10 + d
+		v = v*10 + uint64(c)
 	}
-	if i == 0 || (i > 1 && s.b[0] == '0') || (bits < 64 && v>>bits != 0) {
+	if i == 0 || i > 19 || (i > 1 && s.b[0] == '0') || (bits < 64 && v>>bits != 0) {
 		s.bad = true
 		return 0
 	}
@@ -185,7 +183,11 @@ func (d *Decoder) fast(rec []byte) error {
 	if s.bad {
 		return errNoFastPath
 	}
-	d.ev = schema.Event{Version: int(v), Kind: k, Time: t, MonoNS: mono, Host: host, Stream: st}
+	if d.full {
+		// The last event came from a full decode: clear its members.
+		d.ev, d.full = schema.Event{}, false
+	}
+	d.ev.Version, d.ev.Kind, d.ev.Time, d.ev.MonoNS, d.ev.Host, d.ev.Stream = int(v), k, t, mono, host, st
 	return nil
 }
 

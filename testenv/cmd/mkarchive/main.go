@@ -3,12 +3,13 @@
 // "cnstream verify" and "cnstream replay" on archives of millions of
 // events (testenv/bench-archive):
 //
-//	mkarchive --dir DIR --key KEY [--events N] [--encoding json|msgpack] [--compression zstd|none]
+//	mkarchive --dir DIR --key KEY [--events N] [--encoding json|msgpack] [--compression zstd|none] [--mix build|threads]
 //
-// Events come from two CPU streams of one host and boot, seqs contiguous;
-// in every 1000 events, 6 in 10 are fork and exit events (about 300 bytes
-// as JSON) and the rest exec events with their process (about 900 bytes),
-// like a busy build host. Every 100,000th number is missing, stated by a
+// Events come from two CPU streams of one host and boot, seqs contiguous.
+// With --mix build (the default), 6 in 10 are fork and exit events (about
+// 330 bytes as JSON) and the rest exec events with their process (about
+// 1000 bytes), like a busy build host: 580 bytes a record on average. With
+// --mix threads, all are fork and exit events, like a thread storm. Every 100,000th number is missing, stated by a
 // gap record, so the archive verifies as complete with provable loss.
 package main
 
@@ -30,6 +31,7 @@ func main() {
 	enc := flag.String("encoding", "json", "json or msgpack")
 	comp := flag.String("compression", "zstd", "zstd or none")
 	host := flag.String("host", "", "host name in the events and the origin (default: this host's)")
+	mix := flag.String("mix", "build", "build (4 in 10 exec events with their process) or threads (fork and exit only)")
 	flag.Parse()
 	if *dir == "" || *key == "" {
 		flag.Usage()
@@ -54,6 +56,13 @@ func main() {
 	ctx := context.Background()
 	start := time.Now()
 	g := newGen(*host)
+	switch *mix {
+	case "build":
+	case "threads":
+		g.threads = true
+	default:
+		fail(fmt.Errorf("--mix %q: want build or threads", *mix))
+	}
 	batch := make([]schema.Event, 0, 1024)
 	for i := 0; i < *n; i++ {
 		batch = append(batch, g.next())
@@ -72,11 +81,12 @@ func main() {
 }
 
 type gen struct {
-	host *schema.Host
-	i    int
-	seq  [2]uint32
-	t    time.Time
-	proc schema.Process
+	threads bool // fork and exit only
+	host    *schema.Host
+	i       int
+	seq     [2]uint32
+	t       time.Time
+	proc    schema.Process
 }
 
 func newGen(hostname string) *gen {
@@ -113,7 +123,11 @@ func (g *gen) next() schema.Event {
 		return e
 	}
 	pid := uint32(10000 + i%50000)
-	switch i % 10 {
+	k := i % 10
+	if g.threads {
+		k = i % 6
+	}
+	switch k {
 	case 0, 1, 2:
 		e.Kind = schema.KindFork
 		e.Fork = &schema.ForkEvent{ParentPID: 1204, ParentTGID: 1204, ChildPID: pid, ChildTGID: pid}
