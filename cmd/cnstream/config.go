@@ -1035,7 +1035,7 @@ func (f *FileConfig) open(io.Writer) (sink.Sink, error) { return opened(file.New
 
 func (f *FileConfig) warnings() []string {
 	if !f.Archive && (f.ArchiveKey != "" || f.ArchiveOrigin != "") {
-		return []string{"file.archive_key or file.archive_origin is set but file.archive is false: the files are not signed"}
+		return []string{"archive_key or archive_origin is set but archive is false: the files are not signed"}
 	}
 	return nil
 }

@@ -50,6 +50,8 @@ func TestConfigErrors(t *testing.T) {
 	}{
 		{"unknown key", "sinks:\n  - name: a\n    type: file\n    colour: red\n", "c.yaml:4: unknown key \"colour\""},
 		{"unknown top key", "sink: []\n", "c.yaml:1: unknown key \"sink\""},
+		{"archive without key", "sinks:\n  - name: a\n    type: file\n    file:\n      archive: true\n", "c.yaml:4: sinks[0].file.archive_key: required with the archive on"},
+		{"archive origin", "sinks:\n  - name: a\n    type: file\n    file:\n      archive: true\n      archive_key: /k\n      archive_origin: \" x\"\n", "sinks[0].file.archive_origin"},
 		{"bad policy", "sinks:\n  - name: a\n    type: stdout\n    queue:\n      policy: sometimes\n", "c.yaml:5: sinks[0].queue.policy: \"sometimes\": want block, drop_newest, drop_oldest or spool"},
 		{"spool policy without dir", "sinks:\n  - name: a\n    type: file\n    queue:\n      policy: spool\n", "c.yaml:5: sinks[0].queue.policy: spool needs spool.dir"},
 		{"spool when_full", "spool:\n  dir: /tmp/s\n  when_full: wait\nsinks: [{name: a, type: file}]\n", "c.yaml:3: spool.when_full: \"wait\": want block or drop_oldest"},
@@ -278,12 +280,16 @@ func TestConfigWarnings(t *testing.T) {
   - name: n
     type: nats
     nats: {url: nats://127.0.0.1:4222, tls: {insecure_skip_verify: true}}
+  - name: f
+    type: file
+    file: {archive_key: /etc/cnstream/archive.key}
 `))
 	if err != nil {
 		t.Fatal(err)
 	}
 	w := strings.Join(c.warnings(), "\n")
-	for _, want := range []string{"sinks[0].kafka.tls.insecure_skip_verify is true", "sinks[1].kafka.sasl.allow_plaintext is true", "sinks[2].nats.tls.insecure_skip_verify is true"} {
+	for _, want := range []string{"sinks[0].kafka.tls.insecure_skip_verify is true", "sinks[1].kafka.sasl.allow_plaintext is true", "sinks[2].nats.tls.insecure_skip_verify is true",
+		"sinks[3].file.archive_key or archive_origin is set but archive is false: the files are not signed"} {
 		if !strings.Contains(w, want) {
 			t.Errorf("warnings %q: want %q", w, want)
 		}
