@@ -224,7 +224,7 @@ func verifyArchive(dir, prefix, origin string, verifier note.Verifier) (*verifyR
 		origin = cps[0].Origin
 	}
 	r.Origin = origin
-	wantHost, checkHost := strings.CutPrefix(origin, "cnstream/")
+	wantHost, wantBoot, checkHost := originHost(origin)
 	signed := map[string]bool{}
 	for _, c := range cps {
 		for _, f := range c.Files {
@@ -267,9 +267,9 @@ func verifyArchive(dir, prefix, origin string, verifier note.Verifier) (*verifyR
 					r.hostFiles[k] = map[int]bool{}
 				}
 				r.hostFiles[k][fi] = true
-				if checkHost && h.Hostname != wantHost && otherHost == nil {
+				if checkHost && (h.Hostname != wantHost || wantBoot != "" && h.BootID != wantBoot) && otherHost == nil {
 					otherHost = &verifyIssue{File: f.Name, Record: i, Checkpoint: -1,
-						Reason: fmt.Sprintf("an event of host %q in the archive of %q (origin %s)", h.Hostname, wantHost, origin)}
+						Reason: fmt.Sprintf("an event of host %q boot %q in the archive of %q (origin %s)", h.Hostname, h.BootID, wantHost, origin)}
 				}
 			}
 			return nil
@@ -315,6 +315,21 @@ func verifyArchive(dir, prefix, origin string, verifier note.Verifier) (*verifyR
 			First: h.First, Last: h.Last, Lost: h.GapMissing + h.Dropped, Unaccounted: h.Unaccounted})
 	}
 	return r, nil
+}
+
+// originHost returns the host (and boot) an archive's origin names: the
+// file sink's "cnstream/<hostname>", the fleet archiver's
+// "cnstream-archive/<hostname>/<boot_id>". Other origins name none.
+func originHost(origin string) (host, boot string, ok bool) {
+	if h, ok := strings.CutPrefix(origin, "cnstream/"); ok && h != "" && !strings.Contains(h, "/") {
+		return h, "", true
+	}
+	if rest, ok := strings.CutPrefix(origin, "cnstream-archive/"); ok {
+		if h, b, ok := strings.Cut(rest, "/"); ok && h != "" && b != "" && !strings.Contains(b, "/") {
+			return h, b, true
+		}
+	}
+	return "", "", false
 }
 
 // chainIssue turns VerifyChain's error into the report's issue; an edited

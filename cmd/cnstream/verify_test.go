@@ -375,3 +375,22 @@ func BenchmarkVerify(b *testing.B) {
 		})
 	}
 }
+
+// TestVerifyFleetOrigin: an archive of the fleet archiver (origin
+// cnstream-archive/<host>/<boot>) holds that host and boot's events only:
+// one signed with another boot in its origin is named.
+func TestVerifyFleetOrigin(t *testing.T) {
+	base := t.TempDir()
+	key, pub := newTestKey(t, base, "fleet")
+	evs := testArchiveEvents("hostA", 300, nil, nil)
+	good, bad := filepath.Join(base, "good"), filepath.Join(base, "bad")
+	writeTestArchive(t, good, key, "cnstream-archive/hostA/boot-hostA", file.JSONL, file.Zstd, evs)
+	writeTestArchive(t, bad, key, "cnstream-archive/hostA/boot-other", file.JSONL, file.Zstd, evs)
+	if code, out, errs := runVerify(t, good, "--key", pub); code != 0 {
+		t.Fatalf("fleet archive: exit %d\n%s%s", code, out, errs)
+	}
+	code, _, errs := runVerify(t, bad, "--key", pub)
+	if code != 1 || !strings.Contains(errs, `an event of host "hostA" boot "boot-hostA" in the archive of "hostA" (origin cnstream-archive/hostA/boot-other)`) {
+		t.Fatalf("another boot's events: exit %d: %s", code, errs)
+	}
+}
