@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -49,6 +50,11 @@ type Config struct {
 	// Logger receives the endpoint's address and export errors. Default:
 	// none.
 	Logger *slog.Logger
+	// Handlers are more paths the endpoint serves, under the same limits:
+	// a net/http ServeMux pattern ("GET /audit") -> its handler. A pattern
+	// that clashes with /metrics, /healthz or /readyz (or another pattern)
+	// makes Start fail. Default none.
+	Handlers map[string]http.Handler
 }
 
 // OTLP is a collector taking OpenTelemetry metrics and traces over
@@ -188,12 +194,38 @@ func Start(ctx context.Context, cfg Config) (*Telemetry, error) {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}))
 	mux.HandleFunc("GET /healthz", t.healthz)
 	mux.HandleFunc("GET /readyz", t.readyz)
+	paths := "/metrics /healthz /readyz"
+	for _, pattern := range slices.Sorted(maps.Keys(cfg.Handlers)) {
+		if err := handle(mux, pattern, cfg.Handlers[pattern]); err != nil {
+			if t.tp != nil {
+				_ = t.tp.Shutdown(ctx)
+			}
+			_ = t.mp.Shutdown(ctx)
+			return fail(err)
+		}
+		paths += " " + pattern
+	}
 	t.ln = ln
 	t.srv = newHTTPServer(mux, lim)
 	t.served = make(chan error, 1)
 	go func() { t.served <- t.srv.Serve(limitListener(ln, lim.MaxConns)) }()
-	log.Info("telemetry endpoint", "addr", ln.Addr().String(), "paths", "/metrics /healthz /readyz")
+	log.Info("telemetry endpoint", "addr", ln.Addr().String(), "paths", paths)
 	return t, nil
+}
+
+// handle registers h on mux at pattern; a bad or clashing pattern (which
+// ServeMux reports by panicking) or a nil handler is an error.
+func handle(mux *http.ServeMux, pattern string, h http.Handler) (err error) {
+	if h == nil {
+		return fmt.Errorf("telemetry: handler %q is nil", pattern)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("telemetry: handler %q: %v", pattern, r)
+		}
+	}()
+	mux.Handle(pattern, h)
+	return nil
 }
 
 // Meter is the meter of the provider the endpoint and OTLP export.

@@ -171,3 +171,67 @@ func TestSecretsScrubbed(t *testing.T) {
 		t.Errorf("Listen on a bad address: %v", err)
 	}
 }
+
+// TestHandlers: Config.Handlers are served on the endpoint beside
+// /metrics, under the method of their pattern; a pattern clashing with
+// the endpoint's own, or a nil handler, makes Start fail (and close the
+// listener) instead of panicking.
+func TestHandlers(t *testing.T) {
+	ln, err := Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tel, err := Start(t.Context(), Config{Listener: ln, Handlers: map[string]http.Handler{
+		"GET /audit": http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, map[string]int{"hosts": 2}) }),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tel.Shutdown(context.Background())
+	get := func(method, path string) (int, string) {
+		req, err := http.NewRequest(method, "http://"+tel.Addr()+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("GET", "/audit"); code != http.StatusOK || strings.TrimSpace(body) != `{"hosts":2}` {
+		t.Errorf("GET /audit: %d %q, want 200 {\"hosts\":2}", code, body)
+	}
+	if code, _ := get("POST", "/audit"); code != http.StatusMethodNotAllowed {
+		t.Errorf("POST /audit: %d, want 405", code)
+	}
+	if code, body := get("GET", "/metrics"); code != http.StatusOK || !strings.Contains(body, "go_goroutines") {
+		t.Errorf("GET /metrics beside a handler: %d, want 200 with the Go metrics", code)
+	}
+
+	for name, h := range map[string]map[string]http.Handler{
+		"clash": {"GET /metrics": http.NotFoundHandler()},
+		"nil":   {"GET /audit": nil},
+		"bad":   {"GET audit": http.NotFoundHandler()},
+	} {
+		ln, err := Listen("127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		if tel, err := Start(t.Context(), Config{Listener: ln, Handlers: h}); err == nil {
+			tel.Shutdown(context.Background())
+			t.Errorf("%s: Start succeeded, want an error", name)
+			continue
+		}
+		// The listener was closed: the port can be listened on again.
+		ln2, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Errorf("%s: the listener was not closed: %v", name, err)
+			continue
+		}
+		ln2.Close()
+	}
+}
