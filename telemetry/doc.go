@@ -12,7 +12,9 @@
 // providers and serves the endpoint on the listener (one goroutine);
 // Shutdown stops the endpoint and flushes the exporters. SetReady turns
 // /readyz from "starting" to the checks once the program runs; SetDone
-// turns /healthz and /readyz to "stopping" at shutdown.
+// turns /healthz and /readyz to "stopping" at shutdown. Config.Handlers
+// adds the program's own paths to the endpoint (the fleet archiver's
+// GET /audit), served under the same limits.
 //
 // # Limits
 //
