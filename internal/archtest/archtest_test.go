@@ -39,6 +39,7 @@ var layers = []layer{
 	{"assemble/...", []string{"schema/...", "source/...", "transform/...", "pipeline/..."}, "assemble (the reader half's composition root) imports schema, source, transform and pipeline"},
 	{"archive/...", []string{"schema/..."}, "archive (hashing, checkpoints, verification) imports schema only"},
 	{"audit/...", []string{"schema/..."}, "audit (completeness of an event stream) imports schema only"},
+	{"fleet/...", []string{"schema/...", "sink", "sink/...", "archive/...", "audit/..."}, "fleet (the fleet archiver) imports schema, sink and its backends, archive and audit"},
 	{"telemetry/...", []string{"sink", "telemetry/..."}, "telemetry imports sink (the interface) and telemetry/... only"},
 	{"cmd/...", []string{"*"}, "cmd imports any library package"},
 	{"testenv/...", []string{"*"}, "testenv imports any library package"},
