@@ -49,6 +49,7 @@ type Config struct {
 	Sinks     []SinkConfig    `yaml:"sinks"`
 	Telemetry TelemetryConfig `yaml:"telemetry"`
 	Log       LogConfig       `yaml:"log"`
+	Archiver  *ArchiverConfig `yaml:"archiver"` // cnstream archive only; a file with it needs no sinks
 }
 
 // SourceConfig: the connector socket and the subscription.
@@ -825,7 +826,12 @@ func (c *Config) validate() error {
 	if err := c.Spool.validate(); err != nil {
 		return err
 	}
-	if len(c.Sinks) == 0 {
+	if c.Archiver != nil {
+		if err := c.Archiver.validate(); err != nil {
+			return err
+		}
+	}
+	if len(c.Sinks) == 0 && c.Archiver == nil {
 		return fieldErr("sinks", "no sink: configure at least one (types: %s)", strings.Join(sinkTypeNames, ", "))
 	}
 	names := map[string]bool{}
@@ -872,6 +878,9 @@ func (c *Config) warnings() []string {
 				w = append(w, fmt.Sprintf("sinks[%d].%s.%s", i, s.Type, m))
 			}
 		}
+	}
+	if c.Archiver != nil {
+		w = append(w, c.Archiver.warnings()...)
 	}
 	return w
 }
@@ -1111,4 +1120,106 @@ func (n *NATSConfig) sinkConfig() natssink.Config {
 		Timeout: time.Duration(n.Timeout),
 		TLS: natssink.TLS{Enable: n.TLS.Enable, CAFile: n.TLS.CAFile, CertFile: n.TLS.CertFile, KeyFile: n.TLS.KeyFile,
 			InsecureSkipVerify: n.TLS.InsecureSkipVerify}}
+}
+
+// ArchiverConfig is the archiver: section, `cnstream archive`'s (the fleet
+// package's Config): a Kafka consumer-group member that writes each host's
+// events of a topic into a tamper-evident archive of its own,
+// <dir>/<hostname>/<boot_id>/. A file with only archiver: (and telemetry:,
+// log:) is valid; `cnstream run` needs sinks.
+type ArchiverConfig struct {
+	Brokers commaList `yaml:"brokers"` // required: a list, or a comma-separated string
+	Topic   string    `yaml:"topic"`   // default cnstream-events (what the kafka sink writes)
+	Group   string    `yaml:"group"`   // consumer group; default cnstream-archiver: archivers of one group share the partitions
+	TLS     kafkaTLS  `yaml:"tls"`     // as a kafka sink's tls
+	SASL    kafkaSASL `yaml:"sasl"`    // as a kafka sink's sasl
+	Dir     string    `yaml:"dir"`     // required: the archives, one per host and boot beneath
+	Key     string    `yaml:"key"`     // required: signer key file (cnstream keygen)
+	Origin  string    `yaml:"origin"`  // checkpoints' origin; default cnstream/<hostname> of each host's archive
+	// Encoding, max_size, max_age and compression are the archive files'
+	// (as a file sink's).
+	Encoding     string   `yaml:"encoding"`      // json (default: JSON lines) or msgpack
+	MaxSize      Size     `yaml:"max_size"`      // default the file sink's, 64MiB
+	MaxAge       Duration `yaml:"max_age"`       // default the file sink's, 1h
+	Compression  string   `yaml:"compression"`   // zstd (default) or none
+	Batch        int      `yaml:"batch"`         // records per poll round written before an fsync and a commit; default the fleet package's
+	DedupeWindow int      `yaml:"dedupe_window"` // event ids remembered per host to drop redeliveries; default the fleet package's
+	Silence      Duration `yaml:"silence"`       // a host with no event for this long is flagged silent; default 5m
+	IdleClose    Duration `yaml:"idle_close"`    // a host's archive silent this long is closed (signed); default the fleet package's
+}
+
+// kafkaTLS and kafkaSASL are the types of a kafka sink's tls and sasl
+// sections, so that the archiver's are checked by the same code.
+type (
+	kafkaTLS = struct {
+		Enable             bool   `yaml:"enable"`
+		CAFile             string `yaml:"ca_file"`
+		CertFile           string `yaml:"cert_file"`
+		KeyFile            string `yaml:"key_file"`
+		ServerName         string `yaml:"server_name"`
+		InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+	}
+	kafkaSASL = struct {
+		Mechanism      string `yaml:"mechanism"`
+		Username       string `yaml:"username"`
+		Password       string `yaml:"password"`
+		AllowPlaintext bool   `yaml:"allow_plaintext"`
+	}
+)
+
+// kafka returns the archiver's connection as a kafka sink section: its
+// brokers, TLS and SASL are checked and described as the sink's are.
+func (a *ArchiverConfig) kafka() *KafkaConfig {
+	k := &KafkaConfig{Brokers: a.Brokers}
+	k.TLS, k.SASL = a.TLS, a.SASL
+	return k
+}
+
+func (a *ArchiverConfig) validate() error {
+	if len(a.Brokers) == 0 {
+		return fieldErr("archiver.brokers", "required: the Kafka bootstrap brokers (host:port)")
+	}
+	if err := a.kafka().validate(); err != nil {
+		if ce, ok := errors.AsType[*sink.ConfigError](err); ok {
+			return fieldErr("archiver."+strings.TrimPrefix(ce.Field, "kafka."), "%s", ce.Msg)
+		}
+		return fieldErr("archiver", "%v", err)
+	}
+	if t := a.Topic; t != "" && (len(t) > 249 || strings.Trim(t, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != "" || t == "." || t == "..") {
+		return fieldErr("archiver.topic", "%q is not a Kafka topic name (letters, digits, '.', '_', '-'; at most 249)", t)
+	}
+	if a.Dir == "" {
+		return fieldErr("archiver.dir", "required: the directory of the hosts' archives")
+	}
+	if a.Key == "" {
+		return fieldErr("archiver.key", "required: the signer key file (cnstream keygen --out FILE)")
+	}
+	switch a.Encoding {
+	case "", "json", string(file.Msgpack):
+	default:
+		return fieldErr("archiver.encoding", "%q: want json (JSON lines) or msgpack", a.Encoding)
+	}
+	switch file.Compression(a.Compression) {
+	case "", file.Zstd, file.None:
+	default:
+		return fieldErr("archiver.compression", "%q: want zstd or none", a.Compression)
+	}
+	for _, n := range []struct {
+		key string
+		v   int64
+	}{{"max_size", int64(a.MaxSize)}, {"max_age", int64(a.MaxAge)}, {"batch", int64(a.Batch)},
+		{"dedupe_window", int64(a.DedupeWindow)}, {"silence", int64(a.Silence)}, {"idle_close", int64(a.IdleClose)}} {
+		if n.v < 0 {
+			return fieldErr("archiver."+n.key, "must not be negative")
+		}
+	}
+	return nil
+}
+
+func (a *ArchiverConfig) warnings() []string {
+	var w []string
+	for _, m := range a.kafka().warnings() {
+		w = append(w, "archiver."+m)
+	}
+	return w
 }

@@ -32,6 +32,7 @@ Usage:
   cnstream keygen --out FILE          write a key for signing a tamper-evident archive
   cnstream verify DIR --key PUB       check an archive: signatures, files, completeness
   cnstream replay DIR --to CONFIG     send archived events to the sinks of a config
+  cnstream audit DIR [--key PUB]      the fleet's completeness table: per host and boot archive (or --kafka BROKERS: a topic)
   cnstream help [command] show help
 
 Run "cnstream help <command>" for its flags.
@@ -75,6 +76,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = verifyCmd(rest, stdout, stderr)
 	case "replay":
 		err = replayCmd(ctx, rest, stdout, stderr)
+	case "audit":
+		err = auditCmd(ctx, rest, stdout, stderr)
 	case "help", "-h", "--help":
 		if len(rest) > 0 {
 			return run(ctx, []string{rest[0], "-h"}, stdout, stderr)
