@@ -41,6 +41,12 @@ type Archiver struct {
 	mu    sync.Mutex // guards hosts (the map; each host has its own mu)
 	hosts map[hostKey]*hostArchive
 
+	// work serializes the worker (a round, closing idle archives, the
+	// end of Run) and the rebalance callbacks: BlockRebalanceOnPoll keeps
+	// the callbacks out of a round, not out of what Run does between
+	// polls.
+	work sync.Mutex
+
 	// Used by Run and the rebalance callbacks only, which never run at
 	// the same time (BlockRebalanceOnPoll).
 	cl          *kgo.Client
@@ -59,6 +65,7 @@ type Archiver struct {
 	// without committing (a crash between fsync and commit).
 	afterRound   func()
 	beforeCommit func() error
+	afterTick    func()
 }
 
 type topicPart struct {
@@ -115,14 +122,26 @@ func (a *Archiver) Run(ctx context.Context) error {
 	if runErr != nil {
 		errs = append(errs, runErr)
 	}
+	a.work.Lock()
 	for _, h := range a.openHosts() {
 		if err := a.closeHost(ctx, h, "end of run"); err != nil {
 			errs = append(errs, err)
 		}
 	}
+	var owed map[string]map[int32]kgo.EpochOffset
 	if runErr == nil {
-		if err := a.commitOwed(ctx, nil); err != nil {
+		owed = a.owed(nil)
+	}
+	a.work.Unlock()
+	// Committed without holding work: a rebalance callback may wait for
+	// it while the commit waits for the rebalance.
+	if len(owed) > 0 {
+		if err := a.commitOffsets(ctx, owed); err != nil {
 			errs = append(errs, err)
+		} else {
+			a.work.Lock()
+			a.paid(owed)
+			a.work.Unlock()
 		}
 	}
 	for tp, f := range a.malformed {
@@ -155,7 +174,9 @@ func (a *Archiver) loop(ctx context.Context) error {
 		})
 		recs := fs.Records()
 		if len(recs) > 0 {
+			a.work.Lock()
 			err := a.round(ctx, recs)
+			a.work.Unlock()
 			a.cl.AllowRebalance()
 			if err != nil {
 				return err
@@ -175,7 +196,12 @@ func (a *Archiver) loop(ctx context.Context) error {
 				t.Stop()
 			}
 		}
+		a.work.Lock()
 		a.closeIdle(ctx)
+		a.work.Unlock()
+		if a.afterTick != nil {
+			a.afterTick()
+		}
 	}
 	return nil
 }
@@ -396,6 +422,8 @@ func (a *Archiver) forget(h *hostArchive) {
 // those partitions, then close the archives of the hosts seen on them, so
 // that the partitions' next owner can lock them.
 func (a *Archiver) revoked(ctx context.Context, _ *kgo.Client, lost map[string][]int32) {
+	a.work.Lock()
+	defer a.work.Unlock()
 	a.commitOwed(ctx, lost)
 	a.release(ctx, lost, "partitions revoked")
 }
@@ -404,6 +432,8 @@ func (a *Archiver) revoked(ctx context.Context, _ *kgo.Client, lost map[string][
 // closed, and the next owner gets the uncommitted records again and
 // dedupes them.
 func (a *Archiver) lost(ctx context.Context, _ *kgo.Client, lost map[string][]int32) {
+	a.work.Lock()
+	defer a.work.Unlock()
 	for t, ps := range lost {
 		for _, p := range ps {
 			delete(a.uncommitted, topicPart{t, p})
@@ -426,10 +456,23 @@ func (a *Archiver) release(ctx context.Context, parts map[string][]int32, why st
 }
 
 // commitOwed commits the offsets written whose commit failed, of the
-// partitions in only (nil: all).
+// partitions in only (nil: all). The caller holds work.
 func (a *Archiver) commitOwed(ctx context.Context, only map[string][]int32) error {
+	owed := a.owed(only)
+	if len(owed) == 0 {
+		return nil
+	}
+	if err := a.commitOffsets(ctx, owed); err != nil {
+		return err
+	}
+	a.paid(owed)
+	return nil
+}
+
+// owed returns the offsets of a.uncommitted of the partitions in only
+// (nil: all), as CommitOffsetsSync takes them. The caller holds work.
+func (a *Archiver) owed(only map[string][]int32) map[string]map[int32]kgo.EpochOffset {
 	owed := map[string]map[int32]kgo.EpochOffset{}
-	n := 0
 	for tp, eo := range a.uncommitted {
 		if only != nil && !slices.Contains(only[tp.topic], tp.part) {
 			continue
@@ -438,11 +481,24 @@ func (a *Archiver) commitOwed(ctx context.Context, only map[string][]int32) erro
 			owed[tp.topic] = map[int32]kgo.EpochOffset{}
 		}
 		owed[tp.topic][tp.part] = eo
-		n++
 	}
-	if n == 0 {
-		return nil
+	return owed
+}
+
+// paid forgets the offsets of owed that a.uncommitted still holds as
+// they were. The caller holds work.
+func (a *Archiver) paid(owed map[string]map[int32]kgo.EpochOffset) {
+	for t, ps := range owed {
+		for p, eo := range ps {
+			if a.uncommitted[topicPart{t, p}] == eo {
+				delete(a.uncommitted, topicPart{t, p})
+			}
+		}
 	}
+}
+
+// commitOffsets commits owed and waits for the answer.
+func (a *Archiver) commitOffsets(ctx context.Context, owed map[string]map[int32]kgo.EpochOffset) error {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
 	defer cancel()
 	var err error
@@ -457,11 +513,6 @@ func (a *Archiver) commitOwed(ctx context.Context, only map[string][]int32) erro
 		return fmt.Errorf("fleet: commit of written offsets: %w", err)
 	}
 	a.st.commits.Add(1)
-	for t, ps := range owed {
-		for p := range ps {
-			delete(a.uncommitted, topicPart{t, p})
-		}
-	}
 	return nil
 }
 
