@@ -506,3 +506,258 @@ func TestTwoArchivers(t *testing.T) {
 		}
 	}
 }
+
+// TestHole: a producer that skips numbers with no gap record: the host's
+// audit says Unaccounted == the exact count; the other hosts 0.
+func TestHole(t *testing.T) {
+	bootstrap := brokers.Kafka(t)
+	topic := newTopic(t, bootstrap, 1)
+	key, _ := keyFile(t)
+	hs := simHosts("hole", 3)
+	events := gen(hs, 6000, 2000, func(h int, cpu, seq uint32) bool { return h == 0 && cpu == 0 && seq%250 == 0 })
+	produce(t, bootstrap, topic, events)
+	if hs[0].holes == 0 {
+		t.Fatal("the generator skipped nothing")
+	}
+	cfg := baseConfig(t, bootstrap, topic, key)
+	r := start(t, cfg, func(a *Archiver) bool { return messages(a) >= uint64(len(events)) }, nil)
+	if err := r.wait(t); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	rep := r.a.Report()
+	for i, h := range hs {
+		got := rep.Hosts[i]
+		if got.Hostname != h.h.Hostname || got.Unaccounted != h.holes || got.Events != uint64(h.events) || got.GapMissing != h.gaps {
+			t.Errorf("%s: unaccounted %d (want %d), events %d (want %d), gap missing %d (want %d)",
+				got.Hostname, got.Unaccounted, h.holes, got.Events, h.events, got.GapMissing, h.gaps)
+		}
+	}
+}
+
+// TestMalformed: values that do not decode are counted and logged raw,
+// with their offsets, in _malformed; the events around them are archived.
+func TestMalformed(t *testing.T) {
+	bootstrap := brokers.Kafka(t)
+	topic := newTopic(t, bootstrap, 1)
+	key, v := keyFile(t)
+	hs := simHosts("junk", 2)
+	events := gen(hs, 3000, 0, nil)
+	produce(t, bootstrap, topic, events[:3000])
+	junk := []*kgo.Record{
+		{Topic: topic, Value: []byte("{not json"), Headers: []kgo.RecordHeader{{Key: "content-type", Value: []byte("application/json")}}},
+		{Topic: topic, Value: []byte{0xc1, 0x00, 0xff, 'x'}},
+		{Topic: topic, Value: []byte(`{"v":1,"kind":"nonsense"}`)},
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(bootstrap, ",")...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	if err := cl.ProduceSync(ctx, junk...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	cl.Close()
+	produce(t, bootstrap, topic, events[3000:])
+	cfg := baseConfig(t, bootstrap, topic, key)
+	total := uint64(len(events) + len(junk))
+	r := start(t, cfg, func(a *Archiver) bool { return messages(a) >= total }, nil)
+	if err := r.wait(t); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if st := r.a.Stats(); st.Malformed != uint64(len(junk)) || st.Events != uint64(len(events)) {
+		t.Errorf("stats %+v: want %d malformed, %d events", st, len(junk), len(events))
+	}
+	log, err := os.ReadFile(filepath.Join(cfg.Dir, malformedDir, topic+"-0.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, j := range junk {
+		hdr := fmt.Sprintf("topic=%s partition=0 offset=%d bytes=%d ", topic, 3000+i, len(j.Value))
+		at := bytes.Index(log, []byte(hdr))
+		if at < 0 {
+			t.Errorf("the malformed log lacks %q:\n%q", hdr, log)
+			continue
+		}
+		line := log[at:]
+		body := line[bytes.IndexByte(line, '\n')+1:]
+		if !bytes.HasPrefix(body, append(bytes.Clone(j.Value), '\n')) {
+			t.Errorf("malformed record %d: logged %q, want the raw value %q", i, body[:min(len(body), 40)], j.Value)
+		}
+	}
+	for _, h := range hs {
+		c := checkHost(t, cfg.Dir, h.h, v)
+		if c.report.Events != uint64(h.events) || c.report.Unaccounted != 0 || c.dupIDs != 0 {
+			t.Errorf("%s: events %d (want %d), unaccounted %d, duplicate ids %d", h.h.Hostname, c.report.Events, h.events, c.report.Unaccounted, c.dupIDs)
+		}
+	}
+}
+
+// fakeClock is a Now that the test moves.
+type fakeClock struct{ ns atomic.Int64 }
+
+func (c *fakeClock) now() time.Time          { return time.Unix(0, c.ns.Load()) }
+func (c *fakeClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+// TestSilence: with a fake clock, hosts are not silent after their
+// events, all are once Silence passed (and stay listed), a host that sends
+// again is not; past IdleClose the silent hosts' archives are closed while
+// the one sending stays open.
+func TestSilence(t *testing.T) {
+	bootstrap := brokers.Kafka(t)
+	topic := newTopic(t, bootstrap, 1)
+	key, _ := keyFile(t)
+	hs := simHosts("quiet", 3)
+	first := gen(hs, 1000, 0, nil)
+	produce(t, bootstrap, topic, first)
+	clock := &fakeClock{}
+	clock.ns.Store(time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	cfg := baseConfig(t, bootstrap, topic, key)
+	cfg.Now, cfg.Silence, cfg.IdleClose = clock.now, time.Minute, 3*time.Minute
+
+	var phase atomic.Int32 // 0: first events; 1: host 2's; 2: idle close
+	reached := make(chan struct{}, 1)
+	var second []schema.Event
+	r := start(t, cfg, func(a *Archiver) bool {
+		st := a.Stats()
+		ok := false
+		switch phase.Load() {
+		case 0:
+			ok = st.Messages >= uint64(len(first))
+		case 1:
+			ok = st.Messages >= uint64(len(first)+len(second))
+		case 2:
+			ok = st.HostsOpen == 1
+		}
+		if ok {
+			select {
+			case reached <- struct{}{}:
+			default:
+			}
+		}
+		return false
+	}, nil)
+	await := func(what string) {
+		t.Helper()
+		select {
+		case <-reached:
+		case <-time.After(waitLimit):
+			t.Fatalf("waiting for %s: stats %+v", what, r.a.Stats())
+		}
+	}
+	await("the first events")
+	for _, h := range r.a.Report().Hosts {
+		if h.Silent || !h.Open {
+			t.Errorf("%s just sent: silent %v, open %v", h.Hostname, h.Silent, h.Open)
+		}
+	}
+	clock.advance(2 * time.Minute)
+	rep := r.a.Report()
+	if len(rep.Hosts) != 3 {
+		t.Fatalf("Report lists %d hosts, want 3", len(rep.Hosts))
+	}
+	for _, h := range rep.Hosts {
+		if !h.Silent {
+			t.Errorf("%s: not silent %v after its last event", h.Hostname, rep.At.Sub(h.LastEvent))
+		}
+	}
+	second = gen(hs[1:2], 500, 0, nil)
+	phase.Store(1)
+	produce(t, bootstrap, topic, second)
+	await("host 2's events")
+	for _, h := range r.a.Report().Hosts {
+		if want := h.Hostname != hs[1].h.Hostname; h.Silent != want {
+			t.Errorf("%s: silent %v, want %v", h.Hostname, h.Silent, want)
+		}
+	}
+	clock.advance(2 * time.Minute) // hosts 1 and 3: 4 min idle; host 2: 2 min
+	phase.Store(2)
+	await("the idle archives closed")
+	for _, h := range r.a.Report().Hosts {
+		if want := h.Hostname == hs[1].h.Hostname; h.Open != want || !h.Silent {
+			t.Errorf("%s: open %v (want %v), silent %v (want true)", h.Hostname, h.Open, want, h.Silent)
+		}
+		if h.Events == 0 {
+			t.Errorf("%s: a closed host keeps its audit: %+v", h.Hostname, h.HostReport)
+		}
+	}
+	r.cancel()
+	if err := r.wait(t); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	ok := Config{Brokers: []string{"127.0.0.1:9092"}, Dir: "/tmp/x", Key: "/tmp/k"}
+	if err := ok.Validate(); err != nil {
+		t.Fatalf("valid config: %v", err)
+	}
+	for _, tc := range []struct {
+		field string
+		edit  func(*Config)
+	}{
+		{"archiver.brokers", func(c *Config) { c.Brokers = nil }},
+		{"archiver.brokers", func(c *Config) { c.Brokers = []string{""} }},
+		{"archiver.topic", func(c *Config) { c.Topic = "a/b" }},
+		{"archiver.dir", func(c *Config) { c.Dir = "" }},
+		{"archiver.key", func(c *Config) { c.Key = "" }},
+		{"archiver.origin", func(c *Config) { c.Origin = "a\nb" }},
+		{"archiver.encoding", func(c *Config) { c.Format = "xml" }},
+		{"archiver.compression", func(c *Config) { c.Compression = "lz4" }},
+		{"archiver.batch", func(c *Config) { c.Batch = -1 }},
+		{"archiver.dedupe_window", func(c *Config) { c.DedupeWindow = -1 }},
+		{"archiver.silence", func(c *Config) { c.Silence = -time.Second }},
+		{"archiver.idle_close", func(c *Config) { c.IdleClose = -time.Second }},
+		{"archiver.max_size", func(c *Config) { c.MaxSize = -1 }},
+		{"archiver.max_age", func(c *Config) { c.MaxAge = -1 }},
+	} {
+		c := ok
+		tc.edit(&c)
+		err := c.Validate()
+		var ce *sink.ConfigError
+		if !errors.As(err, &ce) || ce.Field != tc.field || !sink.IsPermanent(err) {
+			t.Errorf("%s: Validate: %v, want a permanent *sink.ConfigError of that field", tc.field, err)
+		}
+		if _, err := New(c); !errors.As(err, &ce) {
+			t.Errorf("%s: New: %v, want the same error", tc.field, err)
+		}
+	}
+}
+
+// TestComponent: names from events cannot leave Dir or take a reserved
+// name, and usual names are kept.
+func TestComponent(t *testing.T) {
+	for in, want := range map[string]string{
+		"web-1.example.com":                    "web-1.example.com",
+		"0b1c2d3e-aaaa-bbbb-cccc-0123456789ab": "0b1c2d3e-aaaa-bbbb-cccc-0123456789ab",
+		"..":                                   "%2E.",
+		".":                                    "%2E",
+		"../../etc":                            "%2E.%2F..%2Fetc",
+		"_unknown":                             "%5Funknown",
+		"a b\x00/c":                            "a%20b%00%2Fc",
+	} {
+		if got := component(in); got != want {
+			t.Errorf("component(%q) = %q, want %q", in, got, want)
+		}
+	}
+	long := component(strings.Repeat("x", 300))
+	if len(long) > 200 || long == component(strings.Repeat("x", 301)) {
+		t.Errorf("long names: %q (%d bytes) must be short and distinct", long, len(long))
+	}
+}
+
+// TestWindow: the dedupe window forgets the oldest id once full.
+func TestWindow(t *testing.T) {
+	w := newWindow(3)
+	for i, c := range []struct {
+		h   uint64
+		new bool
+	}{{1, true}, {2, true}, {1, false}, {3, true}, {4, true}, {1, true}, {3, false}, {2, true}} {
+		if got := w.add(c.h); got != c.new {
+			t.Errorf("step %d: add(%d) = %v, want %v", i, c.h, got, c.new)
+		}
+	}
+	if len(w.set) != 3 || len(w.ring) != 3 {
+		t.Errorf("window holds %d ids in a ring of %d, want 3", len(w.set), len(w.ring))
+	}
+}
