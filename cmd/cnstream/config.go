@@ -19,6 +19,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/cnstream/cnstream/assemble"
+	"github.com/cnstream/cnstream/fleet"
 	"github.com/cnstream/cnstream/pipeline"
 	"github.com/cnstream/cnstream/pipeline/spool"
 	"github.com/cnstream/cnstream/schema"
@@ -1122,30 +1123,39 @@ func (n *NATSConfig) sinkConfig() natssink.Config {
 			InsecureSkipVerify: n.TLS.InsecureSkipVerify}}
 }
 
-// ArchiverConfig is the archiver: section, `cnstream archive`'s (the fleet
-// package's Config): a Kafka consumer-group member that writes each host's
+// ArchiverConfig is the archiver: section, `cnstream archive`'s (package
+// fleet's Config): a Kafka consumer-group member that writes each host's
 // events of a topic into a tamper-evident archive of its own,
 // <dir>/<hostname>/<boot_id>/. A file with only archiver: (and telemetry:,
 // log:) is valid; `cnstream run` needs sinks.
 type ArchiverConfig struct {
 	Brokers commaList `yaml:"brokers"` // required: a list, or a comma-separated string
 	Topic   string    `yaml:"topic"`   // default cnstream-events (what the kafka sink writes)
-	Group   string    `yaml:"group"`   // consumer group; default cnstream-archiver: archivers of one group share the partitions
+	Group   string    `yaml:"group"`   // consumer group; default cnstream-archive: archivers of one group share the partitions
 	TLS     kafkaTLS  `yaml:"tls"`     // as a kafka sink's tls
 	SASL    kafkaSASL `yaml:"sasl"`    // as a kafka sink's sasl
 	Dir     string    `yaml:"dir"`     // required: the archives, one per host and boot beneath
 	Key     string    `yaml:"key"`     // required: signer key file (cnstream keygen)
-	Origin  string    `yaml:"origin"`  // checkpoints' origin; default cnstream/<hostname> of each host's archive
-	// Encoding, max_size, max_age and compression are the archive files'
-	// (as a file sink's).
-	Encoding     string   `yaml:"encoding"`      // json (default: JSON lines) or msgpack
-	MaxSize      Size     `yaml:"max_size"`      // default the file sink's, 64MiB
-	MaxAge       Duration `yaml:"max_age"`       // default the file sink's, 1h
-	Compression  string   `yaml:"compression"`   // zstd (default) or none
-	Batch        int      `yaml:"batch"`         // records per poll round written before an fsync and a commit; default the fleet package's
-	DedupeWindow int      `yaml:"dedupe_window"` // event ids remembered per host to drop redeliveries; default the fleet package's
+	Origin  string    `yaml:"origin"`  // default cnstream-archive: a host archive's checkpoints say <origin>/<hostname>/<boot_id>
+	// The archive files, as a file sink's.
+	Encoding    string   `yaml:"encoding"`    // msgpack (default) or json (JSON lines)
+	MaxSize     Size     `yaml:"max_size"`    // rotate a host's active file at this size; default 64MiB
+	MaxAge      Duration `yaml:"max_age"`     // and at the first write after it is this old; default 10m
+	Compression string   `yaml:"compression"` // of rotated files: zstd (default) or none
+	// The rounds, dedupe, silence.
+	Batch        int      `yaml:"batch"`         // records per poll-write-fsync-commit round; default 8192
+	DedupeWindow int      `yaml:"dedupe_window"` // event ids remembered per host and boot to drop redeliveries; default 1048576
 	Silence      Duration `yaml:"silence"`       // a host with no event for this long is flagged silent; default 5m
-	IdleClose    Duration `yaml:"idle_close"`    // a host's archive silent this long is closed (signed); default the fleet package's
+	IdleClose    Duration `yaml:"idle_close"`    // a host archive with no event for this long is closed (signed); default 2m
+}
+
+// fleetConfig maps the section to the fleet package's Config; the caller
+// adds Opts (kgoOpts) and Log.
+func (a *ArchiverConfig) fleetConfig() fleet.Config {
+	return fleet.Config{Brokers: a.Brokers, Topic: a.Topic, Group: a.Group, Dir: a.Dir, Key: a.Key, Origin: a.Origin,
+		Format: file.Format(a.Encoding), MaxSize: int64(a.MaxSize), MaxAge: time.Duration(a.MaxAge),
+		Compression: file.Compression(a.Compression), Batch: a.Batch, DedupeWindow: a.DedupeWindow,
+		Silence: time.Duration(a.Silence), IdleClose: time.Duration(a.IdleClose)}
 }
 
 // kafkaTLS and kafkaSASL are the types of a kafka sink's tls and sasl
@@ -1175,43 +1185,20 @@ func (a *ArchiverConfig) kafka() *KafkaConfig {
 	return k
 }
 
+// validate checks the section as fleet.New would (its errors name
+// archiver.<key>), and the connection as a kafka sink's.
 func (a *ArchiverConfig) validate() error {
-	if len(a.Brokers) == 0 {
-		return fieldErr("archiver.brokers", "required: the Kafka bootstrap brokers (host:port)")
+	if a.Encoding == string(file.JSONL) { // the library's name; the YAML has one vocabulary across sections
+		return fieldErr("archiver.encoding", `"jsonl": want json (files are JSON lines) or msgpack`)
 	}
-	if err := a.kafka().validate(); err != nil {
+	for _, err := range []error{a.fleetConfig().Validate(), a.kafka().validate()} {
+		if err == nil {
+			continue
+		}
 		if ce, ok := errors.AsType[*sink.ConfigError](err); ok {
-			return fieldErr("archiver."+strings.TrimPrefix(ce.Field, "kafka."), "%s", ce.Msg)
+			return fieldErr("archiver."+strings.TrimPrefix(strings.TrimPrefix(ce.Field, "archiver."), "kafka."), "%s", ce.Msg)
 		}
 		return fieldErr("archiver", "%v", err)
-	}
-	if t := a.Topic; t != "" && (len(t) > 249 || strings.Trim(t, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != "" || t == "." || t == "..") {
-		return fieldErr("archiver.topic", "%q is not a Kafka topic name (letters, digits, '.', '_', '-'; at most 249)", t)
-	}
-	if a.Dir == "" {
-		return fieldErr("archiver.dir", "required: the directory of the hosts' archives")
-	}
-	if a.Key == "" {
-		return fieldErr("archiver.key", "required: the signer key file (cnstream keygen --out FILE)")
-	}
-	switch a.Encoding {
-	case "", "json", string(file.Msgpack):
-	default:
-		return fieldErr("archiver.encoding", "%q: want json (JSON lines) or msgpack", a.Encoding)
-	}
-	switch file.Compression(a.Compression) {
-	case "", file.Zstd, file.None:
-	default:
-		return fieldErr("archiver.compression", "%q: want zstd or none", a.Compression)
-	}
-	for _, n := range []struct {
-		key string
-		v   int64
-	}{{"max_size", int64(a.MaxSize)}, {"max_age", int64(a.MaxAge)}, {"batch", int64(a.Batch)},
-		{"dedupe_window", int64(a.DedupeWindow)}, {"silence", int64(a.Silence)}, {"idle_close", int64(a.IdleClose)}} {
-		if n.v < 0 {
-			return fieldErr("archiver."+n.key, "must not be negative")
-		}
 	}
 	return nil
 }

@@ -32,6 +32,7 @@ Usage:
   cnstream keygen --out FILE          write a key for signing a tamper-evident archive
   cnstream verify DIR --key PUB       check an archive: signatures, files, completeness
   cnstream replay DIR --to CONFIG     send archived events to the sinks of a config
+  cnstream archive --config FILE      the fleet archiver: a Kafka topic into an archive per host and boot
   cnstream audit DIR [--key PUB]      the fleet's completeness table: per host and boot archive (or --kafka BROKERS: a topic)
   cnstream help [command] show help
 
@@ -76,6 +77,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = verifyCmd(rest, stdout, stderr)
 	case "replay":
 		err = replayCmd(ctx, rest, stdout, stderr)
+	case "archive":
+		err = archiveCmd(ctx, rest, stdout, stderr)
 	case "audit":
 		err = auditCmd(ctx, rest, stdout, stderr)
 	case "help", "-h", "--help":
