@@ -3,8 +3,9 @@
 // values, key {host}, content-type and event-id headers), for the fleet
 // archiver's tests and benchmark:
 //
-//	fleetgen --brokers B --topic T [--hosts 3] [--events N] [--rate R] [--skip-every K] [--prefix P]
+//	fleetgen --brokers B --topic T [--hosts 3] [--events N] [--rate R] [--skip-every K] [--prefix P] [--partitions N [--replicas R]]
 //
+// With --partitions it first creates the topic (an existing one is kept).
 // Each host (P-1, P-2, ...; one boot each) has two CPU streams with
 // contiguous seqs from 1; --rate is events per second per host (0: as fast
 // as the broker takes them). --skip-every K leaves out every K-th number of
@@ -16,6 +17,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -23,6 +25,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/cnstream/cnstream/schema"
 	"github.com/cnstream/cnstream/sink/kafka"
@@ -37,7 +41,14 @@ func main() {
 	skipEvery := flag.Int("skip-every", 0, "leave out every K-th number of host 1's CPU 0 stream, without a gap record")
 	prefix := flag.String("prefix", "fleet-host", "host name prefix")
 	batch := flag.Int("batch", 2048, "events per WriteBatch")
+	partitions := flag.Int("partitions", 0, "create the topic with this many partitions first (0: leave it to the broker)")
+	replicas := flag.Int("replicas", 1, "replication factor of the topic --partitions creates")
 	flag.Parse()
+	if *partitions > 0 {
+		if err := createTopic(strings.Split(*brokers, ","), *topic, *partitions, *replicas); err != nil {
+			fail(err)
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	s, err := kafka.New(kafka.Config{Brokers: strings.Split(*brokers, ","), Topic: *topic})
@@ -111,6 +122,23 @@ func main() {
 		fmt.Printf("fleetgen: host %s boot %s: %d events sent, %d numbers skipped\n", h.h.Hostname, h.h.BootID, h.sent, h.skipped)
 	}
 	fmt.Printf("fleetgen: %d events in %.1f s\n", total, time.Since(t0).Seconds())
+}
+
+// createTopic creates topic, unless it exists.
+func createTopic(brokers []string, topic string, partitions, replicas int) error {
+	c := &kafkago.Client{Addr: kafkago.TCP(brokers...), Timeout: 30 * time.Second}
+	res, err := c.CreateTopics(context.Background(), &kafkago.CreateTopicsRequest{Topics: []kafkago.TopicConfig{
+		{Topic: topic, NumPartitions: partitions, ReplicationFactor: replicas}}})
+	if err == nil {
+		err = res.Errors[topic]
+	}
+	if errors.Is(err, kafkago.TopicAlreadyExists) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("creating topic %s: %w", topic, err)
+	}
+	return nil
 }
 
 func fail(err error) {
