@@ -6,11 +6,13 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"testing"
 
+	yamlv3 "gopkg.in/yaml.v3"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -27,6 +29,8 @@ type manifests struct {
 	serviceAccounts []corev1.ServiceAccount
 	configMaps      []corev1.ConfigMap
 	daemonSets      []appsv1.DaemonSet
+	deployments     []appsv1.Deployment
+	claims          []corev1.PersistentVolumeClaim
 }
 
 // decodeStrict decodes a YAML manifest into a k8s.io/api type as the API
@@ -75,7 +79,7 @@ func readManifests(t *testing.T, dir string) manifests {
 			var obj any
 			switch tm.APIVersion + " " + tm.Kind {
 			case "v1 Namespace":
-				if len(m.configMaps)+len(m.daemonSets)+len(m.serviceAccounts) > 0 {
+				if len(m.configMaps)+len(m.daemonSets)+len(m.serviceAccounts)+len(m.deployments)+len(m.claims) > 0 {
 					t.Errorf("%s: the Namespace must be applied before what it holds (files apply in name order)", f)
 				}
 				m.namespaces = append(m.namespaces, corev1.Namespace{})
@@ -89,6 +93,12 @@ func readManifests(t *testing.T, dir string) manifests {
 			case "apps/v1 DaemonSet":
 				m.daemonSets = append(m.daemonSets, appsv1.DaemonSet{})
 				obj = &m.daemonSets[len(m.daemonSets)-1]
+			case "apps/v1 Deployment":
+				m.deployments = append(m.deployments, appsv1.Deployment{})
+				obj = &m.deployments[len(m.deployments)-1]
+			case "v1 PersistentVolumeClaim":
+				m.claims = append(m.claims, corev1.PersistentVolumeClaim{})
+				obj = &m.claims[len(m.claims)-1]
 			default:
 				t.Fatalf("%s[%d]: apiVersion %q kind %q: not one this test knows", f, i, tm.APIVersion, tm.Kind)
 			}
@@ -108,15 +118,15 @@ func readManifests(t *testing.T, dir string) manifests {
 
 func TestKubernetes(t *testing.T) {
 	m := readManifests(t, filepath.Join("kubernetes"))
-	if len(m.namespaces) != 1 || len(m.daemonSets) != 1 || len(m.configMaps) != 1 || len(m.serviceAccounts) != 1 {
-		t.Fatalf("want one Namespace, ServiceAccount, ConfigMap and DaemonSet; got %d, %d, %d, %d",
-			len(m.namespaces), len(m.serviceAccounts), len(m.configMaps), len(m.daemonSets))
+	if len(m.namespaces) != 1 || len(m.daemonSets) != 1 || len(m.serviceAccounts) != 1 {
+		t.Fatalf("want one Namespace, ServiceAccount and DaemonSet; got %d, %d, %d",
+			len(m.namespaces), len(m.serviceAccounts), len(m.daemonSets))
 	}
 	ns := m.namespaces[0]
 	if ns.Labels["pod-security.kubernetes.io/enforce"] != "privileged" {
 		t.Errorf("Namespace %s: pod-security.kubernetes.io/enforce=%q: baseline forbids hostPID, hostNetwork and these capabilities", ns.Name, ns.Labels["pod-security.kubernetes.io/enforce"])
 	}
-	ds, cm, sa := m.daemonSets[0], m.configMaps[0], m.serviceAccounts[0]
+	ds, cm, sa := m.daemonSets[0], m.configMap(t, "cnstream"), m.serviceAccounts[0]
 	for _, o := range []metav1.Object{&ds, &cm, &sa} {
 		if o.GetNamespace() != ns.Name {
 			t.Errorf("%s is in namespace %q, want %q", o.GetName(), o.GetNamespace(), ns.Name)
@@ -288,4 +298,149 @@ func hostFileMounted(spec corev1.PodSpec, c corev1.Container, path string) bool 
 		}
 	}
 	return false
+}
+
+// configMap returns the ConfigMap named name.
+func (m manifests) configMap(t *testing.T, name string) corev1.ConfigMap {
+	t.Helper()
+	for _, cm := range m.configMaps {
+		if cm.Name == name {
+			return cm
+		}
+	}
+	t.Fatalf("no ConfigMap %q", name)
+	return corev1.ConfigMap{}
+}
+
+// TestKubernetesArchiver: the fleet archiver's Deployment (40-archiver.yaml):
+// cnstream archive with the ConfigMap's configuration, which validates; no
+// host namespace and no capability; a non-root, read-only container; one
+// ReadWriteMany claim shared by every replica, mounted at archiver.dir; the
+// signer key from a Secret, read-only, at archiver.key; probes and scrape
+// annotations on telemetry.listen's port; the DaemonSet's topic.
+func TestKubernetesArchiver(t *testing.T) {
+	m := readManifests(t, filepath.Join("kubernetes"))
+	if len(m.deployments) != 1 || len(m.claims) != 1 {
+		t.Fatalf("want one Deployment and one PersistentVolumeClaim; got %d, %d", len(m.deployments), len(m.claims))
+	}
+	d, pvc := m.deployments[0], m.claims[0]
+	ns := m.namespaces[0].Name
+	if d.Namespace != ns || pvc.Namespace != ns {
+		t.Errorf("Deployment in %q, claim in %q: want %q", d.Namespace, pvc.Namespace, ns)
+	}
+	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+	if err != nil || sel.Empty() || !sel.Matches(labels.Set(d.Spec.Template.Labels)) {
+		t.Errorf("Deployment selector %v does not select its pods' labels %v (%v)", d.Spec.Selector, d.Spec.Template.Labels, err)
+	}
+	dsSel, _ := metav1.LabelSelectorAsSelector(m.daemonSets[0].Spec.Selector)
+	if dsSel.Matches(labels.Set(d.Spec.Template.Labels)) {
+		t.Errorf("the DaemonSet's selector %v selects the archiver's pods %v", m.daemonSets[0].Spec.Selector, d.Spec.Template.Labels)
+	}
+	if d.Spec.Replicas == nil || *d.Spec.Replicas < 1 {
+		t.Errorf("replicas %v: want at least 1", d.Spec.Replicas)
+	}
+	if !slices.Contains(pvc.Spec.AccessModes, corev1.ReadWriteMany) || pvc.Spec.Resources.Requests.Storage().IsZero() {
+		t.Errorf("claim %s: access modes %v, storage %v: want ReadWriteMany (replicas take over each other's host archives) and a size",
+			pvc.Name, pvc.Spec.AccessModes, pvc.Spec.Resources.Requests.Storage())
+	}
+	spec := d.Spec.Template.Spec
+	if spec.HostPID || spec.HostNetwork {
+		t.Error("hostPID or hostNetwork: the archiver reads Kafka and writes files, it needs neither")
+	}
+	if len(spec.Containers) != 1 {
+		t.Fatalf("%d containers, want 1", len(spec.Containers))
+	}
+	c := spec.Containers[0]
+	psc, sc := spec.SecurityContext, c.SecurityContext
+	if psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot || psc.RunAsUser == nil || *psc.RunAsUser == 0 || psc.FSGroup == nil {
+		t.Error("pod securityContext: want runAsNonRoot, a non-zero runAsUser and an fsGroup (the volume writable by it)")
+	}
+	if sc == nil || sc.Capabilities == nil || len(sc.Capabilities.Add) != 0 || !slices.Contains(sc.Capabilities.Drop, "ALL") ||
+		sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+		t.Errorf("container securityContext %+v: want every capability dropped, none added, a read-only root, no privilege escalation", sc)
+	}
+	if _, ok := c.Resources.Limits[corev1.ResourceMemory]; !ok {
+		t.Error("no memory limit")
+	}
+
+	// The configuration.
+	if len(c.Args) != 3 || c.Args[0] != "archive" || c.Args[1] != "--config" {
+		t.Fatalf("args %q: want archive --config FILE", c.Args)
+	}
+	cm := m.configMap(t, "cnstream-archiver")
+	var text string
+	for _, vm := range c.VolumeMounts {
+		if vm.MountPath == c.Args[2] && vm.ReadOnly {
+			for _, v := range spec.Volumes {
+				if v.Name == vm.Name && v.ConfigMap != nil && v.ConfigMap.Name == cm.Name {
+					text = cm.Data[vm.SubPath]
+				}
+			}
+		}
+	}
+	if text == "" {
+		t.Fatalf("--config %s: not a key of ConfigMap %s mounted read-only there", c.Args[2], cm.Name)
+	}
+	envs := map[string]string{}
+	for _, e := range c.Env {
+		envs[e.Name] = e.Value
+	}
+	validateText(t, "archiver.yaml", text, envs)
+	var conf struct {
+		Archiver struct {
+			Topic, Dir, Key string
+		} `yaml:"archiver"`
+		Telemetry struct {
+			Listen string `yaml:"listen"`
+		} `yaml:"telemetry"`
+	}
+	if err := yamlv3.Unmarshal([]byte(text), &conf); err != nil {
+		t.Fatal(err)
+	}
+	daemonConf := parseConfig(t, "ConfigMap cnstream", []byte(m.configMap(t, "cnstream").Data["cnstream.yaml"]))
+	if k := daemonConf.Sinks[0].Kafka; k == nil || k.Topic != conf.Archiver.Topic {
+		t.Errorf("archiver.topic %q: the DaemonSet's kafka sink writes %+v", conf.Archiver.Topic, k)
+	}
+	mounted := func(path string, check func(v corev1.Volume) bool) bool {
+		for _, vm := range c.VolumeMounts {
+			if vm.MountPath == path || strings.HasPrefix(path, vm.MountPath+"/") {
+				for _, v := range spec.Volumes {
+					if v.Name == vm.Name && check(v) {
+						return vm.ReadOnly == (path != conf.Archiver.Dir)
+					}
+				}
+			}
+		}
+		return false
+	}
+	if !mounted(conf.Archiver.Dir, func(v corev1.Volume) bool {
+		return v.PersistentVolumeClaim != nil && v.PersistentVolumeClaim.ClaimName == pvc.Name
+	}) {
+		t.Errorf("archiver.dir %s: want the claim %s mounted there, writable", conf.Archiver.Dir, pvc.Name)
+	}
+	if !mounted(conf.Archiver.Key, func(v corev1.Volume) bool { return v.Secret != nil }) {
+		t.Errorf("archiver.key %s: want a Secret mounted read-only there", conf.Archiver.Key)
+	}
+	_, port := listenAddr(t, conf.Telemetry.Listen, envs)
+	var metricsPort string
+	for _, p := range c.Ports {
+		if p.Name == "metrics" {
+			metricsPort = strconv.Itoa(int(p.ContainerPort))
+		}
+	}
+	if metricsPort != port {
+		t.Errorf("port metrics %s, telemetry.listen's port %s", metricsPort, port)
+	}
+	for name, pr := range map[string]struct {
+		probe *corev1.Probe
+		path  string
+	}{"livenessProbe": {c.LivenessProbe, "/healthz"}, "readinessProbe": {c.ReadinessProbe, "/readyz"}} {
+		if pr.probe == nil || pr.probe.HTTPGet == nil || pr.probe.HTTPGet.Path != pr.path || pr.probe.HTTPGet.Port.String() != "metrics" {
+			t.Errorf("%s: want an httpGet of %s on port metrics", name, pr.path)
+		}
+	}
+	ann := d.Spec.Template.Annotations
+	if ann["prometheus.io/scrape"] != "true" || ann["prometheus.io/port"] != port || ann["prometheus.io/path"] != "/metrics" {
+		t.Errorf("pod annotations %v: want prometheus.io/scrape true, port %s, path /metrics", ann, port)
+	}
 }
