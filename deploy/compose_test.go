@@ -19,14 +19,14 @@ import (
 // the compose-go loader, which validates it against the Compose
 // specification's JSON schema, interpolates ${VAR:-default} (with an empty
 // environment here, so the defaults are checked) and resolves paths.
-func loadCompose(t *testing.T) *types.Project {
+func loadCompose(t *testing.T, profiles ...string) *types.Project {
 	t.Helper()
 	abs, err := filepath.Abs(root)
 	if err != nil {
 		t.Fatal(err)
 	}
 	opts, err := cli.NewProjectOptions([]string{filepath.Join(abs, "docker-compose.yml")},
-		cli.WithWorkingDirectory(abs), cli.WithEnv(nil), cli.WithConsistency(true))
+		cli.WithWorkingDirectory(abs), cli.WithEnv(nil), cli.WithConsistency(true), cli.WithProfiles(profiles))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -359,4 +359,104 @@ func mustAbs(t *testing.T, p string) string {
 		t.Fatal(err)
 	}
 	return a
+}
+
+// TestComposeArchiver: the archiver service (profile archiver, off by
+// default): cnstream archive with examples/fleet-archiver.yaml, which
+// validates with the service's environment; on the compose network,
+// reading the Kafka listener advertised there and the topic cnstream
+// writes; no capability, a read-only root; its dir and key on a named
+// volume (down -v removes them); its telemetry published on the host's
+// loopback and scraped by Prometheus.
+func TestComposeArchiver(t *testing.T) {
+	if _, ok := loadCompose(t).Services["archiver"]; ok {
+		t.Error("archiver: started by a plain docker compose up; want it in a profile (its key is made first)")
+	}
+	p := loadCompose(t, "archiver")
+	a := service(t, p, "archiver")
+	if !contains(a.Profiles, "archiver") {
+		t.Errorf("archiver: profiles %v, want [archiver]", a.Profiles)
+	}
+	if a.NetworkMode == "host" || len(a.CapAdd) > 0 || !contains(a.CapDrop, "ALL") || !a.ReadOnly || a.Privileged {
+		t.Errorf("archiver: network_mode %q, cap_add %v, cap_drop %v, read_only %v: want the compose network, no capability, a read-only root",
+			a.NetworkMode, a.CapAdd, a.CapDrop, a.ReadOnly)
+	}
+	if len(a.Command) != 3 || a.Command[0] != "archive" || a.Command[1] != "--config" {
+		t.Fatalf("archiver: command %q, want archive --config FILE", a.Command)
+	}
+	m, ok := bindSource(a, a.Command[2])
+	if !ok || m.Type != types.VolumeTypeBind || !m.ReadOnly {
+		t.Fatalf("archiver: want its configuration bind-mounted read-only at %s, got %+v", a.Command[2], m)
+	}
+	aenv := env(a)
+	validate(t, m.Source, aenv)
+	var conf struct {
+		Archiver struct {
+			Brokers []string `yaml:"brokers"`
+			Topic   string   `yaml:"topic"`
+			Dir     string   `yaml:"dir"`
+			Key     string   `yaml:"key"`
+		} `yaml:"archiver"`
+		Telemetry struct {
+			Listen string `yaml:"listen"`
+		} `yaml:"telemetry"`
+	}
+	readYAML(t, m.Source, &conf)
+	kenv := env(service(t, p, "kafka"))
+	brokers := expand(conf.Archiver.Brokers[0], aenv)
+	internal := false
+	for _, addr := range kafkaListeners(t, kenv["KAFKA_ADVERTISED_LISTENERS"]) {
+		internal = internal || (addr == brokers && strings.HasPrefix(addr, "kafka:"))
+	}
+	if !internal {
+		t.Errorf("archiver: brokers %q: want the listener advertised on the compose network (kafka:PORT)", brokers)
+	}
+	cn := readConfig(t, mustBind(t, service(t, p, "cnstream"), "/etc/cnstream/cnstream.yaml"))
+	if topic := cn.Sinks[sinkIndex(t, cn, "kafka")].Kafka.Topic; conf.Archiver.Topic != topic {
+		t.Errorf("archiver: topic %q, cnstream writes %q", conf.Archiver.Topic, topic)
+	}
+	for _, path := range []string{expand(conf.Archiver.Dir, aenv), expand(conf.Archiver.Key, aenv)} {
+		found := false
+		for _, v := range a.Volumes {
+			if v.Type == types.VolumeTypeVolume && (path == v.Target || strings.HasPrefix(path, v.Target+"/")) {
+				_, declared := p.Volumes[v.Source]
+				found = declared && !v.ReadOnly
+			}
+		}
+		if !found {
+			t.Errorf("archiver: %s is not on a declared, writable named volume", path)
+		}
+	}
+	_, port := listenAddr(t, conf.Telemetry.Listen, aenv)
+	if !publishes(a, port) {
+		t.Errorf("archiver: telemetry port %s not published on the host's loopback (%+v)", port, a.Ports)
+	}
+	var pc struct {
+		ScrapeConfigs []struct {
+			JobName       string `yaml:"job_name"`
+			StaticConfigs []struct {
+				Targets []string `yaml:"targets"`
+			} `yaml:"static_configs"`
+		} `yaml:"scrape_configs"`
+	}
+	readYAML(t, mustBind(t, service(t, p, "prometheus"), "/etc/prometheus/prometheus.yml"), &pc)
+	scraped := false
+	for _, sc := range pc.ScrapeConfigs {
+		for _, s := range sc.StaticConfigs {
+			scraped = scraped || (sc.JobName == "cnstream-archive" && contains(s.Targets, "127.0.0.1:"+port))
+		}
+	}
+	if !scraped {
+		t.Errorf("prometheus: no job cnstream-archive scraping 127.0.0.1:%s", port)
+	}
+}
+
+// mustBind returns the host path bind-mounted at target in s.
+func mustBind(t *testing.T, s types.ServiceConfig, target string) string {
+	t.Helper()
+	v, ok := bindSource(s, target)
+	if !ok {
+		t.Fatalf("%s: nothing mounted at %s", s.Name, target)
+	}
+	return v.Source
 }

@@ -12,7 +12,9 @@
 //   - docker-compose.yml: loaded and validated against the compose schema by
 //     the compose-go loader (the library of Docker Compose), then the host
 //     namespaces and capabilities of cnstream, Kafka's listeners as each
-//     client reaches them, Prometheus' target and Grafana's provisioning.
+//     client reaches them, Prometheus' target and Grafana's provisioning;
+//     the fleet archiver (profile archiver): its configuration, listener,
+//     topic, volumes and scrape target.
 //   - systemd: systemd-analyze verify without a warning, systemd-analyze
 //     security's exposure, and the unit's capabilities tried for real: a
 //     non-root cnstream with only those subscribes, forces its receive
@@ -20,7 +22,9 @@
 //   - Kubernetes: every manifest decoded strictly into the k8s.io/api types
 //     (an unknown or misspelt field fails), then hostPID, hostNetwork,
 //     capabilities, probes and scrape port against the ConfigMap's
-//     configuration, which validates.
+//     configuration, which validates; the fleet archiver's Deployment
+//     (40-archiver.yaml): no host namespace or capability, a ReadWriteMany
+//     claim at archiver.dir, the key from a Secret, the DaemonSet's topic.
 //   - Grafana: every metric and label the dashboard's queries use is in a
 //     real scrape of cnstream run.
 //
