@@ -46,8 +46,9 @@ type Config struct {
 	Compression file.Compression
 	// Batch is the records per poll-write-fsync-commit round. Default 8192.
 	Batch int
-	// DedupeWindow is the event ids remembered per host and boot.
-	// Default 1<<20.
+	// DedupeWindow is the event ids remembered per host and boot: at
+	// least Batch (a round repeated after a crash must fit in it). Default
+	// 1<<17 (about 6 MiB per open host archive).
 	DedupeWindow int
 	// Silence: a host with no event for this long is reported Silent.
 	// Default 5 minutes.
@@ -69,7 +70,7 @@ const (
 	defaultMaxSize      = 64 << 20
 	defaultMaxAge       = 10 * time.Minute
 	defaultBatch        = 8192
-	defaultDedupeWindow = 1 << 20
+	defaultDedupeWindow = 1 << 17
 	defaultSilence      = 5 * time.Minute
 	defaultIdleClose    = 2 * time.Minute
 )
@@ -168,6 +169,9 @@ func (c Config) resolve() (Config, error) {
 		c.DedupeWindow = defaultDedupeWindow
 	case c.DedupeWindow < 0:
 		return bad("dedupe_window", "%d: must be positive", c.DedupeWindow)
+	}
+	if c.DedupeWindow < c.Batch {
+		return bad("dedupe_window", "%d is less than batch %d: a round repeated after a crash would not fit in it", c.DedupeWindow, c.Batch)
 	}
 	switch {
 	case c.Silence == 0:

@@ -89,17 +89,18 @@
 // Limits: a repeat older than the window is written again (the audit then
 // counts it in Duplicates, not twice in Events); two distinct ids of one
 // host with the same 64-bit hash (odds about window/2^64 per event, 5e-14
-// at 1<<20) would drop an event, which the audit would show as a hole.
+// at 1<<17) would drop an event, which the audit would show as a hole.
 // Events without a host are deduplicated in the _unknown archive.
 //
 // # Memory
 //
-// Bounded by: the fetch buffers (FetchMaxBytes 16 MiB per response, 4 MiB
-// per partition, at most 2 fetches buffered: 32 MiB, more if the records
-// are compressed; options in Config.Opts override these); one round's
+// Bounded by: the fetch buffers (FetchMaxBytes 4 MiB per response, 1 MiB
+// per partition, at most 2 fetches buffered: 8 MiB of compressed records,
+// 7-10x that decompressed for msgpack events with zstd; options in
+// Config.Opts override these); one round's
 // records and their decoded events (Config.Batch); per open host, the
 // dedupe window (about 8 bytes in the ring and 10-20 in the set per id:
-// 20-30 MiB at the default 1<<20 ids) and its audit.Tally (about 2 bytes
+// 3-6 MiB at the default 1<<17 ids) and its audit.Tally (about 2 bytes
 // per number of a stream, see package audit); a file sink per open host.
 // Closing idle hosts frees their window and tally (their report is kept).
 //

@@ -25,9 +25,12 @@ import (
 // Bounds of the consumer's memory and of the waits at the end of a round
 // or of Run.
 const (
-	fetchMaxBytes          = 16 << 20 // per fetch response
-	fetchMaxPartitionBytes = 4 << 20
-	maxConcurrentFetches   = 2 // so at most 32 MiB of fetched records are buffered
+	// Per fetch response, compressed: records are several times larger
+	// once decompressed (7-10x for msgpack events with zstd), and a
+	// fetched response stays in memory until polled.
+	fetchMaxBytes          = 4 << 20
+	fetchMaxPartitionBytes = 1 << 20
+	maxConcurrentFetches   = 2 // so at most 8 MiB of compressed records are buffered
 	commitTimeout          = 30 * time.Second
 	closeTimeout           = 2 * time.Minute
 )
