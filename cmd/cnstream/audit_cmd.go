@@ -375,7 +375,11 @@ func (t *auditTable) finish(silence time.Duration, now time.Time) {
 }
 
 // auditKafka reads every partition of topic from its log start to the high
-// watermark it has now into one tally.
+// watermark it has now into one tally. A partition is done when the record
+// before its watermark has been read: on a topic whose last offsets are
+// not records the client returns (transaction markers, compacted away;
+// the kafka sink writes neither) it would wait until ctx ends, and says
+// so.
 func auditKafka(ctx context.Context, opts []kgo.Opt, brokers []string, topic string, silence time.Duration, now time.Time) (*auditTable, error) {
 	cl, err := kgo.NewClient(append(opts, kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
 	if err != nil {
