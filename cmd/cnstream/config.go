@@ -1144,7 +1144,7 @@ type ArchiverConfig struct {
 	Compression string   `yaml:"compression"` // of rotated files: zstd (default) or none
 	// The rounds, dedupe, silence.
 	Batch        int      `yaml:"batch"`         // records per poll-write-fsync-commit round; default 8192
-	DedupeWindow int      `yaml:"dedupe_window"` // event ids remembered per host and boot to drop redeliveries; default 1048576
+	DedupeWindow int      `yaml:"dedupe_window"` // event ids remembered per host and boot to drop redeliveries, at least batch; default 131072
 	Silence      Duration `yaml:"silence"`       // a host with no event for this long is flagged silent; default 5m
 	IdleClose    Duration `yaml:"idle_close"`    // a host archive with no event for this long is closed (signed); default 2m
 }
