@@ -45,7 +45,10 @@
 // crash recovery signs what a killed archiver left (the active file is
 // rotated and signed; a torn tail cut); its losses (sink.LossReporter) are
 // written into the archive as dropped records (schema.Records.Dropped,
-// sink "archive") before the next events. The whole archive is then read
+// sink "archive") before the next events, except a torn tail: it holds
+// only records of a round not yet fsynced, hence not committed, which
+// Kafka delivers again (it is logged, not stated as lost: a dropped
+// count would offset, per host, a hole no record explains). The whole archive is then read
 // (file.OpenArchive, Records, audit.Decoder: about 1M records/s): every
 // record goes to the host's audit.Tally, so the live report is the
 // archive's and not only this process's, and the ids of the last

@@ -196,6 +196,17 @@ func (a *Archiver) openHost(ctx context.Context, h *hostArchive) error {
 		if reason == "" {
 			reason = "sink_lost"
 		}
+		if reason == "torn_tail" {
+			// A torn tail holds only records of a round that was being
+			// written when the writer died: written with SyncAlways and
+			// fsynced before the round is committed, so none of them
+			// was committed, and Kafka delivers them again (the dedupe
+			// window, rebuilt from what is left, lets them in). Stating
+			// them as dropped would count, per host, against holes that
+			// no record explains and hide them.
+			a.cfg.Log.Info("fleet: cut a torn tail a crash left; its records were not committed and come again from Kafka", "dir", h.dir, "records", l.Count, "detail", l.Detail)
+			continue
+		}
 		a.cfg.Log.Warn("fleet: the host archive lost records (a crash): they become a dropped record", "dir", h.dir, "reason", reason, "records", l.Count, "detail", l.Detail)
 		lost = append(lost, h.recs.Dropped(l.Count, reason, "archive"))
 	}

@@ -194,3 +194,13 @@ func httpGet(t *testing.T, url string) string {
 	}
 	return string(b)
 }
+
+// TestRunRefusesArchiverConfig: run given the fleet archiver's config (no
+// sinks) says which command it is for, before it subscribes.
+func TestRunRefusesArchiverConfig(t *testing.T) {
+	var out, errb syncBuffer
+	code := run(t.Context(), []string{"run", "--config", "../../examples/fleet-archiver.yaml"}, &out, &errb)
+	if code != 1 || !strings.Contains(errb.String(), "run it with cnstream archive --config FILE") {
+		t.Fatalf("run --config examples/fleet-archiver.yaml: exit %d: %s", code, errb.String())
+	}
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -98,6 +99,9 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 
 // runPipeline builds the stages of c and runs them until ctx ends.
 func runPipeline(ctx context.Context, c *Config, stdout, stderr io.Writer) error {
+	if len(c.Sinks) == 0 && c.Archiver != nil {
+		return errors.New("this configuration has an archiver: section and no sinks: it is the fleet archiver's, run it with cnstream archive --config FILE")
+	}
 	log := c.Log.newLogger(stderr)
 	for _, w := range c.warnings() {
 		log.Warn(w)
