@@ -7,6 +7,7 @@ import (
 	"hash/maphash"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -56,8 +57,9 @@ type Archiver struct {
 	partHosts   map[topicPart]map[*hostArchive]struct{}
 	uncommitted map[topicPart]kgo.EpochOffset // written, commit failed
 	malformed   map[topicPart]*os.File
-	idBuf       []byte
 	running     atomic.Bool
+	decoded     []schema.Event // a round's events, reused from round to round
+	decodeErrs  []error
 
 	st struct {
 		messages, events, duplicates, malformed, rounds, commits, commitErrors, bytes, hostsOpen atomic.Uint64
@@ -226,10 +228,31 @@ func (a *Archiver) round(ctx context.Context, recs []*kgo.Record) error {
 	var order []hostKey
 	groups := map[hostKey]*group{}
 	var bad []topicPart
-	for _, r := range recs {
+	// Decoding, in GOMAXPROCS slices of the round side by side.
+	decoded := a.decoded[:0]
+	decoded = slices.Grow(decoded, len(recs))[:len(recs)]
+	errs := a.decodeErrs[:0]
+	errs = slices.Grow(errs, len(recs))[:len(recs)]
+	a.decoded, a.decodeErrs = decoded, errs
+	defer func() { clear(decoded); clear(errs) }()
+	procs := runtime.GOMAXPROCS(0)
+	per := (len(recs) + procs - 1) / max(procs, 1)
+	var dwg sync.WaitGroup
+	for from := 0; from < len(recs); from += per {
+		to := min(from+per, len(recs))
+		dwg.Add(1)
+		go func() {
+			defer dwg.Done()
+			for i := from; i < to; i++ {
+				decoded[i], errs[i] = decode(recs[i])
+			}
+		}()
+	}
+	dwg.Wait()
+	for i, r := range recs {
 		a.st.messages.Add(1)
 		a.st.bytes.Add(uint64(len(r.Value)))
-		e, err := decode(r)
+		e, err := decoded[i], errs[i]
 		if err != nil {
 			a.st.malformed.Add(1)
 			tp := topicPart{r.Topic, r.Partition}
@@ -245,6 +268,7 @@ func (a *Archiver) round(ctx context.Context, recs []*kgo.Record) error {
 		g := groups[k]
 		if g == nil {
 			g = &group{h: a.host(k, e.Host)}
+			g.events = g.h.batch[:0] // the host's buffer of earlier rounds
 			groups[k] = g
 			order = append(order, k)
 		}
@@ -257,10 +281,12 @@ func (a *Archiver) round(ctx context.Context, recs []*kgo.Record) error {
 		}
 		hs[g.h] = struct{}{}
 	}
+	// Archives are opened one after the other (a lock may be waited
+	// for); the hosts' writes (encoding, hashing, fsync) then run side by
+	// side, at most GOMAXPROCS at once: each host's archive, dedupe window
+	// and audit are its own.
 	for _, k := range order {
-		g := groups[k]
-		h := g.h
-		if h.sink == nil {
+		if h := groups[k].h; h.sink == nil {
 			if err := a.openHost(ctx, h); err != nil {
 				if ctx.Err() != nil {
 					return nil // ended while waiting for a lock: nothing of the round is committed
@@ -268,29 +294,22 @@ func (a *Archiver) round(ctx context.Context, recs []*kgo.Record) error {
 				return err
 			}
 		}
-		kept := g.events[:0]
-		var dups uint64
-		for i := range g.events {
-			if h.win.add(a.idHash(&g.events[i])) {
-				kept = append(kept, g.events[i])
-			} else {
-				dups++
-			}
-		}
-		if len(kept) > 0 {
-			if err := h.sink.WriteBatch(wctx, kept); err != nil {
-				return fmt.Errorf("fleet: writing to the archive of %s: %w", h.dir, err)
-			}
-		}
-		a.st.events.Add(uint64(len(kept)))
-		a.st.duplicates.Add(dups)
-		h.mu.Lock()
-		for i := range kept {
-			h.tally.Add(&kept[i])
-		}
-		h.dups += dups
-		h.lastEvent = now
-		h.mu.Unlock()
+	}
+	werrs := make([]error, len(order))
+	sem := make(chan struct{}, procs)
+	var wg sync.WaitGroup
+	for i, k := range order {
+		g := groups[k]
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			werrs[i] = a.writeHost(wctx, g.h, g.events, now)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(werrs...); err != nil {
+		return err
 	}
 	for _, tp := range bad {
 		if err := a.malformed[tp].Sync(); err != nil {
@@ -324,20 +343,54 @@ func (a *Archiver) round(ctx context.Context, recs []*kgo.Record) error {
 	return nil
 }
 
+// writeHost writes the events of a round not in h's dedupe window to h's
+// archive (fsynced: SyncAlways) and adds them to its audit; events is
+// kept as h's buffer for the next round.
+func (a *Archiver) writeHost(ctx context.Context, h *hostArchive, events []schema.Event, now time.Time) error {
+	kept := events[:0]
+	var dups uint64
+	for i := range events {
+		if h.win.add(a.idHash(h, &events[i])) {
+			kept = append(kept, events[i])
+		} else {
+			dups++
+		}
+	}
+	if len(kept) > 0 {
+		if err := h.sink.WriteBatch(ctx, kept); err != nil {
+			return fmt.Errorf("fleet: writing to the archive of %s: %w", h.dir, err)
+		}
+	}
+	a.st.events.Add(uint64(len(kept)))
+	a.st.duplicates.Add(dups)
+	h.mu.Lock()
+	for i := range kept {
+		h.tally.Add(&kept[i])
+	}
+	h.dups += dups
+	h.lastEvent = now
+	h.mu.Unlock()
+	// Kept for the next round, without this round's events (their
+	// strings would stay reachable).
+	clear(events)
+	h.batch = events[:0]
+	return nil
+}
+
 // decode returns the event of a record's value: by its content-type
 // header, else sniffed ('{': JSON, else msgpack).
 func decode(r *kgo.Record) (schema.Event, error) {
-	ct := ""
+	var ct []byte
 	for _, h := range r.Headers {
 		if h.Key == "content-type" {
-			ct = string(h.Value)
+			ct = h.Value
 			break
 		}
 	}
 	switch {
-	case ct == "application/json":
+	case string(ct) == "application/json":
 		return schema.DecodeJSON(r.Value)
-	case ct == "application/msgpack":
+	case string(ct) == "application/msgpack":
 		return schema.DecodeMsgpack(r.Value)
 	case len(r.Value) > 0 && r.Value[0] == '{':
 		return schema.DecodeJSON(r.Value)

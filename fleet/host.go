@@ -116,10 +116,12 @@ type hostArchive struct {
 	host schema.Host // of the first event that opened it
 
 	// worker
-	sink *file.Sink
-	lock *os.File
-	win  *window
-	recs *schema.Records
+	batch []schema.Event // this round's events, reused from round to round
+	idBuf []byte         // a derived event id, for its hash
+	sink  *file.Sink
+	lock  *os.File
+	win   *window
+	recs  *schema.Records
 
 	mu        sync.Mutex
 	tally     *audit.Tally // nil while closed
@@ -253,7 +255,7 @@ func (a *Archiver) rebuild(h *hostArchive) (*audit.Tally, *window, error) {
 				return nil
 			}
 			tally.Add(e)
-			win.add(a.idHash(e))
+			win.add(a.idHash(h, e))
 			return nil
 		})
 		if err != nil && !errors.Is(err, file.ErrCorrupt) {
@@ -269,12 +271,12 @@ func (a *Archiver) rebuild(h *hostArchive) (*audit.Tally, *window, error) {
 	return tally, win, nil
 }
 
-func (a *Archiver) idHash(e *schema.Event) uint64 {
+func (a *Archiver) idHash(h *hostArchive, e *schema.Event) uint64 {
 	if e.ID != "" {
 		return maphash.String(a.seed, e.ID)
 	}
-	a.idBuf = schema.AppendEventID(a.idBuf[:0], e)
-	return maphash.Bytes(a.seed, a.idBuf)
+	h.idBuf = schema.AppendEventID(h.idBuf[:0], e)
+	return maphash.Bytes(a.seed, h.idBuf)
 }
 
 // closeHost signs and closes h's archive and releases its lock; h stays
