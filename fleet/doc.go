@@ -15,7 +15,10 @@
 // JSON, anything else msgpack); group the events by (hostname, boot_id);
 // per host, drop the events whose id is in the host's dedupe window,
 // WriteBatch the rest to its archive (fsynced: the sinks use SyncAlways)
-// and add them to its audit; fsync the malformed logs written; only then
+// and add them to its audit (decoding runs in GOMAXPROCS slices of the
+// round side by side, and the hosts' writes side by side, at most
+// GOMAXPROCS at once; archives are opened one after the other, since one
+// may wait for a lock); fsync the malformed logs written; only then
 // CommitRecords for the whole round, then AllowRebalance. Offsets are
 // committed only for records on disk, so a crash repeats a round but never
 // skips one, and the repeat writes nothing twice (the dedupe window). A
