@@ -329,13 +329,16 @@ type CorruptInfo struct {
 // read). Fields that could not be read are absent, never guessed. Strings are valid UTF-8: bytes that are
 // not are replaced by U+FFFD.
 type Process struct {
-	PID       uint32     `json:"pid" msgpack:"pid"`
-	TGID      uint32     `json:"tgid" msgpack:"tgid"`
-	PPID      uint32     `json:"ppid,omitempty" msgpack:"ppid,omitempty"`
-	Source    string     `json:"source" msgpack:"source"`
-	Comm      string     `json:"comm,omitempty" msgpack:"comm,omitempty"`
-	Exe       string     `json:"exe,omitempty" msgpack:"exe,omitempty"`
-	Cmdline   []string   `json:"cmdline,omitempty" msgpack:"cmdline,omitempty"`
+	PID     uint32   `json:"pid" msgpack:"pid"`
+	TGID    uint32   `json:"tgid" msgpack:"tgid"`
+	PPID    uint32   `json:"ppid,omitempty" msgpack:"ppid,omitempty"`
+	Source  string   `json:"source" msgpack:"source"`
+	Comm    string   `json:"comm,omitempty" msgpack:"comm,omitempty"`
+	Exe     string   `json:"exe,omitempty" msgpack:"exe,omitempty"`
+	Cmdline []string `json:"cmdline,omitempty" msgpack:"cmdline,omitempty"`
+	// Redacted is how many elements of Cmdline had a secret replaced by
+	// "[redacted]" (transform/redact); 0 (absent): none, or no redaction.
+	Redacted  uint32     `json:"redacted,omitempty" msgpack:"redacted,omitempty"`
 	Cwd       string     `json:"cwd,omitempty" msgpack:"cwd,omitempty"`
 	UID       *uint32    `json:"uid,omitempty" msgpack:"uid,omitempty"`
 	EUID      *uint32    `json:"euid,omitempty" msgpack:"euid,omitempty"`

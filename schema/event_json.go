@@ -252,6 +252,9 @@ func appendJSONProcess(b []byte, p *Process) []byte {
 		}
 		b = append(b, ']')
 	}
+	if p.Redacted != 0 {
+		b = appendJSONUint(b, `,"redacted":`, p.Redacted)
+	}
 	b = appendJSONOptString(b, `,"cwd":`, p.Cwd)
 	if p.UID != nil {
 		b = appendJSONUint(b, `,"uid":`, *p.UID)

@@ -259,7 +259,7 @@ func mpIDEvent(b []byte, key string, x *IDEvent) []byte {
 func mpProcess(b []byte, p *Process) []byte {
 	n := 3 // pid, tgid, source
 	for _, set := range [...]bool{
-		p.PPID != 0, p.Comm != "", p.Exe != "", len(p.Cmdline) > 0, p.Cwd != "",
+		p.PPID != 0, p.Comm != "", p.Exe != "", len(p.Cmdline) > 0, p.Redacted != 0, p.Cwd != "",
 		p.UID != nil, p.EUID != nil, p.GID != nil, p.EGID != nil,
 		p.User != "", p.Group != "", p.Cgroup != "", p.Container != nil, len(p.Ancestors) > 0,
 	} {
@@ -282,6 +282,9 @@ func mpProcess(b []byte, p *Process) []byte {
 		for _, a := range p.Cmdline {
 			b = mpStr(b, a)
 		}
+	}
+	if p.Redacted != 0 {
+		b = mpKeyUint(b, "redacted", p.Redacted)
 	}
 	b = mpOptStr(b, "cwd", p.Cwd)
 	b = mpOptUint(b, "uid", p.UID)

@@ -969,6 +969,9 @@ func (d *mpDecoder) process() *Process {
 		case "ancestors":
 			d.once(&seen, 16)
 			p.Ancestors = d.ancestors()
+		case "redacted":
+			d.once(&seen, 17)
+			p.Redacted = d.u32()
 		default:
 			d.bad = true
 		}

@@ -195,6 +195,19 @@ func goldenEvents() []namedEvent {
 	e.Corrupt = &CorruptInfo{File: "/var/lib/cnstream/spool/00000000000000000042.seg", Offset: 1048576, Bytes: 4096, Reason: "crc mismatch"}
 	add("corrupt", e)
 
+	// An exec whose command line held secrets: transform/redact replaced
+	// them, and redacted counts the arguments it changed.
+	e = procEvent(KindExec, 48222, 602000000, 73116000600001)
+	e.Exec = &ExecEvent{PID: 48110, TGID: 48110}
+	e.Process = &Process{
+		PID: 48110, TGID: 48110, PPID: 1204, Source: "proc",
+		Comm: "mysql", Exe: "/usr/bin/mariadb",
+		Cmdline:  []string{"mysql", "-uroot", "-p[redacted]", "--host=db", "mysql://app:[redacted]@db/prod"},
+		Redacted: 2,
+		UID:      ptr[uint32](1000), EUID: ptr[uint32](1000),
+	}
+	add("exec-redacted", e)
+
 	for i := range out {
 		out[i].e.ID = out[i].e.EventID()
 	}
@@ -687,6 +700,14 @@ func (s *eventSource) optU32() *uint32 {
 	return ptr(s.u32())
 }
 
+// optRedacted is 0 (absent) half the time.
+func (s *eventSource) optRedacted() uint32 {
+	if s.r.IntN(2) == 0 {
+		return 0
+	}
+	return s.u32()
+}
+
 func (s *eventSource) strings() []string {
 	n := s.r.IntN(5)
 	if n == 0 {
@@ -783,7 +804,7 @@ func (s *eventSource) process() *Process {
 		return &Process{PID: s.u32(), TGID: s.u32(), Source: "gone"}
 	}
 	p := &Process{PID: s.u32(), TGID: s.u32(), PPID: s.u32(), Source: [...]string{"proc", "table"}[s.r.IntN(2)],
-		Comm: s.str(), Exe: s.str(), Cmdline: s.strings(), Cwd: s.str(),
+		Comm: s.str(), Exe: s.str(), Cmdline: s.strings(), Redacted: s.optRedacted(), Cwd: s.str(),
 		UID: s.optU32(), EUID: s.optU32(), GID: s.optU32(), EGID: s.optU32(),
 		User: s.str(), Group: s.str(), Cgroup: s.str()}
 	if s.r.IntN(2) == 0 {
@@ -798,7 +819,7 @@ func (s *eventSource) process() *Process {
 // fullProcess returns a process with every field set.
 func fullProcess(s *eventSource) *Process {
 	return &Process{PID: 1, TGID: 2, PPID: 3, Source: "proc", Comm: "c", Exe: "e",
-		Cmdline: []string{"a", s.nonEmpty()}, Cwd: "w", UID: ptr[uint32](4), EUID: ptr[uint32](5),
+		Cmdline: []string{"a", s.nonEmpty()}, Redacted: 1, Cwd: "w", UID: ptr[uint32](4), EUID: ptr[uint32](5),
 		GID: ptr[uint32](6), EGID: ptr[uint32](7), User: "u", Group: "g", Cgroup: "cg",
 		Container: &Container{ID: "i", Runtime: "r", PodUID: "p"},
 		Ancestors: []Ancestor{{PID: 8, Comm: "c", Exe: "e"}, {PID: 9}}}
