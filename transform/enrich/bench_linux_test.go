@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/cnstream/cnstream/schema"
+	"github.com/cnstream/cnstream/transform/redact"
 )
 
 // BenchmarkEnrichExec is the cost of one exec event: reading /proc/PID of a
@@ -39,6 +40,41 @@ func BenchmarkEnrichExec(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				if p := tab.Enrich(ev); p.Source != SourceProc {
+					b.Fatalf("%+v", p)
+				}
+			}
+		})
+	}
+	// With the built-in redaction rules: the argv of sleep holds no
+	// candidate; the shell's holds two secrets.
+	sh := exec.Command("/bin/sh", "-c", "read x", "sh", "--password=hunter2", "TOKEN=abc")
+	if _, err := sh.StdinPipe(); err != nil {
+		b.Fatal(err)
+	}
+	if err := sh.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		_ = sh.Process.Kill()
+		_ = sh.Wait()
+	})
+	for _, c := range []struct {
+		name string
+		pid  uint32
+		n    uint32
+	}{{"ancestors=4,redact", pid, 0}, {"ancestors=4,redact-secrets", uint32(sh.Process.Pid), 2}} {
+		b.Run(c.name, func(b *testing.B) {
+			tab, err := New(Config{AncestorDepth: 4, Redact: redact.Default()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := tab.Seed(""); err != nil {
+				b.Fatal(err)
+			}
+			ev := schema.ProcEvent{What: schema.ProcEventExec, Exec: schema.ExecEvent{PID: c.pid, TGID: c.pid}}
+			b.ReportAllocs()
+			for b.Loop() {
+				if p := tab.Enrich(ev); p.Source != SourceProc || p.Redacted != c.n {
 					b.Fatalf("%+v", p)
 				}
 			}

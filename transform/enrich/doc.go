@@ -32,6 +32,15 @@
 // (ParseCgroup). Ancestors are followed in the table up to
 // Config.AncestorDepth, parent first.
 //
+// Command lines are redacted as they are read from /proc (Seed and every
+// read of an event), when Config.Redact is set (a transform/redact
+// Redactor; cmd/cnstream sets it unless transform.redact.enabled is false):
+// the table holds only the redacted argv, so every event that carries it
+// (the exec, later events, a fork's child, the exit) carries it redacted,
+// with schema.Process.Redacted counting the elements changed, and the raw
+// argv never leaves the table's read. The cost is paid once per read, not
+// per event.
+//
 // Apply is Enrich without the description, for events that are filtered out
 // but must still keep the table current. Call exactly one of them for every
 // process event, in the order the events arrived.

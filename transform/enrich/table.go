@@ -11,6 +11,7 @@ import (
 
 	"github.com/cnstream/cnstream/schema"
 	"github.com/cnstream/cnstream/source"
+	"github.com/cnstream/cnstream/transform/redact"
 )
 
 // Where a schema.Process came from (schema.Process.Source).
@@ -85,6 +86,10 @@ type Config struct {
 	// stuck, reads are skipped at once (Source "timeout",
 	// Stats.ProcSkipped). Default 4.
 	ProcReadWorkers int
+	// Redact replaces secrets in command lines as they are read from
+	// /proc (before any event carries them), counted in
+	// schema.Process.Redacted. Default nil: command lines as read.
+	Redact *redact.Redactor
 }
 
 func (c Config) procReadTimeout() time.Duration {
@@ -197,6 +202,7 @@ type procInfo struct {
 	timedOut         bool // the read it came from timed out: cmdline at least is missing
 	exe, cwd, cgroup string
 	cmdline          []string
+	redacted         uint32 // elements of cmdline Config.Redact changed
 	container        *schema.Container
 }
 
@@ -218,6 +224,7 @@ type Table struct {
 	serial   uint64
 	rd       procReader // Seed's directory listing; the reads go through pool
 	pool     *readPool
+	redact   *redact.Redactor
 	users    nameCache
 	groups   nameCache
 
@@ -253,6 +260,7 @@ func New(cfg Config) (*Table, error) {
 		max:      cfg.maxEntries(),
 		depth:    cfg.ancestorDepth(),
 		m:        make(map[uint32]*entry),
+		redact:   cfg.Redact,
 	}
 	t.lru.prev, t.lru.next = &t.lru, &t.lru
 	t.rd = procReader{root: t.procRoot, maxCmdline: cfg.maxCmdline()}
@@ -505,7 +513,7 @@ func procBootOffset() (int64, bool) {
 }
 
 // fill sets e from a read: only what was read, nothing kept from before.
-func (e *entry) fill(r *procRead) {
+func (e *entry) fill(r *procRead, rd *redact.Redactor) {
 	st := &r.status
 	e.ppid, e.comm = 0, ""
 	e.haveUID, e.haveGID = false, false
@@ -530,7 +538,13 @@ func (e *entry) fill(r *procRead) {
 	}
 	switch {
 	case r.haveCmdline || r.haveExe || r.haveCwd || r.haveCgroup:
-		e.info = &procInfo{timedOut: r.timedOut, exe: r.exe, cwd: r.cwd, cgroup: r.cgroup, cmdline: r.cmdline, container: r.container}
+		var n uint32
+		if rd != nil && len(r.cmdline) > 0 {
+			// The read's cmdline is its own (parseCmdline made it): redacted
+			// in place, once per read, for every event that carries it.
+			n = uint32(rd.Redact(r.cmdline, r.exe))
+		}
+		e.info = &procInfo{timedOut: r.timedOut, exe: r.exe, cwd: r.cwd, cgroup: r.cgroup, cmdline: r.cmdline, redacted: n, container: r.container}
 	case r.timedOut:
 		e.info = timeoutInfo
 	default:
@@ -554,7 +568,7 @@ func (t *Table) readNew(pid, tgid uint32, mono uint64) (*entry, string) {
 			e.tgid = pid
 		}
 	}
-	e.fill(&r)
+	e.fill(&r, t.redact)
 	t.serial++
 	e.serial = t.serial
 	t.insert(e, t.leaderOf(e.tgid))
@@ -710,7 +724,7 @@ func (t *Table) exec(ev *schema.ProcEvent, describe bool) *schema.Process {
 		e.serial = t.serial
 		t.insert(e, nil)
 	}
-	e.fill(&r)
+	e.fill(&r, t.redact)
 	src := SourceProc
 	switch {
 	case r.timedOut:
@@ -806,6 +820,7 @@ func (t *Table) describe(ev *schema.ProcEvent, describe bool, e *entry, src stri
 			p.Cmdline = make([]string, n)
 		}
 		copy(p.Cmdline, in.cmdline)
+		p.Redacted = in.redacted
 	}
 	if in.container != nil {
 		b.cont = *in.container
@@ -927,7 +942,7 @@ func (t *Table) Seed(procRoot string) error {
 		}
 		e := t.newEntry()
 		e.pid, e.tgid = tgid, tgid
-		e.fill(&r)
+		e.fill(&r, t.redact)
 		t.insert(e, nil)
 		t.seededN.Add(1)
 		leaders = append(leaders, e)
