@@ -12,6 +12,7 @@ import (
 	"github.com/cnstream/cnstream/source"
 	"github.com/cnstream/cnstream/transform"
 	"github.com/cnstream/cnstream/transform/enrich"
+	"github.com/cnstream/cnstream/transform/redact"
 )
 
 // Config describes the reader half. Its zero value subscribes to every
@@ -69,6 +70,11 @@ type Transform struct {
 	MaxProcesses int
 	// Filter selects the events kept. Default: all.
 	Filter transform.Filter
+	// Redact replaces secrets in command lines (enrich.Config.Redact).
+	// Default nil: the built-in rules (redact.Default()), unless NoRedact.
+	Redact *redact.Redactor
+	// NoRedact leaves command lines as read. Default false: redact.
+	NoRedact bool
 	// Records numbers the records of the run (transform.Config.Records):
 	// give the one the disk spool was opened with, so that the spool, the
 	// transform and the delivery number one sequence. Its host should be
@@ -159,7 +165,13 @@ func Open(ctx context.Context, cfg Config) (*Input, error) {
 		return fail(err)
 	}
 	if !cfg.Transform.NoEnrich {
-		in.Table, err = enrich.New(enrich.Config{MaxEntries: cfg.Transform.MaxProcesses, AncestorDepth: cfg.Transform.Ancestors})
+		rd := cfg.Transform.Redact
+		if rd == nil && !cfg.Transform.NoRedact {
+			rd = redact.Default()
+		} else if cfg.Transform.NoRedact {
+			rd = nil
+		}
+		in.Table, err = enrich.New(enrich.Config{MaxEntries: cfg.Transform.MaxProcesses, AncestorDepth: cfg.Transform.Ancestors, Redact: rd})
 		if err != nil {
 			return fail(err)
 		}

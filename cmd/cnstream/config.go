@@ -31,6 +31,7 @@ import (
 	"github.com/cnstream/cnstream/source"
 	"github.com/cnstream/cnstream/telemetry"
 	"github.com/cnstream/cnstream/transform"
+	"github.com/cnstream/cnstream/transform/redact"
 )
 
 // defaultConfig is what `cnstream run` uses without --config: every process
@@ -71,6 +72,40 @@ type TransformConfig struct {
 	Ancestors    *int         `yaml:"ancestors"`     // default 4
 	MaxProcesses int          `yaml:"max_processes"` // default 65536
 	Filter       FilterConfig `yaml:"filter"`
+	Redact       RedactConfig `yaml:"redact"`
+}
+
+// RedactConfig: secrets in command lines replaced by "[redacted]" in the
+// enrichment stage (transform/redact), before any sink, spool or archive.
+type RedactConfig struct {
+	Enabled  *bool        `yaml:"enabled"`  // default true
+	Defaults *bool        `yaml:"defaults"` // the built-in rules; default true
+	Rules    []RedactRule `yaml:"rules"`    // user rules, after the built-in ones; default none
+}
+
+// RedactRule mirrors redact.Rule.
+type RedactRule struct {
+	Match   string `yaml:"match"`   // regular expression (RE2)
+	On      string `yaml:"on"`      // argv (default) or exe
+	Replace string `yaml:"replace"` // value (default) or whole
+}
+
+// redactor returns the Redactor the section describes: nil when disabled.
+// Errors name the field (transform.redact.rules[i].match).
+func (c RedactConfig) redactor() (*redact.Redactor, error) {
+	if c.Enabled != nil && !*c.Enabled {
+		return nil, nil
+	}
+	cfg := redact.Config{NoDefaults: c.Defaults != nil && !*c.Defaults}
+	for _, r := range c.Rules {
+		cfg.Rules = append(cfg.Rules, redact.Rule{Match: r.Match, On: r.On, Replace: r.Replace})
+	}
+	rd, err := redact.New(cfg)
+	var re *redact.RuleError
+	if errors.As(err, &re) {
+		return nil, fieldErr(fmt.Sprintf("transform.redact.rules[%d].%s", re.Index, re.Field), "%v", re.Err)
+	}
+	return rd, err
 }
 
 // FilterConfig mirrors transform.Filter.
@@ -819,6 +854,9 @@ func (c *Config) validate() error {
 		return fieldErr("transform.max_processes", "%d: must not be negative", c.Transform.MaxProcesses)
 	}
 	if _, err := c.Transform.Filter.filter(); err != nil {
+		return err
+	}
+	if _, err := c.Transform.Redact.redactor(); err != nil {
 		return err
 	}
 	if c.Pipeline.DrainTimeout < 0 {

@@ -307,6 +307,7 @@ func spoolReport(st spool.Stats) string {
 func readerConfig(c *Config, host schema.Host) assemble.Config {
 	mask, _ := assemble.ParseKernelFilter(c.Source.KernelFilter) // validated
 	filter, _ := c.Transform.Filter.filter()                     // validated
+	redactor, _ := c.Transform.Redact.redactor()                 // validated
 	ancestors := 4
 	if a := c.Transform.Ancestors; a != nil {
 		ancestors = *a
@@ -319,7 +320,8 @@ func readerConfig(c *Config, host schema.Host) assemble.Config {
 			ReadBuffer: int(c.Source.ReadBuffer), NoENOBUFS: c.Source.NoENOBUFS, Batch: c.Source.Batch,
 			DatagramBytes: c.Source.datagramSize(), KernelFilter: mask},
 		Transform: assemble.Transform{NoEnrich: c.Transform.Enrich != nil && !*c.Transform.Enrich, Ancestors: ancestors,
-			MaxProcesses: c.Transform.MaxProcesses, Filter: filter}}
+			MaxProcesses: c.Transform.MaxProcesses, Filter: filter,
+			Redact: redactor, NoRedact: redactor == nil}}
 }
 
 // warnLack logs at start what running without a capability costs.
