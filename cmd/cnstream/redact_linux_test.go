@@ -22,6 +22,7 @@ import (
 
 	"github.com/cnstream/cnstream/schema"
 	"github.com/cnstream/cnstream/sink/file"
+	"github.com/cnstream/cnstream/testenv/brokers"
 )
 
 // plant returns a unique random string to plant as a secret.
@@ -53,20 +54,24 @@ func stopAtExec(c *exec.Cmd) {
 }
 
 // TestRunRedactsSecrets: `cnstream run` (file sink with zstd-compressed
-// rotations, through the disk spool) and `cnstream tail --json`, both with
+// rotations and a Kafka sink, through the disk spool) and `cnstream tail --json`, both with
 // the default configuration, watch real execs of `sh -c 'exit 0'
 // --password=X` and of a copy of /bin/true named mysql with -pY: the exec
 // events show the arguments as [redacted] with redacted counting them, and
 // the planted secrets appear nowhere: not in any byte of any file the run
 // wrote (sink files, decompressed .zst rotations, the spool), nor in tail's
-// output.
+// output, nor in the Kafka topic (a real broker, read back with kcat), where
+// the exec events are redacted alike.
 func TestRunRedactsSecrets(t *testing.T) {
 	pw, my := plant(t), plant(t)
 	dir := t.TempDir()
 	out := filepath.Join(dir, "out")
 	cfgPath := filepath.Join(dir, "c.yaml")
-	cfg := fmt.Sprintf("spool:\n  dir: %s\ntelemetry:\n  listen: \"off\"\nsinks:\n  - name: files\n    type: file\n    file:\n      dir: %s\n      max_size: 16KiB\n      compression: zstd\n",
-		filepath.Join(dir, "spool"), out)
+	kafkaAddr := brokers.Kafka(t)
+	topic := "cnstream-redact-test-" + plant(t)[len("planted"):]
+	cfg := fmt.Sprintf("spool:\n  dir: %s\ntelemetry:\n  listen: \"off\"\nsinks:\n  - name: files\n    type: file\n    file:\n      dir: %s\n      max_size: 16KiB\n      compression: zstd\n"+
+		"  - name: kafka\n    type: kafka\n    kafka: {brokers: [%q], topic: %s, encoding: json}\n",
+		filepath.Join(dir, "spool"), out, kafkaAddr, topic)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -211,6 +216,40 @@ func TestRunRedactsSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	check(tailOut)
+
+	// Kafka, read back with kcat: the same redacted events, no secret in
+	// any byte of the topic's messages and headers.
+	kc := exec.Command("kcat", "-C", "-b", kafkaAddr, "-t", topic, "-e", "-q", "-f", "%h\t%s\n")
+	var kcErr bytes.Buffer
+	kc.Stderr = &kcErr
+	raw, err := kc.Output()
+	if err != nil {
+		t.Fatalf("kcat: %v: %s", err, kcErr.String())
+	}
+	for _, s := range []string{pw, my} {
+		if bytes.Contains(raw, []byte(s)) {
+			t.Errorf("topic %s holds the planted secret %s", topic, s)
+		}
+	}
+	var kev []schema.Event
+	for _, l := range bytes.Split(raw, []byte("\n")) {
+		if _, v, ok := bytes.Cut(l, []byte("\t")); ok {
+			if e, err := schema.DecodeJSON(v); err == nil {
+				kev = append(kev, e)
+			}
+		}
+	}
+	for _, c := range []struct {
+		where string
+		e     *schema.Event
+		want  []string
+	}{{"kafka, sh", execOf(kev, fileSh.Exec.PID), wantSh}, {"kafka, mysql", execOf(kev, fileMy.Exec.PID), wantMy}} {
+		if c.e == nil {
+			t.Errorf("%s: no exec event in topic %s (%d events read)", c.where, topic, len(kev))
+		} else if p := c.e.Process; !slices.Equal(p.Cmdline, c.want) || p.Redacted != 1 {
+			t.Errorf("%s: cmdline %q redacted %d, want %q and 1", c.where, p.Cmdline, p.Redacted, c.want)
+		}
+	}
 	t.Logf("%d files checked, %d of them zstd", files, zst)
 	if files < 3 {
 		t.Errorf("only %d files checked: the run wrote less than expected", files)
