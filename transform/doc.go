@@ -1,6 +1,8 @@
 // Package transform turns connector datagrams into schema.Event v1 records:
 // decoding, sequence tracking with gap records, wall-clock time, enrichment
-// (through an Enricher such as transform/enrich's process table) and
+// (through an Enricher such as transform/enrich's process table, which
+// also replaces secrets in command lines with "[redacted]" as it reads
+// them: transform/redact, counted in schema.Process.Redacted) and
 // filtering.
 //
 // # Flow
