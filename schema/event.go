@@ -348,7 +348,61 @@ type Process struct {
 	Group     string     `json:"group,omitempty" msgpack:"group,omitempty"` // name of GID
 	Cgroup    string     `json:"cgroup,omitempty" msgpack:"cgroup,omitempty"`
 	Container *Container `json:"container,omitempty" msgpack:"container,omitempty"`
-	Ancestors []Ancestor `json:"ancestors,omitempty" msgpack:"ancestors,omitempty"` // parent first
+	// Login is the audit login session (/proc/PID/loginuid and
+	// /proc/PID/sessionid), present when both were read; its members are
+	// absent when unset (the kernel's 4294967295).
+	Login *Login `json:"login,omitempty" msgpack:"login,omitempty"`
+	// CapEffHex is the effective capability set (CapEff of
+	// /proc/PID/status) as the kernel writes it: 16 lowercase hex digits.
+	// Present whenever it was read.
+	CapEffHex string `json:"cap_eff_hex,omitempty" msgpack:"cap_eff_hex,omitempty"`
+	// CapEff names the effective capabilities ("CAP_CHOWN", ...; a bit
+	// the list does not know as "CAP_<n>"), in bit order; absent when the
+	// set is empty or full.
+	CapEff []string `json:"cap_eff,omitempty" msgpack:"cap_eff,omitempty"`
+	// CapFull is true when the effective set holds every capability the
+	// running kernel has (root's full set); CapEff is then absent.
+	CapFull bool `json:"cap_full,omitempty" msgpack:"cap_full,omitempty"`
+	// NoNewPrivs is NoNewPrivs of /proc/PID/status, present when read.
+	NoNewPrivs *bool `json:"no_new_privs,omitempty" msgpack:"no_new_privs,omitempty"`
+	// NS holds the process's namespaces (/proc/PID/ns/*), present when at
+	// least one was read.
+	NS        *Namespaces `json:"ns,omitempty" msgpack:"ns,omitempty"`
+	Ancestors []Ancestor  `json:"ancestors,omitempty" msgpack:"ancestors,omitempty"` // parent first
+}
+
+// AUIDUnset is the kernel's value of loginuid and sessionid for a process
+// outside any audit login session: written as an absent member of Login.
+const AUIDUnset = 4294967295
+
+// Login is a process's audit login session.
+type Login struct {
+	AUID      *uint32 `json:"auid,omitempty" msgpack:"auid,omitempty"`             // the login uid; absent: unset
+	SessionID *uint32 `json:"session_id,omitempty" msgpack:"session_id,omitempty"` // the audit session id; absent: unset
+}
+
+// Namespaces are the inode numbers of a process's namespaces; 0 (absent):
+// not read. Differs names, in the order of the fields, those that were read
+// for the process and for pid 1 (once, when the enricher started) and are
+// not pid 1's: absent when none differ or pid 1's could not be read.
+type Namespaces struct {
+	PID     uint64   `json:"pid,omitempty" msgpack:"pid,omitempty"`
+	Mnt     uint64   `json:"mnt,omitempty" msgpack:"mnt,omitempty"`
+	Net     uint64   `json:"net,omitempty" msgpack:"net,omitempty"`
+	User    uint64   `json:"user,omitempty" msgpack:"user,omitempty"`
+	UTS     uint64   `json:"uts,omitempty" msgpack:"uts,omitempty"`
+	IPC     uint64   `json:"ipc,omitempty" msgpack:"ipc,omitempty"`
+	Cgroup  uint64   `json:"cgroup,omitempty" msgpack:"cgroup,omitempty"`
+	Differs []string `json:"differs,omitempty" msgpack:"differs,omitempty"`
+}
+
+// NamespaceNames are the namespaces of Namespaces, in its order: the names
+// of /proc/PID/ns and of Namespaces.Differs.
+var NamespaceNames = [7]string{"pid", "mnt", "net", "user", "uts", "ipc", "cgroup"}
+
+// Inodes returns the seven inode numbers in the order of NamespaceNames.
+func (n *Namespaces) Inodes() [7]uint64 {
+	return [7]uint64{n.PID, n.Mnt, n.Net, n.User, n.UTS, n.IPC, n.Cgroup}
 }
 
 // Container is derived from a cgroup path.

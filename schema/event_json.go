@@ -279,6 +279,55 @@ func appendJSONProcess(b []byte, p *Process) []byte {
 		b = appendJSONOptString(b, `,"pod_uid":`, c.PodUID)
 		b = append(b, '}')
 	}
+	if l := p.Login; l != nil {
+		b = append(b, `,"login":{`...)
+		k := `"auid":`
+		if l.AUID != nil {
+			b = appendJSONUint(b, k, *l.AUID)
+			k = `,"session_id":`
+		} else {
+			k = `"session_id":`
+		}
+		if l.SessionID != nil {
+			b = appendJSONUint(b, k, *l.SessionID)
+		}
+		b = append(b, '}')
+	}
+	b = appendJSONOptString(b, `,"cap_eff_hex":`, p.CapEffHex)
+	if len(p.CapEff) > 0 {
+		b = appendJSONStrings(b, `,"cap_eff":[`, p.CapEff)
+	}
+	if p.CapFull {
+		b = append(b, `,"cap_full":true`...)
+	}
+	if p.NoNewPrivs != nil {
+		b = append(b, `,"no_new_privs":`...)
+		b = strconv.AppendBool(b, *p.NoNewPrivs)
+	}
+	if n := p.NS; n != nil {
+		b = append(b, `,"ns":{`...)
+		first := true
+		for i, v := range n.Inodes() {
+			if v == 0 {
+				continue
+			}
+			if !first {
+				b = append(b, ',')
+			}
+			first = false
+			b = append(b, '"')
+			b = append(b, NamespaceNames[i]...)
+			b = appendJSONUint(b, `":`, v)
+		}
+		if len(n.Differs) > 0 {
+			k := `,"differs":[`
+			if first {
+				k = `"differs":[`
+			}
+			b = appendJSONStrings(b, k, n.Differs)
+		}
+		b = append(b, '}')
+	}
 	if len(p.Ancestors) > 0 {
 		b = append(b, `,"ancestors":[`...)
 		for i := range p.Ancestors {
@@ -557,4 +606,17 @@ func appendRFC3339(b []byte, t time.Time) []byte {
 		}
 	}
 	return append(b, 'Z')
+}
+
+// appendJSONStrings appends key (ending in '[') and the strings of v, then
+// the closing ']'.
+func appendJSONStrings(b []byte, key string, v []string) []byte {
+	b = append(b, key...)
+	for i, a := range v {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, a)
+	}
+	return append(b, ']')
 }

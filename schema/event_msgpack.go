@@ -262,6 +262,7 @@ func mpProcess(b []byte, p *Process) []byte {
 		p.PPID != 0, p.Comm != "", p.Exe != "", len(p.Cmdline) > 0, p.Redacted != 0, p.Cwd != "",
 		p.UID != nil, p.EUID != nil, p.GID != nil, p.EGID != nil,
 		p.User != "", p.Group != "", p.Cgroup != "", p.Container != nil, len(p.Ancestors) > 0,
+		p.Login != nil, p.CapEffHex != "", len(p.CapEff) > 0, p.CapFull, p.NoNewPrivs != nil, p.NS != nil,
 	} {
 		if set {
 			n++
@@ -304,6 +305,61 @@ func mpProcess(b []byte, p *Process) []byte {
 		b = mpKeyStr(b, "id", c.ID)
 		b = mpKeyStr(b, "runtime", c.Runtime)
 		b = mpOptStr(b, "pod_uid", c.PodUID)
+	}
+	if l := p.Login; l != nil {
+		n := 0
+		if l.AUID != nil {
+			n++
+		}
+		if l.SessionID != nil {
+			n++
+		}
+		b = mpKey(b, "login")
+		b = mpMap(b, n)
+		b = mpOptUint(b, "auid", l.AUID)
+		b = mpOptUint(b, "session_id", l.SessionID)
+	}
+	b = mpOptStr(b, "cap_eff_hex", p.CapEffHex)
+	if len(p.CapEff) > 0 {
+		b = mpKey(b, "cap_eff")
+		b = mpArray(b, len(p.CapEff))
+		for _, a := range p.CapEff {
+			b = mpStr(b, a)
+		}
+	}
+	if p.CapFull {
+		b = mpKey(b, "cap_full")
+		b = mpBool(b, true)
+	}
+	if p.NoNewPrivs != nil {
+		b = mpKey(b, "no_new_privs")
+		b = mpBool(b, *p.NoNewPrivs)
+	}
+	if ns := p.NS; ns != nil {
+		inodes := ns.Inodes()
+		n := 0
+		for _, v := range inodes {
+			if v != 0 {
+				n++
+			}
+		}
+		if len(ns.Differs) > 0 {
+			n++
+		}
+		b = mpKey(b, "ns")
+		b = mpMap(b, n)
+		for i, v := range inodes {
+			if v != 0 {
+				b = mpKeyUint(b, NamespaceNames[i], v)
+			}
+		}
+		if len(ns.Differs) > 0 {
+			b = mpKey(b, "differs")
+			b = mpArray(b, len(ns.Differs))
+			for _, a := range ns.Differs {
+				b = mpStr(b, a)
+			}
+		}
 	}
 	if len(p.Ancestors) > 0 {
 		b = mpKey(b, "ancestors")

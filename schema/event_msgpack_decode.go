@@ -972,6 +972,25 @@ func (d *mpDecoder) process() *Process {
 		case "redacted":
 			d.once(&seen, 17)
 			p.Redacted = d.u32()
+		case "login":
+			d.once(&seen, 18)
+			p.Login = d.login()
+		case "cap_eff_hex":
+			d.once(&seen, 19)
+			d.str(&p.CapEffHex)
+		case "cap_eff":
+			d.once(&seen, 20)
+			p.CapEff = d.strs()
+		case "cap_full":
+			d.once(&seen, 21)
+			p.CapFull = d.bool()
+		case "no_new_privs":
+			d.once(&seen, 22)
+			v := d.bool()
+			p.NoNewPrivs = &v
+		case "ns":
+			d.once(&seen, 23)
+			p.NS = d.namespaces()
 		default:
 			d.bad = true
 		}
@@ -1013,6 +1032,62 @@ func (d *mpDecoder) container() *Container {
 			d.str(&x.PodUID)
 		default:
 			d.bad = true
+		}
+		if d.bad {
+			break
+		}
+	}
+	return x
+}
+
+func (d *mpDecoder) login() *Login {
+	n := d.mapLen()
+	x := new(Login)
+	var seen uint32
+	for range n {
+		switch string(d.strBytes()) {
+		case "auid":
+			d.once(&seen, 0)
+			v := d.u32()
+			x.AUID = &v
+		case "session_id":
+			d.once(&seen, 1)
+			v := d.u32()
+			x.SessionID = &v
+		default:
+			d.bad = true
+		}
+		if d.bad {
+			break
+		}
+	}
+	return x
+}
+
+func (d *mpDecoder) namespaces() *Namespaces {
+	n := d.mapLen()
+	x := new(Namespaces)
+	fields := [7]*uint64{&x.PID, &x.Mnt, &x.Net, &x.User, &x.UTS, &x.IPC, &x.Cgroup}
+	var seen uint32
+	for range n {
+		k := d.strBytes()
+		if d.bad {
+			break
+		}
+		if string(k) == "differs" {
+			d.once(&seen, 7)
+			x.Differs = d.strs()
+		} else {
+			j := 0
+			for j < len(NamespaceNames) && string(k) != NamespaceNames[j] {
+				j++
+			}
+			if j == len(NamespaceNames) {
+				d.bad = true
+				break
+			}
+			d.once(&seen, uint(j))
+			*fields[j] = d.u64()
 		}
 		if d.bad {
 			break

@@ -208,6 +208,38 @@ func goldenEvents() []namedEvent {
 	}
 	add("exec-redacted", e)
 
+	// An exec in an unprivileged user namespace of its own (unshare -U -m
+	// -n) by a user logged in over ssh (auid, session): the user, mnt and
+	// net namespaces differ from pid 1's; root in its namespace, so its
+	// effective set is full; no_new_privs read and off.
+	e = procEvent(KindExec, 48230, 603000000, 73116000700001)
+	e.Exec = &ExecEvent{PID: 48120, TGID: 48120}
+	e.Process = &Process{
+		PID: 48120, TGID: 48120, PPID: 48119, Source: "proc",
+		Comm: "bash", Exe: "/usr/bin/bash", Cmdline: []string{"bash"},
+		UID: ptr[uint32](0), EUID: ptr[uint32](0),
+		Login:     &Login{AUID: ptr[uint32](1000), SessionID: ptr[uint32](7)},
+		CapEffHex: "000001ffffffffff", CapFull: true, NoNewPrivs: ptr(false),
+		NS: &Namespaces{PID: 4026531836, Mnt: 4026532301, Net: 4026532304, User: 4026532300,
+			UTS: 4026531838, IPC: 4026531839, Cgroup: 4026531835, Differs: []string{"mnt", "net", "user"}},
+	}
+	add("exec-namespaces", e)
+
+	// A daemon outside any login session (loginuid and sessionid unset: an
+	// empty login), with two capabilities kept and no_new_privs set.
+	e = procEvent(KindExec, 48231, 604000000, 73116000800001)
+	e.Exec = &ExecEvent{PID: 48130, TGID: 48130}
+	e.Process = &Process{
+		PID: 48130, TGID: 48130, PPID: 1, Source: "proc",
+		Comm: "chronyd", Exe: "/usr/sbin/chronyd", Cmdline: []string{"/usr/sbin/chronyd", "-F", "2"},
+		UID: ptr[uint32](998), EUID: ptr[uint32](998),
+		Login:     &Login{},
+		CapEffHex: "0000000002000400", CapEff: []string{"CAP_NET_BIND_SERVICE", "CAP_SYS_TIME"}, NoNewPrivs: ptr(true),
+		NS: &Namespaces{PID: 4026531836, Mnt: 4026531841, Net: 4026531840, User: 4026531837,
+			UTS: 4026531838, IPC: 4026531839, Cgroup: 4026531835},
+	}
+	add("exec-credentials", e)
+
 	for i := range out {
 		out[i].e.ID = out[i].e.EventID()
 	}
@@ -810,6 +842,28 @@ func (s *eventSource) process() *Process {
 	if s.r.IntN(2) == 0 {
 		p.Container = &Container{ID: s.str(), Runtime: s.str(), PodUID: s.str()}
 	}
+	if s.r.IntN(2) == 0 {
+		p.Login = &Login{AUID: s.optU32(), SessionID: s.optU32()}
+	}
+	if s.r.IntN(2) == 0 {
+		p.CapEffHex, p.CapEff, p.CapFull = s.str(), s.strings(), s.r.IntN(2) == 0
+		if s.r.IntN(2) == 0 {
+			p.NoNewPrivs = ptr(s.r.IntN(2) == 0)
+		}
+	}
+	if s.r.IntN(2) == 0 {
+		p.NS = &Namespaces{}
+		for _, f := range [...]*uint64{&p.NS.PID, &p.NS.Mnt, &p.NS.Net, &p.NS.User, &p.NS.UTS, &p.NS.IPC, &p.NS.Cgroup} {
+			if s.r.IntN(2) == 0 {
+				*f = s.u64()
+			}
+		}
+		for _, n := range NamespaceNames {
+			if s.r.IntN(3) == 0 {
+				p.NS.Differs = append(p.NS.Differs, n)
+			}
+		}
+	}
 	for range s.r.IntN(4) {
 		p.Ancestors = append(p.Ancestors, Ancestor{PID: s.u32(), Comm: s.str(), Exe: s.str()})
 	}
@@ -822,6 +876,9 @@ func fullProcess(s *eventSource) *Process {
 		Cmdline: []string{"a", s.nonEmpty()}, Redacted: 1, Cwd: "w", UID: ptr[uint32](4), EUID: ptr[uint32](5),
 		GID: ptr[uint32](6), EGID: ptr[uint32](7), User: "u", Group: "g", Cgroup: "cg",
 		Container: &Container{ID: "i", Runtime: "r", PodUID: "p"},
+		Login:     &Login{AUID: ptr[uint32](10), SessionID: ptr[uint32](11)},
+		CapEffHex: "x", CapEff: []string{"CAP_CHOWN"}, CapFull: true, NoNewPrivs: ptr(true),
+		NS:        &Namespaces{PID: 1, Mnt: 2, Net: 3, User: 4, UTS: 5, IPC: 6, Cgroup: 7, Differs: []string{"net"}},
 		Ancestors: []Ancestor{{PID: 8, Comm: "c", Exe: "e"}, {PID: 9}}}
 }
 
