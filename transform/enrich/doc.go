@@ -1,7 +1,7 @@
 // Package enrich tells what is known of the process behind each kernel
 // process event: the host's identity, the event's wall-clock time, and the
-// subject process's program, arguments, ids, names, cgroup, container and
-// ancestors.
+// subject process's program, arguments, ids, names, cgroup, container,
+// login session, capabilities, namespaces and ancestors.
 //
 // # What it does
 //
@@ -16,13 +16,14 @@
 //	          cmdline, cwd, cgroup) until its exec; a new thread shares
 //	          what is known of its process
 //	exec      the process read from /proc/PID right away: status, stat,
-//	          exe, cwd, cgroup, cmdline, in one pass, within a deadline,
-//	          without retries
+//	          exe, cwd, cgroup, loginuid, sessionid, ns/*, cmdline, in one
+//	          pass, within a deadline, without retries
 //	exit      the entry as it was, so the exit carries the last known
 //	          program; then the entry goes (a group leader's exit takes the
 //	          whole thread group)
 //	comm      the entry with its new name
-//	uid, gid  the entry with its new real and effective ids
+//	uid, gid  the entry with its new real and effective ids (a uid event
+//	          drops the capabilities: a uid change changes them)
 //	others    the entry (sid, ptrace, coredump)
 //
 // A subject missing from the table (not seeded, evicted, or its events
@@ -40,6 +41,25 @@
 // with schema.Process.Redacted counting the elements changed, and the raw
 // argv never leaves the table's read. The cost is paid once per read, not
 // per event.
+//
+// # Login session, capabilities, namespaces
+//
+// Each read of /proc/PID also takes the audit login session (loginuid and
+// sessionid: schema.Process.Login, members absent when the kernel says
+// unset, 4294967295), the effective capabilities and NoNewPrivs from the
+// status it reads anyway (CapEffHex always, CapEff names unless the set is
+// empty or CapFull: every capability up to the kernel's cap_last_cap, read
+// by New), and the inode numbers of the seven namespaces of /proc/PID/ns
+// (schema.Process.NS). New reads the host's namespaces once: pid 1's, or
+// where those cannot be read (readlink of another process's ns/ needs
+// ptrace access to it, which a cnstream with fewer capabilities than pid 1
+// lacks) this process's own; NS.Differs names the namespaces that are not
+// the host's. All are kept in the table like the program: threads share
+// them, a forked process keeps its parent's login, capabilities and
+// no_new_privs (fork copies them) but not its namespaces (clone may have
+// made new ones: NS is absent until its exec is read). Nothing that
+// changes them without an exec (capset, prctl, setns, unshare) raises an
+// event, so they describe the process at its last read.
 //
 // Apply is Enrich without the description, for events that are filtered out
 // but must still keep the table current. Call exactly one of them for every
@@ -90,7 +110,7 @@
 //
 // "timeout" means the read did not finish within Config.ProcReadTimeout, or
 // was skipped because every worker was stuck. The files are read in the
-// order status, stat, exe, cwd, cgroup, cmdline, so that the one read that
+// order status, stat, exe, cwd, cgroup, loginuid, sessionid, ns/*, cmdline, so that the one read that
 // can hang comes last: such a Process holds what was read before it (name,
 // ids, parent, exe, cwd, cgroup, container), never a command line. The
 // entry is kept with what was read, so the stuck process's later events

@@ -32,6 +32,10 @@ type procRead struct {
 	haveCgroup  bool
 	cgroup      string
 	container   *schema.Container
+	haveLogin   bool // loginuid and sessionid both read
+	auid        uint32
+	sessID      uint32
+	ns          [7]uint64 // of /proc/PID/ns, in the order of schema.NamespaceNames; 0: not read
 }
 
 // usable reports whether the read says something of the program: its
@@ -43,17 +47,21 @@ func (r *procRead) usable() bool {
 
 // status holds the lines of /proc/PID/status that enrichment uses.
 type status struct {
-	name      string
-	haveName  bool
-	tgid      uint32
-	haveTgid  bool
-	ppid      uint32
-	havePPid  bool
-	uid, euid uint32
-	haveUID   bool
-	gid, egid uint32
-	haveGID   bool
-	kthread   bool
+	name       string
+	haveName   bool
+	tgid       uint32
+	haveTgid   bool
+	ppid       uint32
+	havePPid   bool
+	uid, euid  uint32
+	haveUID    bool
+	gid, egid  uint32
+	haveGID    bool
+	kthread    bool
+	capEff     uint64
+	haveCapEff bool
+	nnp        bool
+	haveNNP    bool
 }
 
 // procReader reads /proc files into one reused buffer. Each worker of the
@@ -155,7 +163,7 @@ func (c startCheck) reused(start uint64) bool {
 // pid reused during the pass cannot mix two processes (files opened through
 // the directory of a process that exited fail with ENOENT or ESRCH, never
 // show its successor). In order: status, stat (start time), exe, cwd,
-// cgroup, then cmdline, the one read that can block (it takes the target's
+// cgroup, loginuid and sessionid, the links of ns/, then cmdline, the one read that can block (it takes the target's
 // mmap lock): before it, partial (when not nil) is called with what was
 // read so far. No retries. A missing status or cmdline file means the
 // process is gone and ends the pass. readlink of exe and cwd fails with
@@ -208,6 +216,22 @@ func (r *procReader) read(pid, tgid uint32, check startCheck, partial func(*proc
 		}
 	} else if path, c, ok := parseCgroupFile(b); ok {
 		pr.cgroup, pr.container, pr.haveCgroup = path, c, true
+	}
+	if b, err := r.readAt(dir, "loginuid", 32); err == nil {
+		if auid, ok := parseU32(b); ok {
+			if b, err := r.readAt(dir, "sessionid", 32); err == nil {
+				pr.sessID, pr.haveLogin = parseU32(b)
+				pr.auid = auid
+			}
+		}
+	}
+	if ns, err := dir.OpenRoot("ns"); err == nil {
+		for i, n := range nsLinks {
+			if s, err := ns.Readlink(n); err == nil {
+				pr.ns[i], _ = parseNSLink(s)
+			}
+		}
+		ns.Close()
 	}
 	if partial != nil {
 		partial(&pr)
@@ -265,7 +289,8 @@ func (r *procReader) readStatus(path string) (status, bool) {
 	return parseStatus(b), true
 }
 
-// parseStatus picks Name, Tgid, PPid, Uid, Gid and Kthread out of
+// parseStatus picks Name, Tgid, PPid, Uid, Gid, CapEff, NoNewPrivs and
+// Kthread out of
 // /proc/PID/status. Lines it does not understand are skipped; a field
 // whose value does not parse stays unset.
 func parseStatus(b []byte) status {
@@ -295,6 +320,14 @@ func parseStatus(b []byte) status {
 			s.uid, s.euid, s.haveUID = parseIDPair(val)
 		case "Gid":
 			s.gid, s.egid, s.haveGID = parseIDPair(val)
+		case "CapEff":
+			if v, err := strconv.ParseUint(string(bytes.TrimSpace(val)), 16, 64); err == nil {
+				s.capEff, s.haveCapEff = v, true
+			}
+		case "NoNewPrivs":
+			if v, ok := parseU32(val); ok {
+				s.nnp, s.haveNNP = v == 1, true
+			}
 		case "Kthread":
 			v, ok := parseU32(val)
 			s.kthread = ok && v == 1

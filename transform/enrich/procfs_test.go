@@ -25,9 +25,13 @@ func TestParseStatus(t *testing.T) {
 	}{
 		{"real: sleep (captured on Linux 6.18)", string(sleep), status{
 			name: "sleep", haveName: true, tgid: statusField(t, sleep, "Tgid"), haveTgid: true,
-			ppid: statusField(t, sleep, "PPid"), havePPid: true, haveUID: true, haveGID: true}},
+			ppid: statusField(t, sleep, "PPid"), havePPid: true, haveUID: true, haveGID: true,
+			capEff: 0x000001fffeffffff, haveCapEff: true, haveNNP: true}},
 		{"real: kthreadd", string(kthreadd), status{name: "kthreadd", haveName: true, tgid: 2, haveTgid: true,
-			havePPid: true, haveUID: true, haveGID: true, kthread: true}},
+			havePPid: true, haveUID: true, haveGID: true, kthread: true, capEff: 1<<41 - 1, haveCapEff: true, haveNNP: true}},
+		{"caps and no_new_privs", "CapEff:\t0000000000000400\nNoNewPrivs:\t1\n", status{capEff: 1 << 10, haveCapEff: true, nnp: true, haveNNP: true}},
+		{"bad caps", "CapEff:\tzz\nNoNewPrivs:\t\n", status{}},
+		{"caps beyond 64 bits", "CapEff:\t10000000000000000\n", status{}},
 		{"ids", "Uid:\t1000\t0\t0\t0\nGid:\t100\t101\t102\t103\n", status{uid: 1000, euid: 0, haveUID: true, gid: 100, egid: 101, haveGID: true}},
 		{"escaped name", "Name:\ta\\nb\\\\c\n", status{name: "a\nb\\c", haveName: true}},
 		{"name with tab and spaces", "Name:\tkworker/0:1 x\ty\n", status{name: "kworker/0:1 x\ty", haveName: true}},

@@ -216,7 +216,8 @@ func TestRealExec(t *testing.T) {
 	u := uint32(65534)
 	want := &schema.Process{PID: pid, TGID: pid, PPID: self, Source: "proc", Comm: "sleep", Exe: sleepExe,
 		Cmdline: []string{"/bin/sleep", "30", "1"}, Cwd: wd, UID: &u, EUID: &u, GID: &u, EGID: &u,
-		User: nobody.Username, Group: nogroup.Name, Cgroup: cgPath, Container: &schema.Container{ID: id, Runtime: "docker"}}
+		User: nobody.Username, Group: nogroup.Name, Cgroup: cgPath, Container: &schema.Container{ID: id, Runtime: "docker"},
+		Login: procLogin(t, int(pid)), CapEffHex: "0000000000000000", NoNewPrivs: new(bool), NS: procNS(t, int(pid))}
 	if diff := cmp.Diff(want, p, cmp.FilterPath(func(p cmp.Path) bool { return p.String() == "Ancestors" }, cmp.Ignore())); diff != "" {
 		t.Errorf("exec (-want +got):\n%s", diff)
 	}

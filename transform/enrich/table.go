@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -187,7 +188,9 @@ type entry struct {
 	gid     [2]uint32
 	haveUID bool
 	haveGID bool
-	info    *procInfo // never nil; shared, never modified once set
+	info    *procInfo          // never nil; shared, never modified once set
+	cred    *credInfo          // nil: not read; shared, never modified
+	ns      *schema.Namespaces // nil: not read; shared, never modified
 
 	leader  *entry   // a thread's group leader, when in the table
 	threads []*entry // a leader's other threads in the table
@@ -225,6 +228,8 @@ type Table struct {
 	rd       procReader // Seed's directory listing; the reads go through pool
 	pool     *readPool
 	redact   *redact.Redactor
+	hostNS   [7]uint64 // pid 1's namespaces, read by New; 0: unread
+	capLast  int       // the kernel's highest capability
 	users    nameCache
 	groups   nameCache
 
@@ -262,6 +267,8 @@ func New(cfg Config) (*Table, error) {
 		m:        make(map[uint32]*entry),
 		redact:   cfg.Redact,
 	}
+	t.hostNS = readHostNS(t.procRoot)
+	t.capLast = readCapLast(t.procRoot)
 	t.lru.prev, t.lru.next = &t.lru, &t.lru
 	t.rd = procReader{root: t.procRoot, maxCmdline: cfg.maxCmdline()}
 	maxCmd := cfg.maxCmdline()
@@ -513,7 +520,10 @@ func procBootOffset() (int64, bool) {
 }
 
 // fill sets e from a read: only what was read, nothing kept from before.
-func (e *entry) fill(r *procRead, rd *redact.Redactor) {
+func (e *entry) fill(r *procRead, t *Table) {
+	rd := t.redact
+	e.cred = newCredInfo(r, t.capLast)
+	e.ns = newNSInfo(&r.ns, &t.hostNS)
 	st := &r.status
 	e.ppid, e.comm = 0, ""
 	e.haveUID, e.haveGID = false, false
@@ -568,7 +578,7 @@ func (t *Table) readNew(pid, tgid uint32, mono uint64) (*entry, string) {
 			e.tgid = pid
 		}
 	}
-	e.fill(&r, t.redact)
+	e.fill(&r, t)
 	t.serial++
 	e.serial = t.serial
 	t.insert(e, t.leaderOf(e.tgid))
@@ -624,6 +634,7 @@ func (t *Table) apply(ev *schema.ProcEvent, describe bool) *schema.Process {
 		}
 		if ev.What == schema.ProcEventUID {
 			e.uid, e.haveUID = [2]uint32{id.Real, id.Effective}, true
+			e.cred = e.cred.withoutCaps() // a uid change changes the capabilities
 		} else {
 			e.gid, e.haveGID = [2]uint32{id.Real, id.Effective}, true
 		}
@@ -682,7 +693,10 @@ func (t *Table) fork(ev *schema.ProcEvent, describe bool) *schema.Process {
 	e := t.newEntry()
 	e.pid, e.tgid = f.ChildPID, f.ChildTGID
 	e.ppid = f.ParentTGID // for a thread too: its process's parent, as of now
-	e.comm, e.info = from.comm, from.info
+	e.comm, e.info, e.cred = from.comm, from.info, from.cred
+	if leader != nil {
+		e.ns = from.ns // a thread shares its process's namespaces
+	} // a new process's may be new (clone flags): unknown until its exec
 	e.uid, e.gid, e.haveUID, e.haveGID = from.uid, from.gid, from.haveUID, from.haveGID
 	t.serial++
 	e.serial = t.serial
@@ -724,7 +738,7 @@ func (t *Table) exec(ev *schema.ProcEvent, describe bool) *schema.Process {
 		e.serial = t.serial
 		t.insert(e, nil)
 	}
-	e.fill(&r, t.redact)
+	e.fill(&r, t)
 	src := SourceProc
 	switch {
 	case r.timedOut:
@@ -760,11 +774,15 @@ func (t *Table) exit(ev *schema.ProcEvent, describe bool) *schema.Process {
 // ancestors use, so that a description costs one allocation (two for a
 // command line of more than 8 arguments or more than 4 ancestors).
 type procBox struct {
-	p    schema.Process
-	ids  [4]uint32
-	cont schema.Container
-	args [8]string
-	anc  [DefaultAncestorDepth]schema.Ancestor
+	p     schema.Process
+	ids   [4]uint32
+	cont  schema.Container
+	login schema.Login
+	ids2  [2]uint32 // auid, session id
+	nnp   bool
+	ns    schema.Namespaces
+	args  [8]string
+	anc   [DefaultAncestorDepth]schema.Ancestor
 }
 
 // gone describes a subject nothing could be read of: the kernel's fields
@@ -836,6 +854,34 @@ func (t *Table) describe(ev *schema.ProcEvent, describe bool, e *entry, src stri
 		b.ids[2], b.ids[3] = e.gid[0], e.gid[1]
 		p.GID, p.EGID = &b.ids[2], &b.ids[3]
 		p.Group = t.name(&t.groups, e.gid[0], now)
+	}
+	if c := e.cred; c != nil {
+		if c.haveLogin {
+			p.Login = &b.login
+			if c.auid != schema.AUIDUnset {
+				b.ids2[0] = c.auid
+				b.login.AUID = &b.ids2[0]
+			}
+			if c.sessID != schema.AUIDUnset {
+				b.ids2[1] = c.sessID
+				b.login.SessionID = &b.ids2[1]
+			}
+		}
+		if c.haveCap {
+			p.CapEffHex, p.CapFull = c.capHex, c.capFull
+			if len(c.capNames) > 0 {
+				p.CapEff = slices.Clone(c.capNames)
+			}
+		}
+		if c.haveNNP {
+			b.nnp = c.nnp
+			p.NoNewPrivs = &b.nnp
+		}
+	}
+	if n := e.ns; n != nil {
+		b.ns = *n
+		b.ns.Differs = slices.Clone(n.Differs)
+		p.NS = &b.ns
 	}
 	if p.PPID != 0 {
 		p.Ancestors = t.ancestors(b.anc[:0], e.tgid, p.PPID, e.serial, t.depth)
@@ -942,7 +988,7 @@ func (t *Table) Seed(procRoot string) error {
 		}
 		e := t.newEntry()
 		e.pid, e.tgid = tgid, tgid
-		e.fill(&r, t.redact)
+		e.fill(&r, t)
 		t.insert(e, nil)
 		t.seededN.Add(1)
 		leaders = append(leaders, e)
@@ -969,7 +1015,7 @@ func (t *Table) Seed(procRoot string) error {
 				continue
 			}
 			e := t.newEntry()
-			e.pid, e.tgid, e.ppid, e.info = tid, l.pid, l.ppid, l.info
+			e.pid, e.tgid, e.ppid, e.info, e.cred, e.ns = tid, l.pid, l.ppid, l.info, l.cred, l.ns
 			e.comm = st.name
 			if st.haveUID {
 				e.uid, e.haveUID = [2]uint32{st.uid, st.euid}, true
