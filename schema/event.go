@@ -383,8 +383,9 @@ type Login struct {
 
 // Namespaces are the inode numbers of a process's namespaces; 0 (absent):
 // not read. Differs names, in the order of the fields, those that were read
-// for the process and for pid 1 (once, when the enricher started) and are
-// not pid 1's: absent when none differ or pid 1's could not be read.
+// for the process and for the host (pid 1's, read once when the enricher
+// started; cnstream's own where pid 1's cannot be read) and are not the
+// host's: absent when none differ or the host's could not be read.
 type Namespaces struct {
 	PID     uint64   `json:"pid,omitempty" msgpack:"pid,omitempty"`
 	Mnt     uint64   `json:"mnt,omitempty" msgpack:"mnt,omitempty"`

@@ -47,9 +47,7 @@ type credInfo struct {
 	haveLogin    bool
 	auid, sessID uint32 // schema.AUIDUnset: unset
 	haveCap      bool
-	capHex       string
-	capNames     []string // nil when empty or full
-	capFull      bool
+	capSet       *capSet // when haveCap
 	haveNNP      bool
 	nnp          bool
 }
@@ -61,7 +59,7 @@ func (c *credInfo) withoutCaps() *credInfo {
 		return c
 	}
 	d := *c
-	d.haveCap, d.capHex, d.capNames, d.capFull = false, "", nil, false
+	d.haveCap, d.capSet = false, nil
 	if !d.haveLogin && !d.haveNNP {
 		return nil
 	}
@@ -118,28 +116,55 @@ func readCapLast(procRoot string) int {
 }
 
 // newCredInfo makes the credentials of a read; nil when nothing was read.
-// capLast is the kernel's highest capability.
-func newCredInfo(r *procRead, capLast int) *credInfo {
+// capLast is the kernel's highest capability; caps (may be nil) caches the
+// sets described.
+func newCredInfo(r *procRead, capLast int, caps capCache) *credInfo {
 	st := &r.status
 	if !r.haveLogin && !st.haveCapEff && !st.haveNNP {
 		return nil
 	}
 	c := &credInfo{haveLogin: r.haveLogin, auid: r.auid, sessID: r.sessID, haveNNP: st.haveNNP, nnp: st.nnp}
 	if st.haveCapEff {
-		full := uint64(1)<<(capLast+1) - 1
-		if capLast >= 63 {
-			full = ^uint64(0)
-		}
 		c.haveCap = true
-		c.capHex = capHex(st.capEff)
-		switch {
-		case st.capEff&full == full:
-			c.capFull = true
-		case st.capEff != 0:
-			c.capNames = CapNames(st.capEff)
-		}
+		c.capSet = capSetOf(st.capEff, capLast, caps)
 	}
 	return c
+}
+
+// capSet is an effective set as described: immutable, shared by every
+// credInfo of that set.
+type capSet struct {
+	hex   string
+	names []string // nil when empty or full
+	full  bool
+}
+
+// capCache maps sets already described to their description: a host has
+// few distinct sets, so a read costs no allocation for them. It belongs to
+// the Table (one goroutine); at most maxCapCache sets.
+type capCache map[uint64]*capSet
+
+const maxCapCache = 256
+
+func capSetOf(mask uint64, capLast int, cache capCache) *capSet {
+	if s := cache[mask]; s != nil {
+		return s
+	}
+	full := uint64(1)<<(capLast+1) - 1
+	if capLast >= 63 {
+		full = ^uint64(0)
+	}
+	s := &capSet{hex: capHex(mask)}
+	switch {
+	case mask&full == full:
+		s.full = true
+	case mask != 0:
+		s.names = CapNames(mask)
+	}
+	if cache != nil && len(cache) < maxCapCache {
+		cache[mask] = s
+	}
+	return s
 }
 
 var (

@@ -35,24 +35,24 @@ func TestNewCredInfo(t *testing.T) {
 	}{
 		{"nothing read", procRead{}, 40, nil},
 		{"full set of a 41-capability kernel", procRead{status: status{capEff: 1<<41 - 1, haveCapEff: true}}, 40,
-			&credInfo{haveCap: true, capHex: "000001ffffffffff", capFull: true}},
+			&credInfo{haveCap: true, capSet: &capSet{hex: "000001ffffffffff", full: true}}},
 		{"a newer kernel's full set is full too", procRead{status: status{capEff: 1<<43 - 1, haveCapEff: true}}, 42,
-			&credInfo{haveCap: true, capHex: "000007ffffffffff", capFull: true}},
+			&credInfo{haveCap: true, capSet: &capSet{hex: "000007ffffffffff", full: true}}},
 		{"one missing of 41", procRead{status: status{capEff: 1<<41 - 1 - 1<<24, haveCapEff: true}}, 40,
-			&credInfo{haveCap: true, capHex: "000001fffeffffff", capNames: CapNames(1<<41 - 1 - 1<<24)}},
+			&credInfo{haveCap: true, capSet: &capSet{hex: "000001fffeffffff", names: CapNames(1<<41 - 1 - 1<<24)}}},
 		{"empty", procRead{status: status{haveCapEff: true, haveNNP: true, nnp: true}}, 40,
-			&credInfo{haveCap: true, capHex: "0000000000000000", haveNNP: true, nnp: true}},
+			&credInfo{haveCap: true, capSet: &capSet{hex: "0000000000000000"}, haveNNP: true, nnp: true}},
 		{"login", procRead{haveLogin: true, auid: 1000, sessID: schema.AUIDUnset}, 40,
 			&credInfo{haveLogin: true, auid: 1000, sessID: schema.AUIDUnset}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if diff := cmp.Diff(tt.want, newCredInfo(&tt.r, tt.capLast), cmp.AllowUnexported(credInfo{})); diff != "" {
+			if diff := cmp.Diff(tt.want, newCredInfo(&tt.r, tt.capLast, nil), cmp.AllowUnexported(credInfo{}, capSet{})); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)
 			}
 		})
 	}
-	c := newCredInfo(&procRead{status: status{capEff: 1, haveCapEff: true}}, 40).withoutCaps()
+	c := newCredInfo(&procRead{status: status{capEff: 1, haveCapEff: true}}, 40, nil).withoutCaps()
 	if c != nil {
 		t.Errorf("withoutCaps of caps only: %+v, want nil", c)
 	}
@@ -83,5 +83,23 @@ func TestNewNSInfo(t *testing.T) {
 	}
 	if n := newNSInfo(&[7]uint64{}, &host); n != nil {
 		t.Errorf("nothing read: %+v", n)
+	}
+}
+
+// TestCapSetCache: a set already described is shared, not made again; the
+// cache stops growing at maxCapCache sets but still describes new ones.
+func TestCapSetCache(t *testing.T) {
+	cache := make(capCache)
+	a, b := capSetOf(1<<10, 40, cache), capSetOf(1<<10, 40, cache)
+	if a != b {
+		t.Error("the same set described twice")
+	}
+	for i := range uint64(2 * maxCapCache) {
+		if s := capSetOf(i<<1, 40, cache); s.hex != capHex(i<<1) {
+			t.Fatalf("%#x: %q", i<<1, s.hex)
+		}
+	}
+	if len(cache) != maxCapCache {
+		t.Errorf("cache holds %d sets, want at most %d", len(cache), maxCapCache)
 	}
 }

@@ -337,23 +337,42 @@ func parseStatus(b []byte) status {
 }
 
 func parseU32(b []byte) (uint32, bool) {
-	f := bytes.Fields(b)
+	f, _ := nextField(b)
 	if len(f) == 0 {
 		return 0, false
 	}
-	v, err := strconv.ParseUint(string(f[0]), 10, 32)
+	v, err := strconv.ParseUint(string(f), 10, 32)
 	return uint32(v), err == nil
+}
+
+// nextField returns the first field of b (separated by spaces, tabs or
+// newlines) and what follows it, without allocating.
+func nextField(b []byte) (field, rest []byte) {
+	i := 0
+	for i < len(b) && isSpace(b[i]) {
+		i++
+	}
+	j := i
+	for j < len(b) && !isSpace(b[j]) {
+		j++
+	}
+	return b[i:j], b[j:]
+}
+
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'
 }
 
 // parseIDPair reads the real and effective ids of a "Uid:" or "Gid:" line
 // (real, effective, saved, filesystem).
 func parseIDPair(b []byte) (real, eff uint32, ok bool) {
-	f := bytes.Fields(b)
-	if len(f) < 2 {
+	f1, rest := nextField(b)
+	f2, _ := nextField(rest)
+	if len(f1) == 0 || len(f2) == 0 {
 		return 0, 0, false
 	}
-	r, err1 := strconv.ParseUint(string(f[0]), 10, 32)
-	e, err2 := strconv.ParseUint(string(f[1]), 10, 32)
+	r, err1 := strconv.ParseUint(string(f1), 10, 32)
+	e, err2 := strconv.ParseUint(string(f2), 10, 32)
 	if err1 != nil || err2 != nil {
 		return 0, 0, false
 	}

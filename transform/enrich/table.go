@@ -230,6 +230,7 @@ type Table struct {
 	redact   *redact.Redactor
 	hostNS   [7]uint64 // pid 1's namespaces, read by New; 0: unread
 	capLast  int       // the kernel's highest capability
+	caps     capCache  // effective sets described
 	users    nameCache
 	groups   nameCache
 
@@ -269,6 +270,7 @@ func New(cfg Config) (*Table, error) {
 	}
 	t.hostNS = readHostNS(t.procRoot)
 	t.capLast = readCapLast(t.procRoot)
+	t.caps = make(capCache)
 	t.lru.prev, t.lru.next = &t.lru, &t.lru
 	t.rd = procReader{root: t.procRoot, maxCmdline: cfg.maxCmdline()}
 	maxCmd := cfg.maxCmdline()
@@ -522,7 +524,7 @@ func procBootOffset() (int64, bool) {
 // fill sets e from a read: only what was read, nothing kept from before.
 func (e *entry) fill(r *procRead, t *Table) {
 	rd := t.redact
-	e.cred = newCredInfo(r, t.capLast)
+	e.cred = newCredInfo(r, t.capLast, t.caps)
 	e.ns = newNSInfo(&r.ns, &t.hostNS)
 	st := &r.status
 	e.ppid, e.comm = 0, ""
@@ -868,9 +870,9 @@ func (t *Table) describe(ev *schema.ProcEvent, describe bool, e *entry, src stri
 			}
 		}
 		if c.haveCap {
-			p.CapEffHex, p.CapFull = c.capHex, c.capFull
-			if len(c.capNames) > 0 {
-				p.CapEff = slices.Clone(c.capNames)
+			p.CapEffHex, p.CapFull = c.capSet.hex, c.capSet.full
+			if len(c.capSet.names) > 0 {
+				p.CapEff = slices.Clone(c.capSet.names)
 			}
 		}
 		if c.haveNNP {
