@@ -11,7 +11,8 @@ import (
 )
 
 // BenchmarkEnrichExec is the cost of one exec event: reading /proc/PID of a
-// live process (status, cmdline, exe, cwd, cgroup) and describing it, with
+// live process (status, stat, exe, cwd, cgroup, loginuid, sessionid, the
+// seven ns links, cmdline) and describing it, with
 // ancestors from a table seeded from the real /proc.
 func BenchmarkEnrichExec(b *testing.B) {
 	cmd := exec.Command("/bin/sleep", "600", "1s")
