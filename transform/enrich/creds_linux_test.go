@@ -203,6 +203,11 @@ func TestRealNamespaces(t *testing.T) {
 	if p.NS != nil {
 		t.Errorf("fork: ns %+v, want none before the exec", p.NS)
 	}
+	// ... but the login session and capabilities, which fork copies, are
+	// the parent's (this test process's, seeded).
+	if p.Login == nil || !cmp.Equal(procLogin(t, os.Getpid()), p.Login) || p.CapEffHex != procCapEff(t, os.Getpid()) || p.NoNewPrivs == nil {
+		t.Errorf("fork: login %+v cap_eff_hex %q no_new_privs %v, want the parent's %+v %q", p.Login, p.CapEffHex, p.NoNewPrivs, procLogin(t, os.Getpid()), procCapEff(t, os.Getpid()))
+	}
 	p = enrichExec(t, tab, pid)
 	want := procNS(t, pid)
 	if !slices.Equal(want.Differs, []string{"mnt", "net", "user"}) {
