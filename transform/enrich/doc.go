@@ -139,7 +139,10 @@
 // by a fork's child until its exec): measured at about 500 bytes for a
 // process with 150 bytes of such text, so about 32 MiB for a full table,
 // and MaxEntries × MaxCmdline (256 MiB with the defaults) at the very
-// worst. Ancestry stops at Config.AncestorDepth (default 4), at pid 1, at a
+// worst. A process read also keeps its credentials and namespaces (about
+// 150 bytes more, estimated from the structs' sizes, not measured; shared by
+// its threads, the credentials by its forks too, and capability names by
+// every process with the same set). Ancestry stops at Config.AncestorDepth (default 4), at pid 1, at a
 // parent missing from the table, and at a parent newer than its child (its
 // pid was reused), and cannot loop.
 package enrich
