@@ -105,6 +105,11 @@ func procCapEff(t *testing.T, pid int) string {
 // enriches has happened. It fails the test with the program's stderr when
 // it exits first.
 func startThenSleep(t *testing.T, name string, args ...string) int {
+	return startThenSleepWhy(t, "", name, args...)
+}
+
+// startThenSleepWhy is startThenSleep, its failure explained by why.
+func startThenSleepWhy(t *testing.T, why, name string, args ...string) int {
 	t.Helper()
 	sleepExe, err := filepath.EvalSymlinks("/bin/sleep")
 	if err != nil {
@@ -128,7 +133,7 @@ func startThenSleep(t *testing.T, name string, args ...string) int {
 		select {
 		case err := <-done:
 			done <- err
-			t.Fatalf("%s %q exited before exec'ing sleep: %v; stderr: %s", name, args, err, stderr.String())
+			t.Fatalf("%s %q exited before exec'ing sleep: %v; stderr: %s%s", name, args, err, stderr.String(), why)
 		default:
 		}
 		if s, err := os.Readlink(exe); err == nil && s == sleepExe {
@@ -168,7 +173,9 @@ func TestRealLoginUID(t *testing.T) {
 	if _, err := os.Stat("/proc/self/loginuid"); err != nil {
 		t.Fatalf("/proc/self/loginuid: %v: the kernel lacks CONFIG_AUDIT(SYSCALL), so login cannot be read", err)
 	}
-	pid := startThenSleep(t, "/bin/sh", "-c", "printf 4242 > /proc/self/loginuid || exit 97; exec /bin/sleep 30")
+	pid := startThenSleepWhy(t, "\n(exit status 97: the kernel refused to set loginuid, the errno is in stderr above: EPERM when this process lacks CAP_AUDIT_CONTROL, "+
+		"or its loginuid is set and loginuid_immutable is on (audit -e 2 / --loginuid-immutable))",
+		"/bin/sh", "-c", "printf 4242 > /proc/self/loginuid || exit 97; exec /bin/sleep 30")
 	tab := newRealTable(t)
 	p := enrichExec(t, tab, pid)
 	want := procLogin(t, pid)
