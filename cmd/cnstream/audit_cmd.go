@@ -5,8 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -108,20 +106,17 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	topic := fs.String("topic", "", "with --kafka: the `topic` (default cnstream-events)")
 	fromBeginning := fs.Bool("from-beginning", true, "with --kafka: read each partition from its log start (the only starting point: the audit needs every event the topic still holds)")
 	configPath := fs.String("config", "", "with --kafka or alone: take the brokers, topic, TLS, SASL and silence from the archiver: section of `FILE`")
+	pos, err := parseInterleaved(fs, args) // DIR, and flags before or after it
+	if err != nil {
+		return err
+	}
 	var dir string
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		dir, args = args[0], args[1:]
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return fmt.Errorf("%w: %v", errUsage, err)
-	}
-	if dir == "" && fs.NArg() == 1 {
-		dir = fs.Arg(0)
-	} else if fs.NArg() > 0 {
-		return usageErr("unexpected argument %q", fs.Arg(0))
+	switch len(pos) {
+	case 0:
+	case 1:
+		dir = pos[0]
+	default:
+		return usageErr("unexpected argument %q", pos[1])
 	}
 	kafkaMode := len(brokers) > 0 || *configPath != ""
 	switch {

@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -107,21 +106,17 @@ func verifyCmd(args []string, stdout, stderr io.Writer) error {
 	prefix := fs.String("prefix", "events", "the file sink's `prefix` (its file.prefix)")
 	origin := fs.String("origin", "", "the checkpoints' `origin` to require (default: the first checkpoint's, cnstream/<hostname> unless configured)")
 	asJSON := fs.Bool("json", false, "print the report as one JSON object")
-	// DIR comes first; flags may follow it.
+	pos, err := parseInterleaved(fs, args) // DIR, and flags before or after it
+	if err != nil {
+		return err
+	}
 	var dir string
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		dir, args = args[0], args[1:]
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return fmt.Errorf("%w: %v", errUsage, err)
-	}
-	if dir == "" && fs.NArg() == 1 {
-		dir = fs.Arg(0)
-	} else if fs.NArg() > 0 {
-		return usageErr("unexpected argument %q", fs.Arg(0))
+	switch len(pos) {
+	case 0:
+	case 1:
+		dir = pos[0]
+	default:
+		return usageErr("unexpected argument %q", pos[1])
 	}
 	if dir == "" {
 		return usageErr("verify takes the archive's DIR")
