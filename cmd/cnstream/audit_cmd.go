@@ -106,17 +106,9 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	topic := fs.String("topic", "", "with --kafka: the `topic` (default cnstream-events)")
 	fromBeginning := fs.Bool("from-beginning", true, "with --kafka: read each partition from its log start (the only starting point: the audit needs every event the topic still holds)")
 	configPath := fs.String("config", "", "with --kafka or alone: take the brokers, topic, TLS, SASL and silence from the archiver: section of `FILE`")
-	pos, err := parseInterleaved(fs, args) // DIR, and flags before or after it
+	dir, err := parseDirFlags(fs, args)
 	if err != nil {
 		return err
-	}
-	var dir string
-	switch len(pos) {
-	case 0:
-	case 1:
-		dir = pos[0]
-	default:
-		return usageErr("unexpected argument %q", pos[1])
 	}
 	kafkaMode := len(brokers) > 0 || *configPath != ""
 	switch {

@@ -206,6 +206,21 @@ func replayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return runErr
 }
 
+// parseDirFlags parses the flags of a command that takes at most one DIR,
+// before or after its flags (cnstream verify DIR --key PUB); "" without one.
+func parseDirFlags(fs *flag.FlagSet, args []string) (string, error) {
+	pos, err := parseInterleaved(fs, args)
+	switch {
+	case err != nil:
+		return "", err
+	case len(pos) > 1:
+		return "", usageErr("unexpected argument %q", pos[1])
+	case len(pos) == 1:
+		return pos[0], nil
+	}
+	return "", nil
+}
+
 // parseInterleaved parses flags before and after positional arguments
 // (cnstream replay DIR --to FILE) and returns the positional ones.
 func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {

@@ -106,17 +106,9 @@ func verifyCmd(args []string, stdout, stderr io.Writer) error {
 	prefix := fs.String("prefix", "events", "the file sink's `prefix` (its file.prefix)")
 	origin := fs.String("origin", "", "the checkpoints' `origin` to require (default: the first checkpoint's, cnstream/<hostname> unless configured)")
 	asJSON := fs.Bool("json", false, "print the report as one JSON object")
-	pos, err := parseInterleaved(fs, args) // DIR, and flags before or after it
+	dir, err := parseDirFlags(fs, args)
 	if err != nil {
 		return err
-	}
-	var dir string
-	switch len(pos) {
-	case 0:
-	case 1:
-		dir = pos[0]
-	default:
-		return usageErr("unexpected argument %q", pos[1])
 	}
 	if dir == "" {
 		return usageErr("verify takes the archive's DIR")
