@@ -329,13 +329,39 @@ type CorruptInfo struct {
 // read). Fields that could not be read are absent, never guessed. Strings are valid UTF-8: bytes that are
 // not are replaced by U+FFFD.
 type Process struct {
-	PID     uint32   `json:"pid" msgpack:"pid"`
-	TGID    uint32   `json:"tgid" msgpack:"tgid"`
-	PPID    uint32   `json:"ppid,omitempty" msgpack:"ppid,omitempty"`
-	Source  string   `json:"source" msgpack:"source"`
-	Comm    string   `json:"comm,omitempty" msgpack:"comm,omitempty"`
-	Exe     string   `json:"exe,omitempty" msgpack:"exe,omitempty"`
-	Cmdline []string `json:"cmdline,omitempty" msgpack:"cmdline,omitempty"`
+	PID    uint32 `json:"pid" msgpack:"pid"`
+	TGID   uint32 `json:"tgid" msgpack:"tgid"`
+	PPID   uint32 `json:"ppid,omitempty" msgpack:"ppid,omitempty"`
+	Source string `json:"source" msgpack:"source"`
+	// ExecID names this exec image of this process, unique per host and
+	// boot, so that exec, uid/gid and exit events join on it whatever
+	// happens to the pid afterwards: 22 characters, base64url of a hash of
+	// the boot id, the tgid and what made the image (the fork or exec
+	// event's kernel timestamp; for a process found running, its start
+	// time and memory layout). A fork's child gets its own; an exec gets
+	// a new one (PrevExecID links the image it replaced); the threads of
+	// a process share it. Absent when the image is not known (a process
+	// gone before it was read, a thread whose process is not in the
+	// table).
+	ExecID string `json:"exec_id,omitempty" msgpack:"exec_id,omitempty"`
+	// ParentExecID is the ExecID of the image that forked this process
+	// (for a process found running: its parent's as found then); absent
+	// when not known.
+	ParentExecID string `json:"parent_exec_id,omitempty" msgpack:"parent_exec_id,omitempty"`
+	// PrevExecID is, for an image an exec made, the ExecID of the image of
+	// the same process it replaced; absent when the process has not
+	// exec'd since it was known, or its previous image was not known.
+	PrevExecID string `json:"prev_exec_id,omitempty" msgpack:"prev_exec_id,omitempty"`
+	// StartTime is when the process (thread group) started, in wall-clock
+	// time through the pipeline's clock; StartBootNS the same instant in
+	// ns since boot (CLOCK_BOOTTIME). From the fork event when cnstream
+	// saw it (ns resolution), else /proc/PID/stat's start time (10 ms
+	// resolution). Absent (zero) when not known.
+	StartTime   time.Time `json:"start_time,omitzero" msgpack:"start_time,omitempty"`
+	StartBootNS uint64    `json:"start_boot_ns,omitempty" msgpack:"start_boot_ns,omitempty"`
+	Comm        string    `json:"comm,omitempty" msgpack:"comm,omitempty"`
+	Exe         string    `json:"exe,omitempty" msgpack:"exe,omitempty"`
+	Cmdline     []string  `json:"cmdline,omitempty" msgpack:"cmdline,omitempty"`
 	// Redacted is how many elements of Cmdline had a secret replaced by
 	// "[redacted]" (transform/redact); 0 (absent): none, or no redaction.
 	Redacted  uint32     `json:"redacted,omitempty" msgpack:"redacted,omitempty"`
@@ -415,9 +441,10 @@ type Container struct {
 
 // Ancestor is one step of a process's parent chain, from the process table.
 type Ancestor struct {
-	PID  uint32 `json:"pid" msgpack:"pid"`
-	Comm string `json:"comm,omitempty" msgpack:"comm,omitempty"`
-	Exe  string `json:"exe,omitempty" msgpack:"exe,omitempty"`
+	PID    uint32 `json:"pid" msgpack:"pid"`
+	ExecID string `json:"exec_id,omitempty" msgpack:"exec_id,omitempty"` // the ancestor's current image (Process.ExecID)
+	Comm   string `json:"comm,omitempty" msgpack:"comm,omitempty"`
+	Exe    string `json:"exe,omitempty" msgpack:"exe,omitempty"`
 }
 
 // AppendEventID appends the id of e: stable across retries and unique per
