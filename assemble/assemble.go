@@ -171,7 +171,8 @@ func Open(ctx context.Context, cfg Config) (*Input, error) {
 		} else if cfg.Transform.NoRedact {
 			rd = nil
 		}
-		in.Table, err = enrich.New(enrich.Config{MaxEntries: cfg.Transform.MaxProcesses, AncestorDepth: cfg.Transform.Ancestors, Redact: rd})
+		in.Table, err = enrich.New(enrich.Config{MaxEntries: cfg.Transform.MaxProcesses, AncestorDepth: cfg.Transform.Ancestors, Redact: rd,
+			BootID: in.Host.BootID, Clock: tcfg.Clock})
 		if err != nil {
 			return fail(err)
 		}

@@ -44,3 +44,30 @@ func Monotonic() (uint64, error) {
 	}
 	return uint64(ts.Nano()), nil
 }
+
+// BootOffset returns CLOCK_BOOTTIME minus CLOCK_MONOTONIC: the time the
+// machine spent suspended since boot, which turns a boot-relative time
+// (/proc/PID/stat's start time) into a proc event's clock and back. Like
+// ClockOffset it brackets one clock between two readings of the other and
+// keeps the tightest pair of three.
+func BootOffset() (time.Duration, error) {
+	best := time.Duration(1<<63 - 1)
+	var off time.Duration
+	for i := 0; i < 3; i++ {
+		var m1, b, m2 unix.Timespec
+		if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &m1); err != nil {
+			return 0, err
+		}
+		if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &b); err != nil {
+			return 0, err
+		}
+		if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &m2); err != nil {
+			return 0, err
+		}
+		if w := time.Duration(m2.Nano() - m1.Nano()); w < best {
+			best = w
+			off = time.Duration(b.Nano() - (m1.Nano()+m2.Nano())/2)
+		}
+	}
+	return off, nil
+}

@@ -34,3 +34,6 @@ func ClockOffset() (time.Duration, error) { return 0, ErrNotSupported }
 
 // Monotonic returns ErrNotSupported.
 func Monotonic() (uint64, error) { return 0, ErrNotSupported }
+
+// BootOffset returns ErrNotSupported.
+func BootOffset() (time.Duration, error) { return 0, ErrNotSupported }

@@ -24,6 +24,7 @@ type fakeProc struct {
 	omit            []string // files not to write ("status", "cmdline", "cgroup")
 	rawStatus       string   // when set, the status file as is
 	start           uint64   // stat's start time (ticks after boot); 0: no stat file
+	layout          uint64   // when not 0, stat has fields 26-51, the layout ones (26-28, 45-51) layout, layout+1, ...
 }
 
 type fakeThread struct {
@@ -95,8 +96,13 @@ func writeFakeProc(t testing.TB, root string, p fakeProc) {
 	write("cgroup", cg)
 	if p.start != 0 {
 		// The kernel's format; the name may hold spaces and parentheses.
-		write("stat", fmt.Sprintf("%d (%s) S %d %d %d 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 %d 1000 100 18446744073709551615",
-			p.pid, p.name, p.ppid, p.pid, p.pid, p.start))
+		stat := fmt.Sprintf("%d (%s) S %d %d %d 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 %d 1000 100 18446744073709551615",
+			p.pid, p.name, p.ppid, p.pid, p.pid, p.start)
+		if p.layout != 0 {
+			l := p.layout
+			stat += fmt.Sprintf(" %d %d %d 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 %d %d %d %d %d %d %d 0", l, l+1, l+2, l+3, l+4, l+5, l+6, l+7, l+8, l+9)
+		}
+		write("stat", stat+"\n")
 	}
 	for name, target := range map[string]string{"exe": p.exe, "cwd": p.cwd} {
 		if target != "" {

@@ -23,6 +23,7 @@ type procRead struct {
 	status      status
 	haveStart   bool
 	start       uint64 // start time, clock ticks after boot (field 22 of /proc/PID/stat)
+	layout      uint64 // hash of the image's memory layout (parseStat); 0: not in stat
 	haveCmdline bool   // at least one byte: an exiting process or a kernel thread has none
 	cmdline     []string
 	haveExe     bool
@@ -192,11 +193,11 @@ func (r *procReader) read(pid, tgid uint32, check startCheck, partial func(*proc
 		}
 	}
 	if b, err := r.readAt(dir, "stat", maxStatus); err == nil {
-		if start, ok := parseStartTime(b); ok {
+		if start, layout, ok := parseStat(b); ok {
 			if check.reused(start) {
 				return procRead{gone: true, reused: true}
 			}
-			pr.start, pr.haveStart = start, true
+			pr.start, pr.layout, pr.haveStart = start, layout, true
 		}
 	} else if goneErr(err) && !errors.Is(err, fs.ErrNotExist) {
 		pr.gone = true // ESRCH: it exited during the pass
@@ -255,29 +256,63 @@ func (r *procReader) read(pid, tgid uint32, check startCheck, partial func(*proc
 }
 
 // parseStartTime picks field 22 (starttime, clock ticks after boot) out of
-// /proc/PID/stat. The command name (field 2) is in parentheses and may
-// hold spaces and parentheses: the fields are counted after the last ')'.
+// /proc/PID/stat.
 func parseStartTime(b []byte) (uint64, bool) {
+	start, _, ok := parseStat(b)
+	return start, ok
+}
+
+// parseStat picks field 22 (starttime, clock ticks after boot) out of
+// /proc/PID/stat, and hashes (FNV-1a) the fields an exec sets and nothing
+// else changes, the image's memory layout: 26-28 (startcode, endcode,
+// startstack) and 45-51 (start_data ... env_end; Linux 3.3 and 3.5). With
+// address space randomization they differ from one exec to the next, so
+// the hash tells two images of one process apart when nothing else read
+// from /proc can; layout is 0 when none of those fields is there (a kernel
+// thread's are zeros: a constant). The command name (field 2) is in
+// parentheses and may hold spaces and parentheses: the fields are counted
+// after the last ')'.
+func parseStat(b []byte) (start, layout uint64, ok bool) {
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return 0, false
+		return 0, 0, false
 	}
 	b = b[i+1:]
+	const (
+		fnvOffset = 14695981039346656037
+		fnvPrime  = 1099511628211
+	)
+	h, seen := uint64(fnvOffset), false
 	for field := 3; ; field++ { // b starts with the space before field 3
 		b = bytes.TrimLeft(b, " ")
 		end := bytes.IndexByte(b, ' ')
 		if end < 0 {
 			end = len(b)
 		}
-		if field == 22 {
-			v, err := strconv.ParseUint(string(bytes.TrimSpace(b[:end])), 10, 64)
-			return v, err == nil
+		v := bytes.TrimSpace(b[:end])
+		switch {
+		case field == 22:
+			n, err := strconv.ParseUint(string(v), 10, 64)
+			if err != nil {
+				return 0, 0, false
+			}
+			start, ok = n, true
+		case field >= 26 && field <= 28 || field >= 45 && field <= 51:
+			for _, c := range v {
+				h = (h ^ uint64(c)) * fnvPrime
+			}
+			h = (h ^ ' ') * fnvPrime
+			seen = true
 		}
-		if end == len(b) {
-			return 0, false
+		if end == len(b) || field == 51 {
+			break
 		}
 		b = b[end:]
 	}
+	if seen {
+		layout = h
+	}
+	return start, layout, ok
 }
 
 // readStatus reads only status, for the threads of a seeded process.

@@ -91,6 +91,16 @@ type Config struct {
 	// /proc (before any event carries them), counted in
 	// schema.Process.Redacted. Default nil: command lines as read.
 	Redact *redact.Redactor
+	// BootID goes into every exec id (schema.Process.ExecID), making ids
+	// unique across boots and hosts. Default: read from
+	// ProcRoot/sys/kernel/random/boot_id ("" when it cannot be: ids are
+	// then unique per boot only).
+	BootID string
+	// Clock turns kernel timestamps into wall-clock time, for
+	// schema.Process.StartTime: give the pipeline's, so that start times
+	// and event times agree. Default: a Clock of NewClock, or no
+	// StartTime where that fails.
+	Clock interface{ Wall(monoNS uint64) time.Time }
 }
 
 func (c Config) procReadTimeout() time.Duration {
@@ -188,9 +198,14 @@ type entry struct {
 	gid     [2]uint32
 	haveUID bool
 	haveGID bool
-	info    *procInfo          // never nil; shared, never modified once set
-	cred    *credInfo          // nil: not read; shared, never modified
-	ns      *schema.Namespaces // nil: not read; shared, never modified
+	// The exec image's identity (schema.Process.ExecID, ParentExecID,
+	// PrevExecID; "": not known) and the process's start, ns after boot
+	// (0: not known). A process's threads hold their leader's.
+	execID, parentExecID, prevExecID string
+	startNS                          uint64
+	info                             *procInfo          // never nil; shared, never modified once set
+	cred                             *credInfo          // nil: not read; shared, never modified
+	ns                               *schema.Namespaces // nil: not read; shared, never modified
 
 	leader  *entry   // a thread's group leader, when in the table
 	threads []*entry // a leader's other threads in the table
@@ -203,6 +218,7 @@ type entry struct {
 // replace it, forks share it.
 type procInfo struct {
 	timedOut         bool // the read it came from timed out: cmdline at least is missing
+	gone             bool // nothing was read: the process was gone at its exec
 	exe, cwd, cgroup string
 	cmdline          []string
 	redacted         uint32 // elements of cmdline Config.Redact changed
@@ -212,6 +228,7 @@ type procInfo struct {
 var (
 	emptyInfo   = &procInfo{}
 	timeoutInfo = &procInfo{timedOut: true}
+	goneInfo    = &procInfo{gone: true}
 )
 
 // Table is the process table: what is known of every thread and process,
@@ -235,8 +252,16 @@ type Table struct {
 	groups   nameCache
 
 	bootOffset func() (int64, bool) // CLOCK_BOOTTIME - CLOCK_MONOTONIC, ns
-	offset     int64
-	offsetOK   bool
+	bootID     string
+	clock      interface{ Wall(uint64) time.Time }
+	// CLOCK_BOOTTIME - CLOCK_MONOTONIC to the ns (bootOff), measured at
+	// monotonic time bootAt; measureBoot reads the clocks.
+	bootNS      int64
+	bootAt      uint64
+	bootOK      bool
+	measureBoot func() (time.Duration, error)
+	offset      int64
+	offsetOK    bool
 
 	entries                          atomic.Int64
 	evictions, procReads, procGone   atomic.Uint64
@@ -267,7 +292,18 @@ func New(cfg Config) (*Table, error) {
 		depth:    cfg.ancestorDepth(),
 		m:        make(map[uint32]*entry),
 		redact:   cfg.Redact,
+		bootID:   cfg.BootID,
+		clock:    cfg.Clock,
 	}
+	if t.bootID == "" {
+		t.bootID = readBootID(t.procRoot)
+	}
+	if t.clock == nil {
+		if c, err := NewClock(ClockConfig{}); err == nil {
+			t.clock = c
+		}
+	}
+	t.measureBoot = measureBoot
 	t.hostNS = readHostNS(t.procRoot)
 	t.capLast = readCapLast(t.procRoot)
 	t.caps = make(capCache)
@@ -584,6 +620,7 @@ func (t *Table) readNew(pid, tgid uint32, mono uint64) (*entry, string) {
 	t.serial++
 	e.serial = t.serial
 	t.insert(e, t.leaderOf(e.tgid))
+	t.identify(e, &r)
 	switch {
 	case r.timedOut:
 		// Kept, so that the next events of a stuck process do not wait
@@ -690,6 +727,12 @@ func (t *Table) fork(ev *schema.ProcEvent, describe bool) *schema.Process {
 		if e == nil {
 			return t.gone(ev, describe, f.ChildPID, f.ChildTGID, f.ParentTGID)
 		}
+		if e.pid == e.tgid {
+			// Made by this fork, whatever /proc says: the same id as
+			// when the parent is known.
+			e.execID = t.execID(e.tgid, originFork, ev.TimestampNS, 0)
+			e.startNS = t.startOfFork(ev.TimestampNS)
+		}
 		return t.describe(ev, describe, e, src, 0)
 	}
 	e := t.newEntry()
@@ -700,6 +743,13 @@ func (t *Table) fork(ev *schema.ProcEvent, describe bool) *schema.Process {
 		e.ns = from.ns // a thread shares its process's namespaces
 	} // a new process's may be new (clone flags): unknown until its exec
 	e.uid, e.gid, e.haveUID, e.haveGID = from.uid, from.gid, from.haveUID, from.haveGID
+	if leader != nil {
+		e.execID, e.parentExecID, e.prevExecID, e.startNS = leader.execID, leader.parentExecID, leader.prevExecID, leader.startNS
+	} else {
+		e.execID = t.execID(f.ChildTGID, originFork, ev.TimestampNS, 0)
+		e.parentExecID = from.execID
+		e.startNS = t.startOfFork(ev.TimestampNS)
+	}
 	t.serial++
 	e.serial = t.serial
 	t.insert(e, leader)
@@ -714,14 +764,56 @@ func (t *Table) exec(ev *schema.ProcEvent, describe bool) *schema.Process {
 		known = old.start // exec keeps the start time
 	}
 	r := t.readProc(pid, tgid, known, ev.TimestampNS)
-	if r.reused || r.gone && !r.haveStatus {
-		// Nothing of the new program is known and the old one's data is
-		// stale: forget the process; its exit will say "gone" too.
+	// The image this exec replaced, when the table knew the process.
+	var prevID, parentID string
+	var ppid uint32
+	var startNS uint64
+	if old != nil && old.tgid == tgid {
+		prevID, parentID, ppid, startNS = old.execID, old.parentExecID, old.ppid, old.startNS
+	}
+	if r.reused {
+		// The pid names a younger process: the exec's is gone, and the
+		// old entry's data is stale. Forget it.
 		if old != nil {
 			t.removeGroup(old)
 		}
 		return t.gone(ev, describe, pid, tgid, 0)
 	}
+	if r.gone && !r.haveStatus {
+		// Gone before it could be read: nothing of the new program is
+		// known and the old one's data is stale. The entry keeps only the
+		// image's identity, so that its exit still names it.
+		e := t.fresh(old, pid, tgid)
+		e.ppid, e.info, e.comm, e.cred, e.ns = ppid, goneInfo, "", nil, nil
+		e.haveUID, e.haveGID = false, false
+		e.execID, e.prevExecID, e.parentExecID, e.startNS = t.execID(tgid, originExec, ev.TimestampNS, 0), prevID, parentID, startNS
+		return t.describe(ev, describe, e, SourceGone, 0)
+	}
+	e := t.fresh(old, pid, tgid)
+	e.fill(&r, t)
+	e.execID, e.prevExecID = t.execID(tgid, originExec, ev.TimestampNS, 0), prevID
+	e.parentExecID = parentID
+	if old == nil || old.tgid != tgid || old != e {
+		e.parentExecID = t.parentImage(e)
+	}
+	e.startNS = startNS
+	if startNS == 0 && r.haveStart {
+		e.startNS = r.start * tickNS
+	}
+	src := SourceProc
+	switch {
+	case r.timedOut:
+		src = SourceTimeout
+	case !r.usable():
+		src = SourceGone
+	}
+	return t.describe(ev, describe, e, src, 0)
+}
+
+// fresh returns the entry an exec of pid (thread group tgid) fills: old,
+// the process's, with its other threads removed (exec ends them; their
+// exits came first), or a new one in the table in place of old.
+func (t *Table) fresh(old *entry, pid, tgid uint32) *entry {
 	var e *entry
 	if old != nil && old.tgid == tgid {
 		// exec ends every other thread (their exits came first).
@@ -740,15 +832,39 @@ func (t *Table) exec(ev *schema.ProcEvent, describe bool) *schema.Process {
 		e.serial = t.serial
 		t.insert(e, nil)
 	}
-	e.fill(&r, t)
-	src := SourceProc
-	switch {
-	case r.timedOut:
-		src = SourceTimeout
-	case !r.usable():
-		src = SourceGone
+	return e
+}
+
+// identify gives an entry just read from /proc, whose creation the table
+// did not see, its identity: a thread its leader's (none when the leader
+// is not in the table); a process the exec id of its start time and
+// memory layout (stable across restarts of cnstream), its start time,
+// and its parent's image as parent.
+func (t *Table) identify(e *entry, r *procRead) {
+	e.execID, e.parentExecID, e.prevExecID, e.startNS = "", "", "", 0
+	if e.pid != e.tgid {
+		if l := e.leader; l != nil {
+			e.execID, e.parentExecID, e.prevExecID, e.startNS = l.execID, l.parentExecID, l.prevExecID, l.startNS
+		}
+		return
 	}
-	return t.describe(ev, describe, e, src, 0)
+	if r.haveStart {
+		e.execID = t.execID(e.tgid, originProc, r.start, r.layout)
+		e.startNS = r.start * tickNS
+	}
+	e.parentExecID = t.parentImage(e)
+}
+
+// parentImage returns the exec id of e's parent process, when the table
+// has it and it is older than e.
+func (t *Table) parentImage(e *entry) string {
+	if e.ppid == 0 {
+		return ""
+	}
+	if p := t.m[e.ppid]; p != nil && p.pid == p.tgid && p != e && olderThan(p.serial, e.serial) {
+		return p.execID
+	}
+	return ""
 }
 
 func (t *Table) exit(ev *schema.ProcEvent, describe bool) *schema.Process {
@@ -798,6 +914,15 @@ func (t *Table) gone(ev *schema.ProcEvent, describe bool, pid, tgid, ppid uint32
 	p := &b.p
 	p.PID, p.TGID, p.PPID, p.Source = pid, tgid, ppid, SourceGone
 	switch ev.What {
+	case schema.ProcEventExec:
+		p.ExecID = t.execID(tgid, originExec, ev.TimestampNS, 0) // the event names the image
+	case schema.ProcEventFork:
+		if pid == tgid {
+			p.ExecID = t.execID(tgid, originFork, ev.TimestampNS, 0)
+			if st := t.startOfFork(ev.TimestampNS); st != 0 {
+				p.StartBootNS, p.StartTime = st, t.startWall(st, ev.TimestampNS)
+			}
+		}
 	case schema.ProcEventComm:
 		p.Comm = ev.Comm.Name()
 	case schema.ProcEventUID:
@@ -825,10 +950,16 @@ func (t *Table) describe(ev *schema.ProcEvent, describe bool, e *entry, src stri
 	if src == SourceTable && in.timedOut {
 		src = SourceTimeout
 	}
+	if src == SourceTable && in.gone {
+		src = SourceGone
+	}
 	p.PID, p.TGID, p.PPID, p.Source = e.pid, e.tgid, e.ppid, src
 	if ppid != 0 {
 		p.PPID = ppid
 	}
+	p.ExecID, p.ParentExecID, p.PrevExecID = e.execID, e.parentExecID, e.prevExecID
+	p.StartBootNS = e.startNS
+	p.StartTime = t.startWall(e.startNS, ev.TimestampNS)
 	p.Comm = e.comm
 	p.Exe, p.Cwd, p.Cgroup = in.exe, in.cwd, in.cgroup
 	// The Process is the caller's to change: its slices and pointers are
@@ -934,7 +1065,7 @@ func (t *Table) ancestors(out []schema.Ancestor, self, ppid uint32, serial uint6
 			}
 		}
 		t.touch(p)
-		out = append(out, schema.Ancestor{PID: p.pid, Comm: p.comm, Exe: p.info.exe})
+		out = append(out, schema.Ancestor{PID: p.pid, ExecID: p.execID, Comm: p.comm, Exe: p.info.exe})
 		if ppid == 1 {
 			break
 		}
@@ -992,8 +1123,12 @@ func (t *Table) Seed(procRoot string) error {
 		e.pid, e.tgid = tgid, tgid
 		e.fill(&r, t)
 		t.insert(e, nil)
+		t.identify(e, &r)
 		t.seededN.Add(1)
 		leaders = append(leaders, e)
+	}
+	for _, l := range leaders { // every leader is in: now their parents' images
+		l.parentExecID = t.parentImage(l)
 	}
 	for _, l := range leaders {
 		if t.m[l.pid] != l {
@@ -1018,6 +1153,7 @@ func (t *Table) Seed(procRoot string) error {
 			}
 			e := t.newEntry()
 			e.pid, e.tgid, e.ppid, e.info, e.cred, e.ns = tid, l.pid, l.ppid, l.info, l.cred, l.ns
+			e.execID, e.parentExecID, e.prevExecID, e.startNS = l.execID, l.parentExecID, l.prevExecID, l.startNS
 			e.comm = st.name
 			if st.haveUID {
 				e.uid, e.haveUID = [2]uint32{st.uid, st.euid}, true

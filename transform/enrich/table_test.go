@@ -105,7 +105,7 @@ func TestSeedAndTable(t *testing.T) {
 		t.Errorf("Seeded = %d, want %d", got, want)
 	}
 	if diff := cmp.Diff([]schema.Ancestor{{PID: 100, Comm: "bash", Exe: "/usr/bin/bash"}, {PID: 1, Comm: "systemd", Exe: "/usr/lib/systemd/systemd"}},
-		f.tab.Ancestors(200, 4)); diff != "" {
+		f.tab.Ancestors(200, 4), noIDs); diff != "" {
 		t.Errorf("Ancestors(200) (-want +got):\n%s", diff)
 	}
 	if got := f.tab.Ancestors(200, 1); len(got) != 1 || got[0].PID != 100 {
@@ -120,7 +120,7 @@ func TestSeedAndTable(t *testing.T) {
 		Cwd: "/home/alice", UID: u32(1000), EUID: u32(1000), GID: u32(1000), EGID: u32(1000), User: "alice", Group: "staff",
 		Cgroup:    "/user.slice/user-1000.slice/session-1.scope",
 		Ancestors: []schema.Ancestor{{PID: 1, Comm: "systemd", Exe: "/usr/lib/systemd/systemd"}}}
-	if diff := cmp.Diff(want, got); diff != "" {
+	if diff := cmp.Diff(want, got, noIDs); diff != "" {
 		t.Errorf("thread (-want +got):\n%s", diff)
 	}
 	if f.tab.Stats().ProcReads != 0 {
@@ -139,13 +139,13 @@ func TestForkExecExit(t *testing.T) {
 		Cgroup: "/system.slice/docker-" + id1 + ".scope", Container: dockerC, Ancestors: anc}
 
 	// fork: the child has its parent's program.
-	if diff := cmp.Diff(makeChild, f.tab.Enrich(forkEv(200, 200, 300, 300))); diff != "" {
+	if diff := cmp.Diff(makeChild, f.tab.Enrich(forkEv(200, 200, 300, 300)), noIDs); diff != "" {
 		t.Errorf("fork (-want +got):\n%s", diff)
 	}
 	// a thread of the child: the kernel names the parent of the process.
 	th := *makeChild
 	th.PID = 301
-	if diff := cmp.Diff(&th, f.tab.Enrich(forkEv(200, 200, 301, 300))); diff != "" {
+	if diff := cmp.Diff(&th, f.tab.Enrich(forkEv(200, 200, 301, 300)), noIDs); diff != "" {
 		t.Errorf("thread fork (-want +got):\n%s", diff)
 	}
 	if n := f.tab.Stats().Entries; n != 7 {
@@ -158,7 +158,7 @@ func TestForkExecExit(t *testing.T) {
 	execd := &schema.Process{PID: 300, TGID: 300, PPID: 200, Source: "proc", Comm: "cc", Exe: "/usr/bin/gcc-14", Cmdline: []string{"cc", "-c", "x.c"},
 		Cwd: "/home/alice/src/sub", UID: u32(1000), EUID: u32(1000), GID: u32(1000), EGID: u32(1000), User: "alice", Group: "staff",
 		Cgroup: "/system.slice/docker-" + id1 + ".scope", Container: dockerC, Ancestors: anc}
-	if diff := cmp.Diff(execd, f.tab.Enrich(execEv(300))); diff != "" {
+	if diff := cmp.Diff(execd, f.tab.Enrich(execEv(300)), noIDs); diff != "" {
 		t.Errorf("exec (-want +got):\n%s", diff)
 	}
 	if s := f.tab.Stats(); s.ProcReads != 1 || s.ProcGone != 0 || s.Entries != 6 {
@@ -171,7 +171,7 @@ func TestForkExecExit(t *testing.T) {
 	exited.Source = "table"
 	exited.PPID = 1 // reparented: the kernel's parent wins
 	exited.Ancestors = anc[2:]
-	if diff := cmp.Diff(&exited, f.tab.Enrich(exitEv(300, 300, 1))); diff != "" {
+	if diff := cmp.Diff(&exited, f.tab.Enrich(exitEv(300, 300, 1)), noIDs); diff != "" {
 		t.Errorf("exit (-want +got):\n%s", diff)
 	}
 	if got := f.tab.Enrich(exitEv(300, 300, 1)); got.Source != "gone" || got.Exe != "" {
@@ -192,13 +192,16 @@ func TestExecGone(t *testing.T) {
 	if p := f.tab.Enrich(forkEv(100, 100, 400, 400)); p.Exe != "/usr/bin/bash" {
 		t.Fatalf("fork: %+v", p)
 	}
-	want := &schema.Process{PID: 400, TGID: 400, Source: "gone"}
-	if diff := cmp.Diff(want, f.tab.Enrich(execEv(400))); diff != "" {
+	// The entry keeps the process's identity and parent (exec changes
+	// neither), so that its exit names the image.
+	anc := []schema.Ancestor{{PID: 100, Comm: "bash", Exe: "/usr/bin/bash"}, {PID: 1, Comm: "systemd", Exe: "/usr/lib/systemd/systemd"}}
+	want := &schema.Process{PID: 400, TGID: 400, PPID: 100, Source: "gone", Ancestors: anc}
+	if diff := cmp.Diff(want, f.tab.Enrich(execEv(400)), noIDs); diff != "" {
 		t.Errorf("exec (-want +got):\n%s", diff)
 	}
 	wantExit := &schema.Process{PID: 400, TGID: 400, PPID: 100, Source: "gone",
 		Ancestors: []schema.Ancestor{{PID: 100, Comm: "bash", Exe: "/usr/bin/bash"}, {PID: 1, Comm: "systemd", Exe: "/usr/lib/systemd/systemd"}}}
-	if diff := cmp.Diff(wantExit, f.tab.Enrich(exitEv(400, 400, 100))); diff != "" {
+	if diff := cmp.Diff(wantExit, f.tab.Enrich(exitEv(400, 400, 100)), noIDs); diff != "" {
 		t.Errorf("exit (-want +got):\n%s", diff)
 	}
 	if s := f.tab.Stats(); s.ProcReads != 1 || s.ProcGone != 1 {
@@ -218,7 +221,7 @@ func TestExecPartial(t *testing.T) {
 	want := &schema.Process{PID: 401, TGID: 401, PPID: 100, Source: "gone", Comm: "dying",
 		UID: u32(0), EUID: u32(0), GID: u32(0), EGID: u32(0), User: "root", Group: "root",
 		Ancestors: []schema.Ancestor{{PID: 100, Comm: "bash", Exe: "/usr/bin/bash"}, {PID: 1, Comm: "systemd", Exe: "/usr/lib/systemd/systemd"}}}
-	if diff := cmp.Diff(want, f.tab.Enrich(execEv(401))); diff != "" {
+	if diff := cmp.Diff(want, f.tab.Enrich(execEv(401)), noIDs); diff != "" {
 		t.Errorf("exec (-want +got):\n%s", diff)
 	}
 	// exe read, then gone at cgroup (cmdline, read last, is not): "proc",
@@ -293,7 +296,7 @@ func TestMissingSubjectIsRead(t *testing.T) {
 	want := &schema.Process{PID: 200, TGID: 200, PPID: 100, Source: "proc", Comm: "gmake", Exe: "/usr/bin/make", Cmdline: []string{"make", "-j2"},
 		Cwd: "/home/alice/src", UID: u32(1000), EUID: u32(1000), GID: u32(1000), EGID: u32(1000), User: "alice", Group: "staff",
 		Cgroup: "/system.slice/docker-" + id1 + ".scope", Container: dockerC}
-	if diff := cmp.Diff(want, p); diff != "" {
+	if diff := cmp.Diff(want, p, noIDs); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 	// then it is in the table
@@ -306,15 +309,15 @@ func TestMissingSubjectIsRead(t *testing.T) {
 		t.Errorf("fork of unknown parent: %+v", p)
 	}
 	// neither in the table nor in /proc: the kernel's fields
-	if diff := cmp.Diff(&schema.Process{PID: 700, TGID: 700, PPID: 555, Source: "gone"}, f.tab.Enrich(forkEv(555, 555, 700, 700))); diff != "" {
+	if diff := cmp.Diff(&schema.Process{PID: 700, TGID: 700, PPID: 555, Source: "gone"}, f.tab.Enrich(forkEv(555, 555, 700, 700)), noIDs); diff != "" {
 		t.Errorf("gone fork (-want +got):\n%s", diff)
 	}
 	// the kernel's fields include a comm event's name and a uid event's ids
-	if diff := cmp.Diff(&schema.Process{PID: 701, TGID: 701, Source: "gone", Comm: "x"}, f.tab.Enrich(commEv(701, 701, "x"))); diff != "" {
+	if diff := cmp.Diff(&schema.Process{PID: 701, TGID: 701, Source: "gone", Comm: "x"}, f.tab.Enrich(commEv(701, 701, "x")), noIDs); diff != "" {
 		t.Errorf("gone comm (-want +got):\n%s", diff)
 	}
 	if diff := cmp.Diff(&schema.Process{PID: 702, TGID: 702, Source: "gone", UID: u32(1000), EUID: u32(0), User: "alice"},
-		f.tab.Enrich(idEv(schema.ProcEventUID, 702, 702, 1000, 0))); diff != "" {
+		f.tab.Enrich(idEv(schema.ProcEventUID, 702, 702, 1000, 0)), noIDs); diff != "" {
 		t.Errorf("gone uid (-want +got):\n%s", diff)
 	}
 	if diff := cmp.Diff(&schema.Process{PID: 703, TGID: 703, Source: "gone", GID: u32(0), EGID: u32(1000), Group: "root"},
@@ -670,4 +673,11 @@ func TestProcessBelongsToCaller(t *testing.T) {
 			t.Errorf("pid %d: a change to one Process reached another: %+v", pid, want)
 		}
 	}
+}
+
+// noIDs leaves the exec ids and start times out of a comparison: tests of
+// them are in execid_test.go.
+var noIDs = cmp.Options{
+	cmpopts.IgnoreFields(schema.Process{}, "ExecID", "ParentExecID", "PrevExecID", "StartTime", "StartBootNS"),
+	cmpopts.IgnoreFields(schema.Ancestor{}, "ExecID"),
 }
