@@ -24,7 +24,8 @@ const maxMsgpackDepth = 64
 // asks. "v" must be present and at most EventVersion, else the error
 // matches ErrEventVersion and names the version; "kind" must be present and
 // the member it names (e.g. "exec" for kind exec) set, so that a consumer
-// can switch on Kind and use the member. Time is returned in UTC.
+// can switch on Kind and use the member. Time and a process's StartTime are
+// returned in UTC.
 func DecodeJSON(b []byte) (Event, error) {
 	var e Event
 	if err := json.Unmarshal(b, &e); err != nil {
@@ -45,7 +46,8 @@ func DecodeJSON(b []byte) (Event, error) {
 
 // DecodeMsgpack decodes one event written by AppendMsgpack: exactly one
 // MessagePack map, nothing after it, and checks "v", "kind" and the kind's
-// member as DecodeJSON does. Time is returned in UTC.
+// member as DecodeJSON does. Time and a process's StartTime are returned in
+// UTC.
 //
 // What AppendMsgpack writes is read by a decoder without reflection. Any
 // other input (unknown fields, other types or forms) is decoded as a whole
@@ -106,7 +108,8 @@ func decodeMsgpack(b []byte, v any) (err error) {
 }
 
 // checkEvent checks what a consumer relies on: a version it reads, a kind,
-// and the member the kind names. It returns e with its time in UTC.
+// and the member the kind names. It returns e with its time and its
+// process's start time in UTC.
 func checkEvent(e Event) (Event, error) {
 	if err := checkEventVersion(e.Version); err != nil {
 		return Event{}, err
@@ -118,6 +121,9 @@ func checkEvent(e Event) (Event, error) {
 		return Event{}, fmt.Errorf("schema: %s event without its %q member", e.Kind, e.Kind)
 	}
 	e.Time = e.Time.UTC()
+	if p := e.Process; p != nil {
+		p.StartTime = p.StartTime.UTC()
+	}
 	return e, nil
 }
 

@@ -13,18 +13,19 @@ import (
 // returns the extended buffer. It does not allocate beyond growing b.
 //
 // The output is byte for byte what encoding/json's Marshal writes for e after
-// e.ID is set to e.EventID() and e.Time to e.Time.UTC(): the field names and
-// order of the json tags, omitempty as encoding/json applies it, "time" in
-// RFC 3339 with nanoseconds (trailing zeros dropped) in UTC, []byte in
+// e.ID is set to e.EventID(), e.Time to e.Time.UTC() and a process's
+// StartTime to its UTC(): the field names and order of the json tags,
+// omitempty and omitzero as encoding/json applies them, "time" and
+// "start_time" in RFC 3339 with nanoseconds (trailing zeros dropped) in UTC, []byte in
 // standard base64, and strings escaped as encoding/json escapes them (", \
 // and control characters; <, > and & as \u003c, \u003e and \u0026; U+2028
 // and U+2029; each byte of invalid UTF-8 as \ufffd). Decoding it with
-// encoding/json (or DecodeJSON) gives back e with its id and its time in
+// encoding/json (or DecodeJSON) gives back e with its id and its times in
 // UTC, except for strings holding invalid UTF-8 and for empty, non-nil
 // Cmdline and Ancestors, which are omitted and come back nil.
 //
-// A time whose year is outside 0000..9999 has no RFC 3339 form; encoding/json
-// refuses it, AppendJSON writes it as time.Time.AppendFormat with
+// A time (or start time) whose year is outside 0000..9999 has no RFC 3339
+// form; encoding/json refuses it, AppendJSON writes it as time.Time.AppendFormat with
 // time.RFC3339Nano does (a wall clock never gives one).
 func AppendJSON(b []byte, e *Event) []byte {
 	b = append(b, `{"v":`...)
@@ -240,6 +241,17 @@ func appendJSONProcess(b []byte, p *Process) []byte {
 	}
 	b = append(b, `,"source":`...)
 	b = appendJSONString(b, p.Source)
+	b = appendJSONOptString(b, `,"exec_id":`, p.ExecID)
+	b = appendJSONOptString(b, `,"parent_exec_id":`, p.ParentExecID)
+	b = appendJSONOptString(b, `,"prev_exec_id":`, p.PrevExecID)
+	if !p.StartTime.IsZero() { // omitzero
+		b = append(b, `,"start_time":"`...)
+		b = appendRFC3339(b, p.StartTime)
+		b = append(b, '"')
+	}
+	if p.StartBootNS != 0 {
+		b = appendJSONUint(b, `,"start_boot_ns":`, p.StartBootNS)
+	}
 	b = appendJSONOptString(b, `,"comm":`, p.Comm)
 	b = appendJSONOptString(b, `,"exe":`, p.Exe)
 	if len(p.Cmdline) > 0 {
@@ -336,6 +348,7 @@ func appendJSONProcess(b []byte, p *Process) []byte {
 				b = append(b, ',')
 			}
 			b = appendJSONUint(b, `{"pid":`, a.PID)
+			b = appendJSONOptString(b, `,"exec_id":`, a.ExecID)
 			b = appendJSONOptString(b, `,"comm":`, a.Comm)
 			b = appendJSONOptString(b, `,"exe":`, a.Exe)
 			b = append(b, '}')

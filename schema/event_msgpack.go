@@ -13,8 +13,9 @@ import (
 // with the id derived when e.ID is empty. Values take MessagePack's types:
 // integers in their smallest form, strings as str (their bytes as they are,
 // not checked or replaced as UTF-8), "kind" as the kind's name, []byte as
-// bin (nil as nil), nil pointers as nil, and "time" as the timestamp
-// extension (type -1) in its smallest form (32, 64 or 96 bits). DecodeMsgpack,
+// bin (nil as nil), nil pointers as nil, and "time" and a process's
+// "start_time" as the timestamp extension (type -1) in its smallest form
+// (32, 64 or 96 bits). DecodeMsgpack,
 // or github.com/vmihailenco/msgpack/v5 with SetCustomStructTag("json"),
 // decodes it back to e. Strings and bins longer than 4 GiB are not supported.
 func AppendMsgpack(b []byte, e *Event) []byte {
@@ -259,7 +260,8 @@ func mpIDEvent(b []byte, key string, x *IDEvent) []byte {
 func mpProcess(b []byte, p *Process) []byte {
 	n := 3 // pid, tgid, source
 	for _, set := range [...]bool{
-		p.PPID != 0, p.Comm != "", p.Exe != "", len(p.Cmdline) > 0, p.Redacted != 0, p.Cwd != "",
+		p.PPID != 0, p.ExecID != "", p.ParentExecID != "", p.PrevExecID != "", !p.StartTime.IsZero(), p.StartBootNS != 0,
+		p.Comm != "", p.Exe != "", len(p.Cmdline) > 0, p.Redacted != 0, p.Cwd != "",
 		p.UID != nil, p.EUID != nil, p.GID != nil, p.EGID != nil,
 		p.User != "", p.Group != "", p.Cgroup != "", p.Container != nil, len(p.Ancestors) > 0,
 		p.Login != nil, p.CapEffHex != "", len(p.CapEff) > 0, p.CapFull, p.NoNewPrivs != nil, p.NS != nil,
@@ -275,6 +277,16 @@ func mpProcess(b []byte, p *Process) []byte {
 		b = mpKeyUint(b, "ppid", p.PPID)
 	}
 	b = mpKeyStr(b, "source", p.Source)
+	b = mpOptStr(b, "exec_id", p.ExecID)
+	b = mpOptStr(b, "parent_exec_id", p.ParentExecID)
+	b = mpOptStr(b, "prev_exec_id", p.PrevExecID)
+	if !p.StartTime.IsZero() {
+		b = mpKey(b, "start_time")
+		b = mpTime(b, p.StartTime)
+	}
+	if p.StartBootNS != 0 {
+		b = mpKeyUint(b, "start_boot_ns", p.StartBootNS)
+	}
 	b = mpOptStr(b, "comm", p.Comm)
 	b = mpOptStr(b, "exe", p.Exe)
 	if len(p.Cmdline) > 0 {
@@ -367,6 +379,9 @@ func mpProcess(b []byte, p *Process) []byte {
 		for i := range p.Ancestors {
 			a := &p.Ancestors[i]
 			n := 1
+			if a.ExecID != "" {
+				n++
+			}
 			if a.Comm != "" {
 				n++
 			}
@@ -375,6 +390,7 @@ func mpProcess(b []byte, p *Process) []byte {
 			}
 			b = mpMap(b, n)
 			b = mpKeyUint(b, "pid", a.PID)
+			b = mpOptStr(b, "exec_id", a.ExecID)
 			b = mpOptStr(b, "comm", a.Comm)
 			b = mpOptStr(b, "exe", a.Exe)
 		}

@@ -991,6 +991,21 @@ func (d *mpDecoder) process() *Process {
 		case "ns":
 			d.once(&seen, 23)
 			p.NS = d.namespaces()
+		case "exec_id":
+			d.once(&seen, 24)
+			d.str(&p.ExecID)
+		case "parent_exec_id":
+			d.once(&seen, 25)
+			d.str(&p.ParentExecID)
+		case "prev_exec_id":
+			d.once(&seen, 26)
+			d.str(&p.PrevExecID)
+		case "start_time":
+			d.once(&seen, 27)
+			p.StartTime = d.time()
+		case "start_boot_ns":
+			d.once(&seen, 28)
+			p.StartBootNS = d.u64()
 		default:
 			d.bad = true
 		}
@@ -1119,6 +1134,9 @@ func (d *mpDecoder) ancestors() []Ancestor {
 			case "exe":
 				d.once(&seen, 2)
 				d.str(&a.Exe)
+			case "exec_id":
+				d.once(&seen, 3)
+				d.str(&a.ExecID)
 			default:
 				d.bad = true
 			}

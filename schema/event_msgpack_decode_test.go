@@ -36,6 +36,9 @@ func checkFastMatchesReflect(t *testing.T, b []byte) bool {
 	if got.Time != want.Time {
 		t.Fatalf("fast path time %#v, reflection path %#v", got.Time, want.Time)
 	}
+	if got.Process != nil && want.Process != nil && got.Process.StartTime != want.Process.StartTime {
+		t.Fatalf("fast path start time %#v, reflection path %#v", got.Process.StartTime, want.Process.StartTime)
+	}
 	return true
 }
 

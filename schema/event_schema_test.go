@@ -134,6 +134,17 @@ func TestEventSchemaInvalid(t *testing.T) {
 		{name: "ancestor without pid", event: "exec", change: func(m map[string]any) {
 			delete(jsonObj(m, "process")["ancestors"].([]any)[0].(map[string]any), "pid")
 		}},
+		{name: "exec_id short", event: "exec-exec-ids", change: func(m map[string]any) { jsonObj(m, "process")["exec_id"] = "q3Jb0hV7Zc1mTn2kP9xY4" }},
+		{name: "exec_id standard base64", event: "exec-exec-ids", change: func(m map[string]any) { jsonObj(m, "process")["exec_id"] = "q3Jb0hV7Zc1mTn2kP9xY+w" }},
+		{name: "parent_exec_id number", event: "exec-exec-ids", change: func(m map[string]any) { jsonObj(m, "process")["parent_exec_id"] = 7 }},
+		{name: "prev_exec_id padded", event: "exec-exec-ids", change: func(m map[string]any) { jsonObj(m, "process")["prev_exec_id"] = "Vd8sR1aYp0cKx6JtWn3FgQ==" }},
+		{name: "start_time not UTC", event: "exec-exec-ids", change: func(m map[string]any) { jsonObj(m, "process")["start_time"] = "2026-03-14T10:26:53.605+01:00" }},
+		{name: "start_time not a date", event: "exec-exec-ids", change: func(m map[string]any) { jsonObj(m, "process")["start_time"] = "2026-02-30T10:26:53Z" }},
+		{name: "start_time number", event: "exec-exec-ids", change: func(m map[string]any) { jsonObj(m, "process")["start_time"] = 1773480413 }},
+		{name: "start_boot_ns negative", event: "exec-exec-ids", change: func(m map[string]any) { jsonObj(m, "process")["start_boot_ns"] = -1 }},
+		{name: "ancestor exec_id long", event: "fork-exec-ids", change: func(m map[string]any) {
+			jsonObj(m, "process")["ancestors"].([]any)[1].(map[string]any)["exec_id"] = "T0mW5eXk2LqB9uZr7NcJ3gA"
+		}},
 		{name: "container without runtime", event: "exec", change: func(m map[string]any) { delete(jsonObj(jsonObj(m, "process"), "container"), "runtime") }},
 		{name: "payload not base64", event: "raw", change: func(m map[string]any) { jsonObj(m, "raw")["payload"] = "not base64!" }},
 		{name: "missing over uint64", event: "gap", change: func(m map[string]any) { jsonObj(m, "gap")["missing"] = json.Number("18446744073709551616") }},
@@ -141,6 +152,11 @@ func TestEventSchemaInvalid(t *testing.T) {
 		// The compatibility rule: fields added later are allowed anywhere.
 		{name: "unknown field", event: "exec", valid: true, change: func(m map[string]any) { m["cgroup_v3"] = map[string]any{"x": 1} }},
 		{name: "unknown member field", event: "exec", valid: true, change: func(m map[string]any) { jsonObj(m, "exec")["start_ns"] = 12 }},
+		{name: "exec ids absent", event: "exec-exec-ids", valid: true, change: func(m map[string]any) {
+			for _, k := range identityKeys {
+				delete(jsonObj(m, "process"), k)
+			}
+		}},
 		{name: "unknown process field", event: "exec", valid: true, change: func(m map[string]any) { jsonObj(m, "process")["caps"] = "x" }},
 		{name: "payload null", event: "raw", valid: true, change: func(m map[string]any) { jsonObj(m, "raw")["payload"] = nil }},
 		{name: "gap reason other", event: "gap", valid: true, change: func(m map[string]any) { jsonObj(m, "gap")["reason"] = "spool_corrupt" }},

@@ -240,6 +240,58 @@ func goldenEvents() []namedEvent {
 	}
 	add("exec-credentials", e)
 
+	// Exec ids: bash (pid 1204, in an ssh session) forks 48140, which
+	// execs curl, which exits. The fork's child gets an id of its own
+	// with the bash image's as parent_exec_id; the exec a new one, with
+	// the child's fork image as prev_exec_id; the exit carries the curl
+	// image's, so exec and exit join on exec_id. The start time is the
+	// fork's, in ns (no suspend on this host: CLOCK_BOOTTIME =
+	// CLOCK_MONOTONIC), and the exec keeps it.
+	const (
+		bashExecID = "Hk2cQ8vNw1fXoR4tLm7ZbA"
+		forkExecID = "Vd8sR1aYp0cKx6JtWn3FgQ"
+		curlExecID = "q3Jb0hV7Zc1mTn2kP9xY4w"
+		forkMono   = 73116000900001
+	)
+	forkStart := goldenTime(605000000)
+	bashAncestors := func() []Ancestor {
+		return []Ancestor{
+			{PID: 1204, ExecID: bashExecID, Comm: "bash", Exe: "/usr/bin/bash"},
+			{PID: 1187, ExecID: "T0mW5eXk2LqB9uZr7NcJ3g", Comm: "sshd", Exe: "/usr/sbin/sshd"},
+			{PID: 1, ExecID: "bF6yD1oP8sVa4HnQ0wKi5A", Comm: "systemd", Exe: "/usr/lib/systemd/systemd"},
+		}
+	}
+	e = procEvent(KindFork, 48250, 605000000, forkMono)
+	e.Fork = &ForkEvent{ParentPID: 1204, ParentTGID: 1204, ChildPID: 48140, ChildTGID: 48140}
+	e.Process = &Process{
+		PID: 48140, TGID: 48140, PPID: 1204, Source: "table",
+		ExecID: forkExecID, ParentExecID: bashExecID, StartTime: forkStart, StartBootNS: forkMono,
+		Comm: "bash", Exe: "/usr/bin/bash", Cmdline: []string{"-bash"},
+		UID: ptr[uint32](1000), EUID: ptr[uint32](1000), GID: ptr[uint32](1000), EGID: ptr[uint32](1000),
+		Ancestors: bashAncestors(),
+	}
+	add("fork-exec-ids", e)
+
+	curl := func() *Process {
+		return &Process{
+			PID: 48140, TGID: 48140, PPID: 1204, Source: "proc",
+			ExecID: curlExecID, ParentExecID: bashExecID, PrevExecID: forkExecID,
+			StartTime: forkStart, StartBootNS: forkMono,
+			Comm: "curl", Exe: "/usr/bin/curl", Cmdline: []string{"curl", "-fsS", "https://example.net/health"},
+			UID: ptr[uint32](1000), EUID: ptr[uint32](1000), GID: ptr[uint32](1000), EGID: ptr[uint32](1000),
+		}
+	}
+	e = procEvent(KindExec, 48251, 611200000, forkMono+6200000)
+	e.Exec = &ExecEvent{PID: 48140, TGID: 48140}
+	e.Process = curl()
+	add("exec-exec-ids", e)
+
+	e = procEvent(KindExit, 48252, 873400000, forkMono+268400000)
+	e.Exit = NewExitInfo(ExitEvent{PID: 48140, TGID: 48140, ExitCode: 0, ExitSignal: 17, ParentPID: 1204, ParentTGID: 1204})
+	e.Process = curl()
+	e.Process.Source = "table"
+	add("exit-exec-ids", e)
+
 	for i := range out {
 		out[i].e.ID = out[i].e.EventID()
 	}
@@ -310,12 +362,25 @@ func TestEventGolden(t *testing.T) {
 }
 
 // marshalStd is what AppendJSON must write: encoding/json's Marshal of e
-// with the id derived and the time in UTC.
+// with the id derived and the times (the event's, its process's start) in
+// UTC.
 func marshalStd(e *Event) ([]byte, error) {
 	c := *e
 	c.ID = e.EventID()
 	c.Time = e.Time.UTC()
+	if e.Process != nil {
+		p := *e.Process
+		p.StartTime = p.StartTime.UTC()
+		c.Process = &p
+	}
 	return json.Marshal(&c)
+}
+
+// rfc3339Year reports whether t has an RFC 3339 form in UTC (encoding/json
+// refuses the others).
+func rfc3339Year(t time.Time) bool {
+	y := t.UTC().Year()
+	return y >= 0 && y <= 9999
 }
 
 // checkJSONStd fails unless AppendJSON(e) equals marshalStd(e), appended
@@ -331,7 +396,7 @@ func checkJSONStd(t *testing.T, e *Event) {
 	want, err := marshalStd(e)
 	if err != nil {
 		// Only a time outside years 0..9999 makes json.Marshal fail.
-		if y := e.Time.UTC().Year(); y >= 0 && y <= 9999 {
+		if rfc3339Year(e.Time) && (e.Process == nil || rfc3339Year(e.Process.StartTime)) {
 			t.Fatalf("json.Marshal: %v", err)
 		}
 		return
@@ -725,6 +790,37 @@ func (s *eventSource) time() time.Time {
 	return time.Unix(sec, nsec).UTC()
 }
 
+// execID returns "" (absent) half the time, else an exec id: 22
+// characters of base64url, as the enricher makes them.
+func (s *eventSource) execID() string {
+	if s.r.IntN(2) == 0 {
+		return ""
+	}
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	var b [22]byte
+	for i := range b {
+		b[i] = alphabet[s.r.IntN(len(alphabet))]
+	}
+	return string(b[:])
+}
+
+// startTime returns the zero time (absent) half the time, else a time as
+// time does.
+func (s *eventSource) startTime() time.Time {
+	if s.r.IntN(2) == 0 {
+		return time.Time{}
+	}
+	return s.time()
+}
+
+// optU64 is 0 (absent) half the time.
+func (s *eventSource) optU64() uint64 {
+	if s.r.IntN(2) == 0 {
+		return 0
+	}
+	return s.u64()
+}
+
 func (s *eventSource) optU32() *uint32 {
 	if s.r.IntN(2) == 0 {
 		return nil
@@ -836,6 +932,8 @@ func (s *eventSource) process() *Process {
 		return &Process{PID: s.u32(), TGID: s.u32(), Source: "gone"}
 	}
 	p := &Process{PID: s.u32(), TGID: s.u32(), PPID: s.u32(), Source: [...]string{"proc", "table"}[s.r.IntN(2)],
+		ExecID: s.execID(), ParentExecID: s.execID(), PrevExecID: s.execID(),
+		StartTime: s.startTime(), StartBootNS: s.optU64(),
 		Comm: s.str(), Exe: s.str(), Cmdline: s.strings(), Redacted: s.optRedacted(), Cwd: s.str(),
 		UID: s.optU32(), EUID: s.optU32(), GID: s.optU32(), EGID: s.optU32(),
 		User: s.str(), Group: s.str(), Cgroup: s.str()}
@@ -865,21 +963,24 @@ func (s *eventSource) process() *Process {
 		}
 	}
 	for range s.r.IntN(4) {
-		p.Ancestors = append(p.Ancestors, Ancestor{PID: s.u32(), Comm: s.str(), Exe: s.str()})
+		p.Ancestors = append(p.Ancestors, Ancestor{PID: s.u32(), ExecID: s.execID(), Comm: s.str(), Exe: s.str()})
 	}
 	return p
 }
 
 // fullProcess returns a process with every field set.
 func fullProcess(s *eventSource) *Process {
-	return &Process{PID: 1, TGID: 2, PPID: 3, Source: "proc", Comm: "c", Exe: "e",
+	return &Process{PID: 1, TGID: 2, PPID: 3, Source: "proc",
+		ExecID: "q3Jb0hV7Zc1mTn2kP9xY4w", ParentExecID: s.nonEmpty(), PrevExecID: "Vd8sR1aYp0cKx6JtWn3FgQ",
+		StartTime: time.Unix(1_773_480_000, 5).UTC(), StartBootNS: 12,
+		Comm: "c", Exe: "e",
 		Cmdline: []string{"a", s.nonEmpty()}, Redacted: 1, Cwd: "w", UID: ptr[uint32](4), EUID: ptr[uint32](5),
 		GID: ptr[uint32](6), EGID: ptr[uint32](7), User: "u", Group: "g", Cgroup: "cg",
 		Container: &Container{ID: "i", Runtime: "r", PodUID: "p"},
 		Login:     &Login{AUID: ptr[uint32](10), SessionID: ptr[uint32](11)},
 		CapEffHex: "x", CapEff: []string{"CAP_CHOWN"}, CapFull: true, NoNewPrivs: ptr(true),
 		NS:        &Namespaces{PID: 1, Mnt: 2, Net: 3, User: 4, UTS: 5, IPC: 6, Cgroup: 7, Differs: []string{"net"}},
-		Ancestors: []Ancestor{{PID: 8, Comm: "c", Exe: "e"}, {PID: 9}}}
+		Ancestors: []Ancestor{{PID: 8, ExecID: "Hk2cQ8vNw1fXoR4tLm7ZbA", Comm: "c", Exe: "e"}, {PID: 9}}}
 }
 
 // setMember copies the member kind k names from src to dst.
@@ -966,6 +1067,16 @@ func wildEvent(s *eventSource, e *Event) {
 	if e.Process != nil && s.r.IntN(2) == 0 {
 		e.Process.Cmdline = []string{} // empty, not nil: omitted like nil
 		e.Process.Ancestors = []Ancestor{}
+	}
+	if p := e.Process; p != nil && s.r.IntN(2) == 0 {
+		// Exec ids that are any string, a start time in a time zone (the
+		// zero instant in a zone is still zero: omitted).
+		p.ExecID, p.ParentExecID, p.PrevExecID = s.str(), s.str(), s.str()
+		zone := time.FixedZone("y", s.r.IntN(48*3600)-24*3600)
+		p.StartTime = [...]time.Time{time.Time{}.In(zone), s.time().In(zone), s.time()}[s.r.IntN(3)]
+		for i := range p.Ancestors {
+			p.Ancestors[i].ExecID = s.str()
+		}
 	}
 }
 

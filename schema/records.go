@@ -79,8 +79,12 @@ func (e *Event) SizeEstimate() int64 {
 	n := int64(256)
 	if p := e.Process; p != nil {
 		n += int64(len(p.Exe) + len(p.Cwd) + len(p.Cgroup) + 64*len(p.Ancestors))
+		n += int64(len(p.ExecID) + len(p.ParentExecID) + len(p.PrevExecID)) // 22 bytes each when set
 		for _, a := range p.Cmdline {
 			n += int64(len(a)) + 16
+		}
+		for i := range p.Ancestors {
+			n += int64(len(p.Ancestors[i].ExecID))
 		}
 	}
 	if e.Raw != nil {
