@@ -164,6 +164,10 @@ func appendProcessText(b []byte, p *schema.Process) []byte {
 	if p == nil {
 		return b
 	}
+	if p.ExecID != "" {
+		b = append(b, " exec_id="...)
+		b = appendEscaped(b, p.ExecID)
+	}
 	if p.Source == "gone" {
 		return append(b, " [process gone before it could be read]"...)
 	}
@@ -176,6 +180,9 @@ func appendProcessText(b []byte, p *schema.Process) []byte {
 	}
 	if len(p.Cmdline) > 0 {
 		b = fmt.Appendf(b, " cmdline=%q", strings.Join(p.Cmdline, " "))
+		if p.Redacted > 0 {
+			b = fmt.Appendf(b, " redacted=%d", p.Redacted)
+		}
 	}
 	if p.Cwd != "" {
 		b = append(b, " cwd="...)
@@ -188,6 +195,13 @@ func appendProcessText(b []byte, p *schema.Process) []byte {
 			b = appendEscaped(b, p.User)
 			b = append(b, ')')
 		}
+	}
+	if p.Login != nil && p.Login.AUID != nil {
+		b = fmt.Appendf(b, " auid=%d", *p.Login.AUID)
+	}
+	if p.NS != nil && len(p.NS.Differs) > 0 {
+		b = append(b, " ns="...)
+		b = append(b, strings.Join(p.NS.Differs, ",")...)
 	}
 	if c := p.Container; c != nil {
 		id := c.ID

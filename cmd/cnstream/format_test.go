@@ -118,3 +118,33 @@ func TestTextLossRecords(t *testing.T) {
 		})
 	}
 }
+
+// TestTextIdentity: the readable line shows the exec id (also of a process
+// gone before it was read), the count of redacted arguments, the login
+// uid and the namespaces that are not the host's.
+func TestTextIdentity(t *testing.T) {
+	auid := uint32(1000)
+	ev := func(p *schema.Process) *schema.Event {
+		return &schema.Event{Kind: schema.KindExec, Time: time.Unix(1, 0), Stream: &schema.Stream{Idx: 1, Val: 1}, Exec: &schema.ExecEvent{PID: 7, TGID: 7}, Process: p}
+	}
+	for _, c := range []struct {
+		name string
+		p    *schema.Process
+		want []string
+	}{
+		{"proc", &schema.Process{Source: "proc", ExecID: "q3Jb0hV7Zc1mTn2kP9xY4w", Comm: "mysql", Cmdline: []string{"mysql", "-p[redacted]"}, Redacted: 1,
+			Login: &schema.Login{AUID: &auid}, NS: &schema.Namespaces{Differs: []string{"mnt", "net"}}},
+			[]string{` exec_id=q3Jb0hV7Zc1mTn2kP9xY4w comm="mysql"`, ` cmdline="mysql -p[redacted]" redacted=1`, ` auid=1000`, ` ns=mnt,net`}},
+		{"gone", &schema.Process{Source: "gone", ExecID: "q3Jb0hV7Zc1mTn2kP9xY4w"},
+			[]string{` exec_id=q3Jb0hV7Zc1mTn2kP9xY4w [process gone before it could be read]`}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got := string(appendText(nil, ev(c.p)))
+			for _, w := range c.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("line %q: want it to contain %q", got, w)
+				}
+			}
+		})
+	}
+}
