@@ -50,6 +50,7 @@ const (
 	MetricEnrichMisses    = "cnstream.enrich.misses"     // counter {read}: of those, the process was gone
 	MetricEnrichTimeouts  = "cnstream.enrich.timeouts"   // counter {read}: of those, given up at the deadline or skipped (every worker stuck)
 	MetricEnrichStuck     = "cnstream.enrich.stuck"      // gauge {read}: given-up reads still blocked in the kernel
+	MetricEnrichRedacted  = "cnstream.enrich.redacted"   // counter {argument}: command-line arguments whose secret transform.redact replaced
 
 	// Sinks, each with the attributes sink.name and sink.type.
 	MetricSinkQueueEvents    = "cnstream.sink.queue.events"     // gauge {event}: events queued
@@ -169,6 +170,7 @@ func (p *Pipeline) registerReaderMetrics(m metric.Meter) error {
 	enMisses := counter(MetricEnrichMisses, "{read}", "Reads of /proc/PID that found the process gone.")
 	enTimeouts := counter(MetricEnrichTimeouts, "{read}", "Reads of /proc/PID given up at the deadline or skipped because every worker was stuck.")
 	enStuck := gauge(MetricEnrichStuck, "{read}", "Reads of /proc/PID given up and still blocked in the kernel.")
+	enRedacted := counter(MetricEnrichRedacted, "{argument}", "Command-line arguments whose secret transform.redact replaced with [redacted].")
 	if err := errors.Join(ob.errs...); err != nil {
 		return err
 	}
@@ -176,7 +178,7 @@ func (p *Pipeline) registerReaderMetrics(m metric.Meter) error {
 	observed := []metric.Observable{
 		srcDatagrams, srcBytes, srcReads, srcDrops, srcENOBUFS, srcForged, srcTrunc, srcQUsage, srcQLimit, srcSub,
 		trMessages, trEvents, trRecords, trFiltered, trMalformed, trGaps, trMissing, trDups, trRestarts,
-		enProcs, enEvict, enReads, enMisses, enTimeouts, enStuck,
+		enProcs, enEvict, enReads, enMisses, enTimeouts, enStuck, enRedacted,
 	}
 	src, _ := p.cfg.Source.(SourceStats)
 	en := p.cfg.Enrich
@@ -217,6 +219,7 @@ func (p *Pipeline) registerReaderMetrics(m metric.Meter) error {
 			c(enMisses, es.ProcGone)
 			c(enTimeouts, es.ProcTimeouts+es.ProcSkipped)
 			o.ObserveInt64(enStuck, int64(es.ProcStuck))
+			c(enRedacted, es.RedactedArgs)
 		}
 		return nil
 	}, observed...)

@@ -108,11 +108,18 @@ func TestRealRedact(t *testing.T) {
 	// Seeded: a fork of each is described from the table.
 	check("seeded sh's fork", tab.Enrich(forkEv(shPID, shPID, 4000001, 4000001)), wantSh, 2)
 	check("seeded mysql's fork", tab.Enrich(forkEv(myPID, myPID, 4000002, 4000002)), wantMy, 1)
-	// An exec reads /proc again.
+	// An exec reads /proc again, and is counted.
+	s0 := tab.Stats()
 	check("sh exec", tab.Enrich(execEv(shPID)), wantSh, 2)
 	check("mysql exec", tab.Enrich(execEv(myPID)), wantMy, 1)
+	if s := tab.Stats(); s.Redacted != s0.Redacted+2 || s.RedactedArgs != s0.RedactedArgs+3 {
+		t.Errorf("stats: redacted %d -> %d, args %d -> %d; want +2 command lines, +3 arguments", s0.Redacted, s.Redacted, s0.RedactedArgs, s.RedactedArgs)
+	}
 	// Without a Redactor: as read.
 	if p := plain.Enrich(execEv(shPID)); p.Redacted != 0 || !slices.Contains(p.Cmdline, "--password="+pw) {
 		t.Errorf("without Redact: cmdline %q redacted %d", p.Cmdline, p.Redacted)
+	}
+	if s := plain.Stats(); s.Redacted != 0 || s.RedactedArgs != 0 {
+		t.Errorf("without Redact: stats %+v", s)
 	}
 }

@@ -183,6 +183,10 @@ type Stats struct {
 	NameHits     uint64 // user and group names found in the cache
 	NameMisses   uint64 // names looked up (os/user), found or not
 	NameErrors   uint64 // lookups that failed for another reason than "no such id"
+	// Redacted counts the command lines read in which Config.Redact
+	// replaced a secret, RedactedArgs the arguments it changed.
+	Redacted     uint64
+	RedactedArgs uint64
 }
 
 // entry is one thread or process. A process's threads share its info.
@@ -268,6 +272,7 @@ type Table struct {
 	procReused                       atomic.Uint64
 	seededN, seedSkipped             atomic.Uint64
 	nameHits, nameMisses, nameErrors atomic.Uint64
+	redacted, redactedArgs           atomic.Uint64
 }
 
 // New returns an empty Table for cfg.
@@ -343,6 +348,8 @@ func (t *Table) Stats() Stats {
 		NameHits:     t.nameHits.Load(),
 		NameMisses:   t.nameMisses.Load(),
 		NameErrors:   t.nameErrors.Load(),
+		Redacted:     t.redacted.Load(),
+		RedactedArgs: t.redactedArgs.Load(),
 	}
 }
 
@@ -591,6 +598,10 @@ func (e *entry) fill(r *procRead, t *Table) {
 			// The read's cmdline is its own (parseCmdline made it): redacted
 			// in place, once per read, for every event that carries it.
 			n = uint32(rd.Redact(r.cmdline, r.exe))
+			if n > 0 {
+				t.redacted.Add(1)
+				t.redactedArgs.Add(uint64(n))
+			}
 		}
 		e.info = &procInfo{timedOut: r.timedOut, exe: r.exe, cwd: r.cwd, cgroup: r.cgroup, cmdline: r.cmdline, redacted: n, container: r.container}
 	case r.timedOut:
