@@ -10,18 +10,18 @@ import (
 var benchOut []byte
 
 // benchEvents are a typical enriched exec event (process read from /proc,
-// container, three ancestors) and a plain fork event, with the id left to
-// derive as the pipeline leaves it.
+// container, three ancestors), a plain fork event, and an exec with exec
+// ids and start time, with the id left to derive as the pipeline leaves it.
 func benchEvents(b *testing.B) []namedEvent {
 	var out []namedEvent
 	for _, g := range goldenEvents() {
-		if g.name == "exec" || g.name == "fork" {
+		if g.name == "exec" || g.name == "fork" || g.name == "exec-exec-ids" {
 			g.e.ID = ""
 			out = append(out, g)
 		}
 	}
-	if len(out) != 2 {
-		b.Fatal("golden exec or fork event missing")
+	if len(out) != 3 {
+		b.Fatal("golden exec, fork or exec-exec-ids event missing")
 	}
 	return out
 }
