@@ -315,4 +315,3 @@ func procStartTicks(t *testing.T, pid int) uint64 {
 	}
 	return v
 }
-
