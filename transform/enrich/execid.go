@@ -19,10 +19,7 @@ const (
 	originProc = 'p' // found running: start time and memory layout from /proc/PID/stat
 )
 
-// execIDLen is the length of an exec id: 16 bytes of SHA-256, base64url.
-const execIDLen = 22
-
-// execID returns the exec id of the image of process tgid that origin made
+// execID returns the exec id (22 characters) of the image of process tgid that origin made
 // at v (a kernel timestamp, or start ticks with the layout hash): base64url
 // (unpadded) of the first 16 bytes of SHA-256 over a domain tag, the boot
 // id, the tgid, the origin and v, layout. A kernel timestamp names one
