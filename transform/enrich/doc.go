@@ -61,6 +61,27 @@
 // changes them without an exec (capset, prctl, setns, unshare) raises an
 // event, so they describe the process at its last read.
 //
+// # Exec ids and start times
+//
+// Every exec image the table knows has an id (schema.Process.ExecID): 16
+// bytes of SHA-256, base64url, over the boot id (Config.BootID), the tgid
+// and what made the image: the fork event's kernel timestamp for a process
+// whose fork the table saw, the exec event's for an exec, and for a
+// process found running (Seed, or first named by a later event) its start
+// time and a hash of its memory layout from /proc/PID/stat (the fields an
+// exec sets: they differ between two images of one process under address
+// space randomization), so that such ids are the same for every run of
+// cnstream on the boot. A fork's child gets its own id and ParentExecID,
+// the forking image's; an exec a new one, PrevExecID naming the image it
+// replaced, and keeps ParentExecID and the start time; threads share their
+// process's. Uid, gid, comm and exit events carry the id of the image in
+// the table, so that they join its exec after the pid is reused; an exec
+// whose process is gone before its read keeps an entry with its id for its
+// exit. An event of a process the table never had is described "gone"
+// with the id the event itself gives (fork, exec) or none. StartBootNS is
+// the fork event's time on CLOCK_BOOTTIME (ns) or /proc's start time (10
+// ms ticks); StartTime is it in wall time through Config.Clock.
+//
 // Apply is Enrich without the description, for events that are filtered out
 // but must still keep the table current. Call exactly one of them for every
 // process event, in the order the events arrived.
