@@ -92,7 +92,10 @@ func archiveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	host, _ := os.Hostname()
 	tcfg := telemetryConfig(c, ln, host, log)
 	tcfg.ServiceName = "cnstream-archive"
-	tcfg.Handlers = map[string]http.Handler{"GET /audit": auditHandler(arch)}
+	if tcfg.Handlers == nil {
+		tcfg.Handlers = map[string]http.Handler{}
+	}
+	tcfg.Handlers["GET /audit"] = auditHandler(arch)
 	tel, err := telemetry.Start(ctx, tcfg)
 	if err != nil {
 		return err

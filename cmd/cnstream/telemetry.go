@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"strings"
 	"time"
@@ -20,6 +22,12 @@ import (
 type TelemetryConfig struct {
 	Listen string     `yaml:"listen"` // default 127.0.0.1:9464; port 0 picks a free port (logged); "off" turns the endpoint off
 	OTLP   OTLPConfig `yaml:"otlp"`
+	// Pprof serves Go's profiles (net/http/pprof: CPU, heap, allocations,
+	// goroutines) under /debug/pprof/ on the endpoint, for finding where
+	// CPU and memory go. Default false: a heap profile holds whatever is in
+	// memory (command lines, event fields), so only turn it on where the
+	// endpoint is reachable by those who may see the events.
+	Pprof bool `yaml:"pprof"`
 }
 
 // OTLPConfig: OpenTelemetry metrics and traces pushed over OTLP/HTTP.
@@ -121,9 +129,19 @@ func listenTelemetry(c *Config) (net.Listener, error) {
 // configuration, serving on ln (nil: no endpoint).
 func telemetryConfig(c *Config, ln net.Listener, host string, log *slog.Logger) telemetry.Config {
 	o := c.Telemetry.OTLP
-	return telemetry.Config{Listener: ln, Host: host, Logger: log,
+	cfg := telemetry.Config{Listener: ln, Host: host, Logger: log,
 		OTLP: telemetry.OTLP{Endpoint: o.Endpoint, Headers: o.Headers, Interval: time.Duration(o.Interval),
 			NoTraces: o.Traces != nil && !*o.Traces}}
+	if c.Telemetry.Pprof {
+		cfg.Handlers = map[string]http.Handler{
+			"GET /debug/pprof/":        http.HandlerFunc(pprof.Index),
+			"GET /debug/pprof/cmdline": http.HandlerFunc(pprof.Cmdline),
+			"GET /debug/pprof/profile": http.HandlerFunc(pprof.Profile),
+			"GET /debug/pprof/symbol":  http.HandlerFunc(pprof.Symbol),
+			"GET /debug/pprof/trace":   http.HandlerFunc(pprof.Trace),
+		}
+	}
+	return cfg
 }
 
 // readinessOf is the readiness of a running pipeline: the process-events

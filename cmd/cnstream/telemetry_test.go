@@ -270,10 +270,10 @@ telemetry:
 // run picks a free port and says which.
 func TestRunTelemetryPort(t *testing.T) {
 	dir := t.TempDir()
-	conf := func(name, listen string) string {
+	conf := func(name, listen string, pprof ...bool) string {
 		p := filepath.Join(dir, name)
-		text := fmt.Sprintf("source:\n  process_events: false\n  groups: [%d]\ntransform:\n  enrich: false\nsinks:\n  - {name: files, type: file, file: {dir: %s, sync: never}}\ntelemetry:\n  listen: %s\n",
-			groupRun, filepath.Join(dir, name+".data"), listen)
+		text := fmt.Sprintf("source:\n  process_events: false\n  groups: [%d]\ntransform:\n  enrich: false\nsinks:\n  - {name: files, type: file, file: {dir: %s, sync: never}}\ntelemetry:\n  listen: %s\n  pprof: %v\n",
+			groupRun, filepath.Join(dir, name+".data"), listen, len(pprof) > 0 && pprof[0])
 		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -300,7 +300,7 @@ func TestRunTelemetryPort(t *testing.T) {
 	}
 
 	// Port 0: a free port, said in the start line and the log.
-	anyPort, anyStderr := startRun(t, conf("any.yaml", "127.0.0.1:0"))
+	anyPort, anyStderr := startRun(t, conf("any.yaml", "127.0.0.1:0", true))
 	m := regexp.MustCompile(`telemetry on http://(127\.0\.0\.1:[0-9]+)`).FindStringSubmatch(anyStderr.String())
 	if m == nil || m[1] == "127.0.0.1:0" || m[1] == addr {
 		t.Fatalf("run with telemetry.listen 127.0.0.1:0 does not say the port it bound:\n%s", anyStderr.String())
@@ -315,6 +315,23 @@ func TestRunTelemetryPort(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("/healthz on %s: %s", m[1], resp.Status)
+	}
+	// telemetry.pprof: Go's profiles on the endpoint that asked for them
+	// only.
+	get := func(url string) (int, string) {
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("http://" + m[1] + "/debug/pprof/heap?debug=1"); code != http.StatusOK || !strings.Contains(body, "heap profile") {
+		t.Errorf("pprof: true: /debug/pprof/heap: %d %.200s", code, body)
+	}
+	if code, _ := get("http://" + addr + "/debug/pprof/heap?debug=1"); code != http.StatusNotFound {
+		t.Errorf("pprof off: /debug/pprof/heap answered %d, want 404", code)
 	}
 	for _, c := range []*exec.Cmd{first, anyPort} {
 		if err := c.Process.Signal(syscall.SIGINT); err != nil {
