@@ -86,7 +86,22 @@ type Config struct {
 
 	// SASL configures SASL authentication. Default: none.
 	SASL SASLConfig
+
+	// Client is the Kafka client library that produces: "kafka-go"
+	// (github.com/segmentio/kafka-go, one request in flight per partition)
+	// or "franz-go" (github.com/twmb/franz-go's kgo, an idempotent producer
+	// with up to 5 requests in flight per broker when RequiredAcks is
+	// "all"). Both pick the same partition for a key and keep the contract
+	// of the package documentation; the differences are listed there.
+	// Default "kafka-go".
+	Client string
 }
+
+// Clients, as Config.Client spells them.
+const (
+	ClientKafkaGo = "kafka-go"
+	ClientFranzGo = "franz-go"
+)
 
 // TLSConfig configures TLS to the brokers.
 type TLSConfig struct {
@@ -137,9 +152,9 @@ func (c SASLConfig) GoString() string { return "kafka.SASLConfig" + c.String() }
 // String describes c without the SASL password.
 func (c Config) String() string {
 	return fmt.Sprintf("{Brokers:%v Topic:%s Key:%s RequiredAcks:%s Compression:%s Encoding:%s "+
-		"MaxRequestBytes:%d WriteTimeout:%v MetadataTTL:%v TLS:%+v SASL:%s}",
+		"MaxRequestBytes:%d WriteTimeout:%v MetadataTTL:%v TLS:%+v SASL:%s Client:%s}",
 		c.Brokers, c.Topic, c.Key, c.RequiredAcks, c.Compression, c.Encoding,
-		c.MaxRequestBytes, c.WriteTimeout, c.MetadataTTL, c.TLS, c.SASL)
+		c.MaxRequestBytes, c.WriteTimeout, c.MetadataTTL, c.TLS, c.SASL, c.Client)
 }
 
 // GoString is String, so that %#v does not show the password either.
@@ -169,6 +184,7 @@ type resolved struct {
 	json        bool
 	tls         *tls.Config
 	sasl        sasl.Mechanism
+	franz       bool // Client is franz-go
 }
 
 // resolve applies defaults and checks c; its errors name the field and are
@@ -263,6 +279,15 @@ func (c Config) resolve() (*resolved, error) {
 		c.MaxRequestBytes = defaultMaxRequest
 	case c.MaxRequestBytes < 1024 || c.MaxRequestBytes > 64<<20:
 		return bad("max_request_bytes", "%d: want 1024..67108864 bytes (0: 1000000)", c.MaxRequestBytes)
+	}
+
+	switch strings.ToLower(c.Client) {
+	case "", ClientKafkaGo:
+		c.Client = ClientKafkaGo
+	case ClientFranzGo:
+		c.Client, r.franz = ClientFranzGo, true
+	default:
+		return bad("client", "%q: want kafka-go or franz-go", c.Client)
 	}
 
 	if r.tls, err = c.TLS.build(); err != nil {

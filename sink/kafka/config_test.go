@@ -32,6 +32,8 @@ func TestValidate(t *testing.T) {
 		{"comma list", kafka.Config{Brokers: []string{"b1:9092, b2:9092"}}, nil},
 		{"all set", kafka.Config{Brokers: b, Topic: "cn.{kind}", Key: "{boot_id}", RequiredAcks: "one", Compression: "lz4", Encoding: "json",
 			MaxRequestBytes: 1 << 20, WriteTimeout: 1, MetadataTTL: 1, SASL: kafka.SASLConfig{Mechanism: "SCRAM-SHA-256", Username: "u", Password: pw}}, nil},
+		{"franz-go", kafka.Config{Brokers: b, Client: "franz-go"}, nil},
+		{"client", kafka.Config{Brokers: b, Client: "sarama"}, &sink.ConfigError{Field: "kafka.client", Msg: `"sarama": want kafka-go or franz-go`}},
 		{"plain allowed", kafka.Config{Brokers: b, SASL: kafka.SASLConfig{Mechanism: "PLAIN", Username: "u", Password: pw, AllowPlaintext: true}}, nil},
 		{"no brokers", kafka.Config{}, &sink.ConfigError{Field: "kafka.brokers", Msg: "required: the bootstrap brokers, host:port"}},
 		{"empty broker", kafka.Config{Brokers: []string{"b1:9092,,b2:9092"}}, &sink.ConfigError{Field: "kafka.brokers", Msg: `element 0: "b1:9092,,b2:9092" is not a host:port (or a comma-separated list of them)`}},

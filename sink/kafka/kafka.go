@@ -41,6 +41,7 @@ type Sink struct {
 	client *kafkago.Client
 	addr   net.Addr
 	bal    kafkago.Hash
+	fg     *franz // Config.Client franz-go: the state of that client; nil with kafka-go
 
 	// turn is a mutex that a ctx can give up waiting for: WriteBatch and
 	// Close hold it.
@@ -135,6 +136,12 @@ func New(cfg Config) (*Sink, error) {
 	if r.json {
 		s.contentType = []byte(ContentTypeJSON)
 	}
+	if r.franz {
+		s.tr, s.client = nil, nil
+		if _, err := newFranz(s); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
@@ -192,6 +199,9 @@ func (s *Sink) WriteBatch(ctx context.Context, events []schema.Event) error {
 	if err := ctx.Err(); err != nil {
 		s.st.errors.Add(1)
 		return err
+	}
+	if s.fg != nil {
+		return s.franzWriteBatch(ctx, events)
 	}
 	msgs, size, err := s.encode(events)
 	if err != nil {
@@ -536,6 +546,9 @@ func (s *Sink) encode(events []schema.Event) ([]kafkago.Message, int, error) {
 // does not use a pooled connection's earlier answer: a broker that stopped
 // fails the ping.
 func (s *Sink) Ping(ctx context.Context) error {
+	if s.fg != nil {
+		return s.franzPing(ctx)
+	}
 	var err error
 	for _, b := range s.r.cfg.Brokers {
 		_, err = s.client.ApiVersions(ctx, &kafkago.ApiVersionsRequest{Addr: kafkago.TCP(b)})
@@ -561,6 +574,10 @@ func (s *Sink) Close(ctx context.Context) error {
 		return sink.ErrClosed
 	}
 	s.closed = true
+	if s.fg != nil {
+		s.franzClose()
+		return nil
+	}
 	s.tr.CloseIdleConnections()
 	return nil
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	kafkago "github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/cnstream/cnstream/schema"
 	"github.com/cnstream/cnstream/sink"
@@ -33,6 +34,18 @@ import (
 func TestMain(m *testing.M) { os.Exit(brokers.Run(m)) }
 
 const partitions = 4
+
+// clients are the Config.Client values: the behavioural tests run with
+// each.
+var clients = []string{kafka.ClientKafkaGo, kafka.ClientFranzGo}
+
+// forClients runs f as a subtest per client.
+func forClients(t *testing.T, f func(t *testing.T, client string)) {
+	t.Helper()
+	for _, c := range clients {
+		t.Run(c, func(t *testing.T) { f(t, c) })
+	}
+}
 
 func uniqueTopic(t testing.TB) string {
 	b := make([]byte, 6)
@@ -253,6 +266,10 @@ func hostName(e *schema.Event) string {
 }
 
 func TestConformance(t *testing.T) {
+	forClients(t, testConformance)
+}
+
+func testConformance(t *testing.T, client string) {
 	for _, enc := range []string{"msgpack", "json"} {
 		t.Run(enc, func(t *testing.T) {
 			bootstrap := brokers.Kafka(t)
@@ -265,6 +282,7 @@ func TestConformance(t *testing.T) {
 						Brokers:  strings.Split(bootstrap, ","),
 						Topic:    topic,
 						Encoding: enc,
+						Client:   client,
 					})
 				},
 				Read: func(t *testing.T) ([]schema.Event, error) {
@@ -331,11 +349,13 @@ func limitMessageBytes(t *testing.T, topic string, n int) {
 
 // TestBrokerRejects checks that a write the broker refuses for good is a
 // permanent error and that the sink keeps working for other topics.
-func TestBrokerRejects(t *testing.T) {
+func TestBrokerRejects(t *testing.T) { forClients(t, testBrokerRejects) }
+
+func testBrokerRejects(t *testing.T, client string) {
 	topic := uniqueTopic(t)
 	createTopic(t, topic, 1)
 	limitMessageBytes(t, topic, 64)
-	s, err := kafka.New(kafka.Config{Brokers: []string{brokers.Kafka(t)}, Topic: topic})
+	s, err := kafka.New(kafka.Config{Brokers: []string{brokers.Kafka(t)}, Topic: topic, Client: client})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -344,7 +364,11 @@ func TestBrokerRejects(t *testing.T) {
 	if !sink.IsPermanent(err) || !errors.Is(err, kafkago.MessageSizeTooLarge) {
 		t.Fatalf("WriteBatch to a topic with max.message.bytes=64 = %v, want a permanent error matching MessageSizeTooLarge", err)
 	}
-	if strings.Count(err.Error(), kafkago.MessageSizeTooLarge.Error()) != 1 {
+	msg := kafkago.MessageSizeTooLarge.Error()
+	if client == kafka.ClientFranzGo {
+		msg = kerr.MessageTooLarge.Message // franz-go's text
+	}
+	if strings.Count(err.Error(), msg) != 1 {
 		t.Errorf("error repeats the per-message error: %v", err)
 	}
 	if st := s.Stats(); st.Errors != 1 || st.Messages != 0 {
@@ -354,12 +378,14 @@ func TestBrokerRejects(t *testing.T) {
 
 // TestKcat reads what the sink wrote with kcat (librdkafka), an independent
 // client: keys, headers and values.
-func TestKcat(t *testing.T) {
+func TestKcat(t *testing.T) { forClients(t, testKcat) }
+
+func testKcat(t *testing.T, client string) {
 	kcat := need.Tool(t, "kcat", "it is the independent client of this test")
 	bootstrap := brokers.Kafka(t)
 	topic := uniqueTopic(t)
 	createTopic(t, topic, partitions)
-	s, err := kafka.New(kafka.Config{Brokers: strings.Split(bootstrap, ","), Topic: topic, Key: "{host}/{kind}"})
+	s, err := kafka.New(kafka.Config{Brokers: strings.Split(bootstrap, ","), Topic: topic, Key: "{host}/{kind}", Client: client})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -432,13 +458,15 @@ func TestKcat(t *testing.T) {
 
 // TestCompression writes with every codec and reads back with kafka-go and
 // with kcat.
-func TestCompression(t *testing.T) {
+func TestCompression(t *testing.T) { forClients(t, testCompression) }
+
+func testCompression(t *testing.T, client string) {
 	bootstrap := brokers.Kafka(t)
 	for _, codec := range []string{"none", "gzip", "snappy", "lz4", "zstd"} {
 		t.Run(codec, func(t *testing.T) {
 			topic := uniqueTopic(t)
 			createTopic(t, topic, 2)
-			s, err := kafka.New(kafka.Config{Brokers: strings.Split(bootstrap, ","), Topic: topic, Compression: codec, Encoding: "json"})
+			s, err := kafka.New(kafka.Config{Brokers: strings.Split(bootstrap, ","), Topic: topic, Compression: codec, Encoding: "json", Client: client})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -478,9 +506,11 @@ func TestCompression(t *testing.T) {
 }
 
 // TestTopicTemplate routes by kind to topics the broker creates on first use.
-func TestTopicTemplate(t *testing.T) {
+func TestTopicTemplate(t *testing.T) { forClients(t, testTopicTemplate) }
+
+func testTopicTemplate(t *testing.T, client string) {
 	prefix := uniqueTopic(t)
-	s, err := kafka.New(kafka.Config{Brokers: []string{brokers.Kafka(t)}, Topic: prefix + ".{kind}"})
+	s, err := kafka.New(kafka.Config{Brokers: []string{brokers.Kafka(t)}, Topic: prefix + ".{kind}", Client: client})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -552,6 +582,7 @@ func TestConfigErrors(t *testing.T) {
 		{kafka.Config{Brokers: b, MaxRequestBytes: 100}, "kafka.max_request_bytes"},
 		{kafka.Config{Brokers: b, WriteTimeout: -1}, "kafka.timeout"},
 		{kafka.Config{Brokers: b, MetadataTTL: -1}, "kafka.metadata_ttl"},
+		{kafka.Config{Brokers: b, Client: "sarama"}, "kafka.client"},
 		{kafka.Config{Brokers: b, TLS: kafka.TLSConfig{CAFile: "/x"}}, "kafka.tls.ca_file"},
 		{kafka.Config{Brokers: b, TLS: kafka.TLSConfig{Enable: true, CAFile: "/nonexistent/ca.pem"}}, "kafka.tls.ca_file"},
 		{kafka.Config{Brokers: b, TLS: kafka.TLSConfig{Enable: true, CertFile: "/x.pem"}}, "kafka.tls.key_file"},
@@ -612,18 +643,20 @@ func TestDefaults(t *testing.T) {
 	want := kafka.Config{
 		Brokers: []string{"127.0.0.1:9092"}, Topic: "cnstream-events", Key: "{host}", RequiredAcks: "all",
 		Compression: "zstd", Encoding: "msgpack", MaxRequestBytes: 1_000_000,
-		WriteTimeout: 10 * time.Second, MetadataTTL: 500 * time.Millisecond,
+		WriteTimeout: 10 * time.Second, MetadataTTL: 500 * time.Millisecond, Client: "kafka-go",
 	}
 	if got.String() != want.String() {
 		t.Errorf("defaults:\n got %v\nwant %v", got, want)
 	}
 }
 
-func TestSecretsNotShown(t *testing.T) {
+func TestSecretsNotShown(t *testing.T) { forClients(t, testSecretsNotShown) }
+
+func testSecretsNotShown(t *testing.T, client string) {
 	const pw = "hunter2-secret"
 	for _, mech := range []string{"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"} {
 		cfg := kafka.Config{
-			Brokers: []string{unreachable(t)}, Topic: "t", WriteTimeout: 2 * time.Second,
+			Brokers: []string{unreachable(t)}, Topic: "t", WriteTimeout: 2 * time.Second, Client: client,
 			SASL: kafka.SASLConfig{Mechanism: mech, Username: "user", Password: pw, AllowPlaintext: mech == "PLAIN"},
 		}
 		for _, s := range []string{cfg.String(), fmt.Sprintf("%v %+v %#v %s", cfg, cfg, cfg, cfg), fmt.Sprintf("%v %#v", cfg.SASL, cfg.SASL)} {
@@ -654,9 +687,11 @@ func unreachable(t *testing.T) string {
 	return addr
 }
 
-func TestUnreachable(t *testing.T) {
+func TestUnreachable(t *testing.T) { forClients(t, testUnreachable) }
+
+func testUnreachable(t *testing.T, client string) {
 	const timeout = 3 * time.Second
-	s, err := kafka.New(kafka.Config{Brokers: []string{unreachable(t)}, WriteTimeout: timeout})
+	s, err := kafka.New(kafka.Config{Brokers: []string{unreachable(t)}, WriteTimeout: timeout, Client: client})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -676,10 +711,12 @@ func TestUnreachable(t *testing.T) {
 	t.Logf("after %v: %v", d.Round(time.Millisecond), err)
 }
 
-func TestStats(t *testing.T) {
+func TestStats(t *testing.T) { forClients(t, testStats) }
+
+func testStats(t *testing.T, client string) {
 	topic := uniqueTopic(t)
 	createTopic(t, topic, partitions)
-	s, err := kafka.New(kafka.Config{Brokers: []string{brokers.Kafka(t)}, Topic: topic})
+	s, err := kafka.New(kafka.Config{Brokers: []string{brokers.Kafka(t)}, Topic: topic, Client: client})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -707,8 +744,10 @@ func TestStats(t *testing.T) {
 }
 
 // TestPing: the real broker answers; a closed port does not, within ctx.
-func TestPing(t *testing.T) {
-	s, err := kafka.New(kafka.Config{Brokers: strings.Split(brokers.Kafka(t), ",")})
+func TestPing(t *testing.T) { forClients(t, testPing) }
+
+func testPing(t *testing.T, client string) {
+	s, err := kafka.New(kafka.Config{Brokers: strings.Split(brokers.Kafka(t), ","), Client: client})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -716,7 +755,7 @@ func TestPing(t *testing.T) {
 	if err := s.Ping(t.Context()); err != nil {
 		t.Errorf("Ping the test broker: %v", err)
 	}
-	down, err := kafka.New(kafka.Config{Brokers: []string{unreachable(t)}})
+	down, err := kafka.New(kafka.Config{Brokers: []string{unreachable(t)}, Client: client})
 	if err != nil {
 		t.Fatal(err)
 	}
