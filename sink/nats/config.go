@@ -55,7 +55,7 @@ type Config struct {
 	Stream string
 
 	// MaxPending, with JetStream, bounds the publishes awaiting their ack
-	// (jetstream.WithPublishAsyncMaxPending): a larger batch is published
+	// (as jetstream.WithPublishAsyncMaxPending does): a larger batch is published
 	// in windows of MaxPending. Default 4096.
 	MaxPending int
 

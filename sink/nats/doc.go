@@ -62,10 +62,18 @@
 // Under JetStream a refused message gets no PubAck: the batch fails when
 // Config.Timeout passes, and is retried like any timeout.
 //
-// JetStream (Config.JetStream) publishes every message asynchronously
-// (PublishMsgAsync, at most Config.MaxPending awaiting their ack: a larger
-// batch goes in windows) and returns nil once every message has its PubAck:
-// the stream has stored it (and replicated it, per the stream's settings).
+// JetStream (Config.JetStream) publishes every message asynchronously, at
+// most Config.MaxPending awaiting their ack (a larger batch goes in
+// windows), and returns nil once every message has its PubAck: the stream
+// has stored it (and replicated it, per the stream's settings). The sink
+// does what nats.go's PublishMsgAsync does, more cheaply: each message is a
+// core publish whose reply subject is the sink's own inbox prefix followed
+// by a token (a counter never reused during the Sink's life), one
+// wildcard subscription receives every PubAck, and the token maps it to its
+// message, so acks may come in any order; a second reply to a message, or
+// a late one to a message of an earlier, failed batch, is ignored. PubAcks
+// are decoded without reflection (encoding/json only for forms the server
+// does not write).
 // The stream deduplicates on Nats-Msg-Id within its duplicate window
 // (StreamConfig.Duplicates, 2 minutes by default and for the streams
 // Config.Stream creates): a retried batch is stored once; its already stored
@@ -84,16 +92,20 @@
 //   - invalid configuration, from New (and Validate): a *sink.ConfigError
 //     naming the field as cnstream's YAML spells it (nats.url, ...);
 //   - an authorization violation when New connects;
-//   - under JetStream, no stream storing the subject (no responders): a
-//     configuration error, the operator must create the stream or set
-//     Config.Stream;
+//   - under JetStream, no stream storing the subject (the server answers
+//     "no responders", and the sink's look-up of the subject's stream
+//     finds none): a configuration error, the operator must create the
+//     stream or set Config.Stream (errors.Is jetstream.ErrNoStreamResponse
+//     and nats.ErrNoResponders); a stream that has the subject but no
+//     leader for now (a cluster's election) is retriable;
 //   - a message larger than the server's or the stream's maximum, and a bad
 //     subject;
 //   - a connection closed for good after Config.MaxReconnects attempts.
 //
 // A server that cannot be reached, a disconnection (the error wraps
-// nats.ErrDisconnected: JetStream's pending acks fail with it, and so does a
-// core batch during which the connection was lost), a full stream (MaxMsgs
+// nats.ErrDisconnected: a JetStream batch fails with it at once when the
+// connection is lost before all its acks came, and so does a core batch
+// during which the connection was lost), a full stream (MaxMsgs
 // or MaxBytes with the discard-new policy: the server's *jetstream.APIError
 // is wrapped) and timeouts are retriable. While the connection is
 // reconnecting, WriteBatch fails at once with a retriable error wrapping
@@ -110,8 +122,9 @@
 // Counters (sink.StatsReporter: asynchronous errors, reconnections) may be
 // called at any time. The Sink starts no goroutine of its own and does not retry:
 // the only goroutines are nats.go's (the connection's reader and flusher,
-// JetStream's ack subscription and reconnect watcher), which Close stops by
-// closing the connection. The events passed to WriteBatch are only read and
-// not kept after it returns (a failed JetStream batch's encoded messages
-// stay with nats.go until their acks arrive or time out).
+// and under JetStream the PubAcks' subscription's handler), which Close
+// stops by closing the connection. The events passed to WriteBatch are only
+// read and not kept after it returns; nats.go copies each message into its
+// write buffer as it is published, so the memory of a batch in flight is
+// the batch's encoding, bounded by the pipeline's batch size.
 package natssink

@@ -67,10 +67,14 @@ type Sink struct {
 	js      jetstream.JetStream // nil under core NATS
 	secrets []string
 
-	// lost receives the connection's RECONNECTING transitions (nats.go
-	// sends them synchronously, under the connection's lock, as it stops
-	// writing to the lost connection); core NATS only, read under turn.
+	// lost receives the connection's RECONNECTING (and, under JetStream,
+	// CLOSED) transitions (nats.go sends them synchronously, under the
+	// connection's lock, as it stops writing to the lost connection); read
+	// under turn.
 	lost chan nats.Status
+	// replySub is JetStream's reply subscription: every PubAck comes to
+	// acks.prefix followed by its message's token.
+	replySub *nats.Subscription
 
 	// turn is held by WriteBatch and Close: they take turns, and give up
 	// waiting when their ctx ends.
@@ -82,11 +86,10 @@ type Sink struct {
 	buf      []byte
 	ends     []int // of each event's encoding in buf
 	msgs     []nats.Msg
-	futures  []jetstream.PubAckFuture
-	// inflight: futures of the last batch may still be pending (it
-	// failed or was cancelled); nats.go keeps their messages for its
-	// no-responders retries, so buf and msgs are not reused.
-	inflight    bool
+	replies  []byte // JetStream: the batch's reply subjects, one string
+	// next is the token of the next JetStream message (under turn).
+	next        uint64
+	acks        *ackWindow // JetStream only
 	contentType []string
 	version     []string
 
@@ -104,7 +107,7 @@ var _ sink.Sink = (*Sink)(nil)
 // error, an authorization violation a permanent one. With JetStream and
 // Config.Stream, New creates the stream if it does not exist. The only
 // goroutines are nats.go's own (the connection's reader and flusher, and
-// JetStream's ack handling), which Close stops.
+// under JetStream the PubAcks' subscription handler), which Close stops.
 func New(cfg Config) (*Sink, error) {
 	r, err := cfg.resolve()
 	if err != nil {
@@ -172,17 +175,26 @@ func New(cfg Config) (*Sink, error) {
 		s.lost = nc.StatusChanged(nats.RECONNECTING)
 		return s, nil
 	}
-	js, err := jetstream.New(nc,
-		jetstream.WithPublishAsyncMaxPending(r.MaxPending),
-		// Futures a failed or cancelled batch leaves behind are dropped
-		// after this, freeing their place under MaxPending.
-		jetstream.WithPublishAsyncTimeout(r.Timeout),
-		jetstream.WithDefaultTimeout(r.Timeout))
+	s.lost = nc.StatusChanged(nats.RECONNECTING, nats.CLOSED)
+	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(r.Timeout))
 	if err != nil {
 		nc.Close()
 		return nil, s.redact(fmt.Errorf("nats: jetstream: %w", err))
 	}
 	s.js = js
+	s.acks = newAckWindow(nc.NewInbox()+".", &s.st.acked, &s.st.duplicates)
+	// nats.go re-subscribes on every new connection. Its handler
+	// goroutine delivers the acks; the subscription has no pending limit
+	// (MaxPending bounds the acks awaited).
+	sub, err := nc.Subscribe(s.acks.prefix+"*", s.acks.onReply)
+	if err == nil {
+		err = sub.SetPendingLimits(-1, -1)
+	}
+	if err != nil {
+		nc.Close()
+		return nil, s.redact(fmt.Errorf("nats: subscribing to the PubAcks' subject: %w", err))
+	}
+	s.replySub = sub
 	if r.Stream != "" {
 		if err := s.ensureStream(); err != nil {
 			nc.Close()
@@ -272,9 +284,6 @@ func (s *Sink) WriteBatch(ctx context.Context, events []schema.Event) error {
 
 // encode fills s.msgs with the batch's messages.
 func (s *Sink) encode(events []schema.Event) {
-	if s.inflight {
-		s.buf, s.msgs, s.futures, s.inflight = nil, nil, nil, false
-	}
 	buf := s.buf[:0]
 	ends := s.ends[:0]
 	for i := range events {
@@ -418,58 +427,102 @@ func (s *Sink) refused(before error) error {
 	return sink.Permanent(fmt.Errorf("nats: publish: the server refused messages of the batch%s, the others were delivered: %w", what, s.redact(err)))
 }
 
+// writeJetStream publishes the batch with core NATS publishes whose reply
+// subjects are the sink's own (acks.prefix and a token per message), at
+// most MaxPending awaiting their PubAck, and waits for every ack.
 func (s *Sink) writeJetStream(ctx context.Context) error {
+	s.connLost() // losses before this batch are not its concern
+	n := len(s.msgs)
+	base := s.next
+	s.next += uint64(n)
+	// The reply subjects, as one string (ends: encode is done with it).
+	r := s.replies[:0]
+	ends := s.ends[:0]
+	for i := range n {
+		r = append(r, s.acks.prefix...)
+		r = strconv.AppendUint(r, base+uint64(i), 10)
+		ends = append(ends, len(r))
+	}
+	s.replies, s.ends = r, ends
+	replies := string(r)
+	start := 0
+	for i := range s.msgs {
+		s.msgs[i].Reply = replies[start:ends[i]]
+		start = ends[i]
+	}
+	s.acks.start(base, n)
+	defer s.acks.stop()
+
 	actx, cancel := s.ackContext(ctx)
 	defer cancel()
-	futures := s.futures[:0]
-	waited := 0
-	wait := func() error {
-		f := futures[waited]
-		select {
-		case ack := <-f.Ok():
-			s.st.acked.Add(1)
-			if ack.Duplicate {
-				s.st.duplicates.Add(1)
-			}
-		case err := <-f.Err():
-			return s.classify(err, s.msgs[waited].Subject)
-		case <-actx.Done():
-			return s.waitErr(ctx, actx, fmt.Sprintf("%d of %d messages not acknowledged", len(s.msgs)-waited, len(s.msgs)))
-		}
-		waited++
-		return nil
-	}
 	var err error
+	// The window: before message i, at most MaxPending-step await their
+	// ack; the waiter wakes once per step acks, not for each.
+	step := min(64, s.cfg.MaxPending)
 	for i := range s.msgs {
-		if i-waited >= s.cfg.MaxPending {
-			if err = wait(); err != nil {
+		if i >= s.cfg.MaxPending && (i-s.cfg.MaxPending)%step == 0 {
+			if err = s.awaitAcks(ctx, actx, i-s.cfg.MaxPending+step); err != nil {
 				break
 			}
 		} else if i%256 == 255 && ctx.Err() != nil {
 			err = ctx.Err()
 			break
 		}
-		var f jetstream.PubAckFuture
-		f, err = s.js.PublishMsgAsync(&s.msgs[i])
-		if err != nil {
+		if err = s.nc.PublishMsg(&s.msgs[i]); err != nil {
 			err = s.classify(err, s.msgs[i].Subject)
 			break
 		}
 		s.st.published.Add(1)
-		futures = append(futures, f)
 	}
-	for err == nil && waited < len(futures) {
-		err = wait()
+	if err == nil {
+		err = s.awaitAcks(ctx, actx, n)
 	}
-	if err != nil {
-		// Futures still pending keep their messages: do not reuse them.
-		s.inflight = waited < len(futures)
-		s.futures = nil
-		return err
+	return err
+}
+
+// awaitAcks waits until want of the batch's messages have their PubAck
+// and returns nil, or returns the batch's first failure: an error ack, the
+// connection lost, ctx's end, the timeout.
+func (s *Sink) awaitAcks(ctx, actx context.Context, want int) error {
+	for {
+		done, failed, ferr := s.acks.wait(want)
+		if failed >= 0 {
+			return s.ackErr(ctx, failed, ferr)
+		}
+		if done {
+			return nil
+		}
+		select {
+		case <-s.acks.wake:
+		case st := <-s.lost:
+			if st == nats.CLOSED || s.nc.IsClosed() {
+				return s.classify(nats.ErrConnectionClosed, "")
+			}
+			return fmt.Errorf("nats: publish: the connection was lost, %d of %d messages not acknowledged: %w", s.acks.unresolved(), len(s.msgs), nats.ErrDisconnected)
+		case <-actx.Done():
+			return s.waitErr(ctx, actx, fmt.Sprintf("%d of %d messages not acknowledged", s.acks.unresolved(), len(s.msgs)))
+		}
 	}
-	clear(futures)
-	s.futures = futures[:0]
-	return nil
+}
+
+// ackErr is the error of the batch whose message i was refused with err.
+func (s *Sink) ackErr(ctx context.Context, i int, err error) error {
+	subject := s.msgs[i].Subject
+	if !errors.Is(err, nats.ErrNoResponders) {
+		return s.classify(err, subject)
+	}
+	// No responders: no stream stores the subject, or its stream has
+	// no leader for now (a cluster's election). Ask which.
+	lctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	name, lerr := s.js.StreamNameBySubject(lctx, subject)
+	switch {
+	case lerr == nil:
+		return fmt.Errorf("nats: publish to %s: no responders, although stream %s stores the subject (no leader for now?): %w", subject, name, err)
+	case errors.Is(lerr, jetstream.ErrStreamNotFound), errors.Is(lerr, jetstream.ErrJetStreamNotEnabled), errors.Is(lerr, jetstream.ErrJetStreamNotEnabledForAccount):
+		return s.classify(fmt.Errorf("%w: %w", jetstream.ErrNoStreamResponse, err), subject)
+	}
+	return fmt.Errorf("nats: publish to %s: %w (looking up its stream: %v)", subject, err, lerr)
 }
 
 // classify wraps a publish error, marking the ones retrying cannot fix as
@@ -547,7 +600,7 @@ func (s *Sink) Close(ctx context.Context) error {
 		cancel()
 	}
 	s.nc.Close()
-	s.buf, s.msgs, s.futures = nil, nil, nil
+	s.buf, s.msgs, s.replies = nil, nil, nil
 	return err
 }
 
