@@ -49,11 +49,18 @@ func newFakeBroker(t *testing.T, partitions int32) *kfake.Cluster {
 // is closed when the test ends.
 func newFakeSink(t *testing.T, c *kfake.Cluster) *kafka.Sink {
 	t.Helper()
+	return newFakeSinkClient(t, c, kafka.ClientKafkaGo)
+}
+
+// newFakeSinkClient is newFakeSink with Config.Client client.
+func newFakeSinkClient(t *testing.T, c *kfake.Cluster, client string) *kafka.Sink {
+	t.Helper()
 	s, err := kafka.New(kafka.Config{
 		Brokers:      c.ListenAddrs(),
 		Topic:        fakeTopic,
 		RequiredAcks: "all",
 		WriteTimeout: fakeWriteTimeout,
+		Client:       client,
 	})
 	if err != nil {
 		t.Fatalf("kafka.New: %v", err)
@@ -250,29 +257,31 @@ func TestFakeBrokerRetriableErrors(t *testing.T) {
 		{"NotEnoughReplicas/untilFirstReturn", kerr.NotEnoughReplicas, kafkago.NotEnoughReplicas, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := newFakeBroker(t, 4)
-			s := newFakeSink(t, c)
-			events := sinktest.NewGenerator(1).Batch(200)
+			forClients(t, func(t *testing.T, client string) {
+				c := newFakeBroker(t, 4)
+				s := newFakeSinkClient(t, c, client)
+				events := sinktest.NewGenerator(1).Batch(200)
 
-			count := 2
-			if tc.untilFirstReturn {
-				count = -1
-			}
-			f, errs := faultThenWrite(t, c, s, events, tc.err, tc.want, count, tc.untilFirstReturn)
-			if hits := f.Hits(); hits == 0 || !tc.untilFirstReturn && hits != count {
-				t.Errorf("the fault answered %d produce requests, want %d", hits, count)
-			}
+				count := 2
+				if tc.untilFirstReturn {
+					count = -1
+				}
+				f, errs := faultThenWrite(t, c, s, events, tc.err, tc.want, count, tc.untilFirstReturn)
+				if hits := f.Hits(); hits == 0 || !tc.untilFirstReturn && hits != count {
+					t.Errorf("the fault answered %d produce requests, want %d", hits, count)
+				}
 
-			copies := copiesByID(t, events, fakeRecords(t, c))
-			if len(errs) == 0 {
-				// The refused requests stored nothing and no WriteBatch
-				// was repeated: each event is there once.
-				for id, n := range copies {
-					if n != 1 {
-						t.Errorf("event %s: %d copies, want 1 (no WriteBatch failed)", id, n)
+				copies := copiesByID(t, events, fakeRecords(t, c))
+				if len(errs) == 0 {
+					// The refused requests stored nothing and no WriteBatch
+					// was repeated: each event is there once.
+					for id, n := range copies {
+						if n != 1 {
+							t.Errorf("event %s: %d copies, want 1 (no WriteBatch failed)", id, n)
+						}
 					}
 				}
-			}
+			})
 		})
 	}
 }
@@ -294,35 +303,37 @@ func TestFakeBrokerPermanentErrors(t *testing.T) {
 		{kerr.InvalidRecord, kafkago.InvalidRecord},
 	} {
 		t.Run(tc.err.Message, func(t *testing.T) {
-			c := newFakeBroker(t, 1) // one partition: one request per WriteBatch
-			s := newFakeSink(t, c)
-			events := sinktest.NewGenerator(2).Batch(20)
+			forClients(t, func(t *testing.T, client string) {
+				c := newFakeBroker(t, 1) // one partition: one request per WriteBatch
+				s := newFakeSinkClient(t, c, client)
+				events := sinktest.NewGenerator(2).Batch(20)
 
-			requests := observeProduce(c)
-			f := produceFault(c, tc.err, -1)
-			err := s.WriteBatch(context.Background(), events)
-			if err == nil {
-				t.Fatalf("WriteBatch succeeded while the fake broker answered %v", tc.err)
-			}
-			if !sink.IsPermanent(err) {
-				t.Errorf("WriteBatch: %v: retriable, want permanent", err)
-			}
-			if !errors.Is(err, tc.want) {
-				t.Errorf("WriteBatch: %v: want errors.Is(err, kafkago.%s)", err, tc.want.Title())
-			}
-			if n := requests.Hits(); n != 1 {
-				t.Errorf("the fake broker received %d produce requests, want 1 (a permanent error is not retried)", n)
-			}
-			if n := f.Hits(); n != 1 {
-				t.Errorf("the fault answered %d produce requests, want 1", n)
-			}
-			if recs := fakeRecords(t, c); len(recs) != 0 {
-				t.Errorf("the topic holds %d records, want none", len(recs))
-			}
-			st := s.Stats()
-			if st.Errors != 1 || st.Messages != 0 || st.Batches != 0 {
-				t.Errorf("Stats: Errors %d, Messages %d, Batches %d; want 1, 0, 0", st.Errors, st.Messages, st.Batches)
-			}
+				requests := observeProduce(c)
+				f := produceFault(c, tc.err, -1)
+				err := s.WriteBatch(context.Background(), events)
+				if err == nil {
+					t.Fatalf("WriteBatch succeeded while the fake broker answered %v", tc.err)
+				}
+				if !sink.IsPermanent(err) {
+					t.Errorf("WriteBatch: %v: retriable, want permanent", err)
+				}
+				if !errors.Is(err, tc.want) {
+					t.Errorf("WriteBatch: %v: want errors.Is(err, kafkago.%s)", err, tc.want.Title())
+				}
+				if n := requests.Hits(); n != 1 {
+					t.Errorf("the fake broker received %d produce requests, want 1 (a permanent error is not retried)", n)
+				}
+				if n := f.Hits(); n != 1 {
+					t.Errorf("the fault answered %d produce requests, want 1", n)
+				}
+				if recs := fakeRecords(t, c); len(recs) != 0 {
+					t.Errorf("the topic holds %d records, want none", len(recs))
+				}
+				st := s.Stats()
+				if st.Errors != 1 || st.Messages != 0 || st.Batches != 0 {
+					t.Errorf("Stats: Errors %d, Messages %d, Batches %d; want 1, 0, 0", st.Errors, st.Messages, st.Batches)
+				}
+			})
 		})
 	}
 }
@@ -557,6 +568,40 @@ func TestFakeBrokerStats(t *testing.T) {
 			if st.Messages != uint64(len(events)) || st.Batches != 1 {
 				t.Errorf("Stats: Messages %d, Batches %d; want %d, 1", st.Messages, st.Batches, len(events))
 			}
+		})
+	}
+}
+
+// TestFakeBrokerAppliedThenFailedFranz: as TestFakeBrokerAppliedThenFailed,
+// with franz-go. Its idempotent producer sends a failed request again with
+// the same producer id and sequence numbers, and the broker (here the fake
+// one) drops what it already stored: within a WriteBatch that succeeds,
+// each event is there once.
+func TestFakeBrokerAppliedThenFailedFranz(t *testing.T) {
+	for _, tc := range []struct {
+		err  *kerr.Error
+		want kafkago.Error
+	}{
+		{kerr.NotEnoughReplicasAfterAppend, kafkago.NotEnoughReplicasAfterAppend},
+		{kerr.RequestTimedOut, kafkago.RequestTimedOut},
+	} {
+		t.Run(tc.err.Message, func(t *testing.T) {
+			c := newFakeBroker(t, 4)
+			s := newFakeSinkClient(t, c, kafka.ClientFranzGo)
+			events := sinktest.NewGenerator(4).Batch(200)
+			f, errs := faultThenWrite(t, c, s, events, tc.err, tc.want, 1, false)
+			if f.Hits() != 1 {
+				t.Fatalf("the fault answered %d produce requests, want 1", f.Hits())
+			}
+			copies := copiesByID(t, events, fakeRecords(t, c))
+			if len(errs) == 0 {
+				for id, n := range copies {
+					if n != 1 {
+						t.Errorf("event %s: %d copies, want 1 (idempotent producer, no WriteBatch failed)", id, n)
+					}
+				}
+			}
+			t.Logf("%d failed WriteBatch calls; Stats %+v", len(errs), s.Stats())
 		})
 	}
 }

@@ -62,6 +62,9 @@ type franzBatch struct {
 
 	mu     sync.Mutex
 	failed int
+	// timeouts counts the failures for want of time: the record's
+	// context (WriteBatch's deadline) or kgo.RecordDeliveryTimeout.
+	timeouts int
 	errs   []error // distinct (by message), at most maxDistinctErrs
 	perm   bool    // every failure so far is permanent
 
@@ -86,6 +89,9 @@ func (b *franzBatch) report(_ *kgo.Record, err error) {
 			b.perm = true
 		}
 		b.failed++
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, kgo.ErrRecordTimeout) {
+			b.timeouts++
+		}
 		b.perm = b.perm && franzPermanent(err)
 		msg := err.Error()
 		seen := false
@@ -269,7 +275,7 @@ func (s *Sink) franzWriteBatch(ctx context.Context, events []schema.Event) error
 		s.st.errors.Add(1)
 		return err
 	}
-	b.failed, b.errs, b.perm = 0, b.errs[:0], false
+	b.failed, b.timeouts, b.errs, b.perm = 0, 0, b.errs[:0], false
 	b.done = make(chan struct{})
 	b.abort = make(chan struct{})
 	b.abortOnce = sync.Once{}
@@ -290,6 +296,7 @@ func (s *Sink) franzWriteBatch(ctx context.Context, events []schema.Event) error
 	case <-b.abort:
 		aborted = b.abortErr
 	}
+	finished := true
 	select {
 	case <-b.done:
 	default:
@@ -297,7 +304,10 @@ func (s *Sink) franzWriteBatch(ctx context.Context, events []schema.Event) error
 		// next WriteBatch makes new ones. Cancelling wctx (deferred) fails
 		// those not yet sent; those in flight are acknowledged or failed by
 		// the broker: they may still be written (at least once).
+		finished = false
 		fg.batch = nil
+	}
+	if !finished || b.failed > 0 && (wctx.Err() != nil || b.timeouts == b.failed) {
 		s.st.errors.Add(1)
 		if aborted != nil {
 			return sink.Permanent(fmt.Errorf("kafka: write to %v: %w", s.r.cfg.Brokers, aborted))
@@ -305,8 +315,13 @@ func (s *Sink) franzWriteBatch(ctx context.Context, events []schema.Event) error
 		if cerr := ctx.Err(); cerr != nil {
 			return fmt.Errorf("kafka: write: %w", cerr)
 		}
+		var errs []error
 		b.mu.Lock()
-		errs := append([]error(nil), b.errs...)
+		for _, e := range b.errs {
+			if !errors.Is(e, context.DeadlineExceeded) {
+				errs = append(errs, e)
+			}
+		}
 		b.mu.Unlock()
 		if len(errs) == 0 {
 			if ce := fg.lastConnErr.Load(); ce != nil {

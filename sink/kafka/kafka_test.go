@@ -154,6 +154,11 @@ func deleteTopics(t testing.TB, topics ...string) {
 func readMessages(t testing.TB, topic string) ([]kafkago.Message, error) {
 	t.Helper()
 	addr, _ := admin(t)
+	return readMessagesAt(addr, topic)
+}
+
+// readMessagesAt is readMessages from the cluster of the broker at addr.
+func readMessagesAt(addr, topic string) ([]kafkago.Message, error) {
 	conn, err := kafkago.Dial("tcp", addr)
 	if err != nil {
 		return nil, err
