@@ -151,7 +151,7 @@ func (w *ackWindow) resolve(token uint64, dup bool, err error) {
 
 // parseToken reads the decimal token after prefix in subject.
 func parseToken(subject, prefix string) (uint64, bool) {
-	if len(subject) <= len(prefix) || subject[:len(prefix)] != prefix || len(subject)-len(prefix) > 19 {
+	if len(subject) <= len(prefix) || subject[:len(prefix)] != prefix {
 		return 0, false
 	}
 	var n uint64
@@ -160,7 +160,11 @@ func parseToken(subject, prefix string) (uint64, bool) {
 		if c < '0' || c > '9' {
 			return 0, false
 		}
-		n = n*10 + uint64(c-'0')
+		d := uint64(c - '0')
+		if n > (^uint64(0)-d)/10 {
+			return 0, false
+		}
+		n = n*10 + d
 	}
 	return n, true
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cnstream/cnstream/schema"
@@ -157,9 +158,10 @@ func TestNoStream(t *testing.T) {
 	url := brokers.NATS(t)
 	s := mustNew(t, Config{URL: url, JetStream: true, Subject: unique("cnt") + ".{kind}"})
 	err := s.WriteBatch(t.Context(), sinktest.NewGenerator(1).Batch(3))
-	if err == nil || !sink.IsPermanent(err) || !errors.Is(err, jetstream.ErrNoStreamResponse) {
-		t.Fatalf("WriteBatch with no stream = %v, want a permanent error wrapping jetstream.ErrNoStreamResponse", err)
+	if err == nil || !sink.IsPermanent(err) || !errors.Is(err, jetstream.ErrNoStreamResponse) || !errors.Is(err, nats.ErrNoResponders) {
+		t.Fatalf("WriteBatch with no stream = %v, want a permanent error wrapping jetstream.ErrNoStreamResponse and nats.ErrNoResponders", err)
 	}
+	t.Logf("%v", err)
 	if st := s.Stats(); st.Errors != 1 || st.Acked != 0 {
 		t.Errorf("Stats = %+v, want Errors 1, Acked 0", st)
 	}
