@@ -104,12 +104,16 @@ func TestFailover3Brokers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: starts a 3-node Kafka cluster")
 	}
+	forClients(t, testFailover3Brokers)
+}
+
+func testFailover3Brokers(t *testing.T, client string) {
 	bootstrap, dir := startCluster3(t)
 	topic := uniqueTopic(t)
-	client := &kafkago.Client{Addr: kafkago.TCP(bootstrap...), Timeout: 30 * time.Second}
+	admin := &kafkago.Client{Addr: kafkago.TCP(bootstrap...), Timeout: 30 * time.Second}
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	res, err := client.CreateTopics(ctx, &kafkago.CreateTopicsRequest{Topics: []kafkago.TopicConfig{
+	res, err := admin.CreateTopics(ctx, &kafkago.CreateTopicsRequest{Topics: []kafkago.TopicConfig{
 		{Topic: topic, NumPartitions: 1, ReplicationFactor: 3},
 	}})
 	if err == nil {
@@ -120,7 +124,7 @@ func TestFailover3Brokers(t *testing.T) {
 	}
 	waitTopic(t, bootstrap[0], topic, 1)
 
-	s, err := kafka.New(kafka.Config{Brokers: bootstrap, Topic: topic, WriteTimeout: 5 * time.Second})
+	s, err := kafka.New(kafka.Config{Brokers: bootstrap, Topic: topic, WriteTimeout: 5 * time.Second, Client: client})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -65,8 +65,8 @@ type franzBatch struct {
 	// timeouts counts the failures for want of time: the record's
 	// context (WriteBatch's deadline) or kgo.RecordDeliveryTimeout.
 	timeouts int
-	errs   []error // distinct (by message), at most maxDistinctErrs
-	perm   bool    // every failure so far is permanent
+	errs     []error // distinct (by message), at most maxDistinctErrs
+	perm     bool    // every failure so far is permanent
 
 	abortOnce sync.Once
 	abort     chan struct{} // closed by fail
@@ -152,7 +152,12 @@ func (h franzHooks) OnBrokerConnect(_ kgo.BrokerMetadata, _ time.Duration, _ net
 	}
 	err = franzError(err)
 	h.s.fg.lastConnErr.Store(&connErr{err})
-	if franzPermanent(err) {
+	// A connection that fails for good, or that the broker closes before
+	// answering anything (TLS spoken to a PLAINTEXT listener, SASL
+	// missing: kgo.ErrFirstReadEOF, retriable as kafka-go's io.EOF is),
+	// ends the WriteBatch at once rather than at WriteTimeout.
+	var firstEOF *kgo.ErrFirstReadEOF
+	if franzPermanent(err) || errors.As(err, &firstEOF) {
 		if b := h.s.fg.cur.Load(); b != nil {
 			b.fail(err)
 		}
@@ -310,7 +315,11 @@ func (s *Sink) franzWriteBatch(ctx context.Context, events []schema.Event) error
 	if !finished || b.failed > 0 && (wctx.Err() != nil || b.timeouts == b.failed) {
 		s.st.errors.Add(1)
 		if aborted != nil {
-			return sink.Permanent(fmt.Errorf("kafka: write to %v: %w", s.r.cfg.Brokers, aborted))
+			werr := fmt.Errorf("kafka: write to %v: %w", s.r.cfg.Brokers, aborted)
+			if franzPermanent(aborted) {
+				return sink.Permanent(werr)
+			}
+			return werr
 		}
 		if cerr := ctx.Err(); cerr != nil {
 			return fmt.Errorf("kafka: write: %w", cerr)
@@ -469,6 +478,11 @@ func franzPermanent(err error) bool {
 	var ke *kerr.Error
 	if errors.As(err, &ke) {
 		return !kerr.IsRetriable(ke) && !retriableCode(kafkago.Error(ke.Code))
+	}
+	// A listener that expects TLS answers a request sent without it with
+	// a TLS alert, which franz-go reads as a response size.
+	if strings.Contains(err.Error(), "appear to be a tls alert record") {
+		return true
 	}
 	return permanent(err)
 }
