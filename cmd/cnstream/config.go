@@ -163,6 +163,7 @@ type KafkaConfig struct {
 	MaxRequestBytes Size      `yaml:"max_request_bytes"` // default 1000000: uncompressed bytes per produce request
 	Timeout         Duration  `yaml:"timeout"`           // default 10s: a batch until every message is acknowledged
 	MetadataTTL     Duration  `yaml:"metadata_ttl"`      // default 500ms
+	Client          string    `yaml:"client"`            // kafka-go (default) or franz-go: the producer library (sink/kafka's doc)
 	TLS             struct {
 		Enable             bool   `yaml:"enable"`
 		CAFile             string `yaml:"ca_file"`
@@ -1128,7 +1129,7 @@ func (k *KafkaConfig) warnings() []string {
 func (k *KafkaConfig) sinkConfig() kafkasink.Config {
 	c := kafkasink.Config{Brokers: k.Brokers, Topic: k.Topic, Key: k.Key, RequiredAcks: k.RequiredAcks,
 		Compression: k.Compression, Encoding: k.Encoding, MaxRequestBytes: int(k.MaxRequestBytes),
-		WriteTimeout: time.Duration(k.Timeout), MetadataTTL: time.Duration(k.MetadataTTL)}
+		WriteTimeout: time.Duration(k.Timeout), MetadataTTL: time.Duration(k.MetadataTTL), Client: k.Client}
 	c.TLS = kafkasink.TLSConfig{Enable: k.TLS.Enable, CAFile: k.TLS.CAFile, CertFile: k.TLS.CertFile, KeyFile: k.TLS.KeyFile,
 		ServerName: k.TLS.ServerName, InsecureSkipVerify: k.TLS.InsecureSkipVerify}
 	c.SASL = kafkasink.SASLConfig{Mechanism: k.SASL.Mechanism, Username: k.SASL.Username, Password: k.SASL.Password,

@@ -80,6 +80,7 @@ func TestConfigErrors(t *testing.T) {
 		{"file prefix dotdot", "sinks:\n  - name: a\n    type: file\n    file:\n      dir: /tmp\n      prefix: \"..\"\n", "c.yaml:6: sinks[0].file.prefix: \"..\" is not a file name"},
 		{"file prefix slash", "sinks:\n  - name: a\n    type: file\n    file: {prefix: a/b}\n", "c.yaml:4: sinks[0].file.prefix: \"a/b\" is not a file name"},
 		{"kafka brokers required", "sinks:\n  - name: k\n    type: kafka\n", "c.yaml:2: sinks[0].kafka.brokers: required: the bootstrap brokers, host:port"},
+		{"kafka client", "sinks:\n  - name: k\n    type: kafka\n    kafka:\n      brokers: [127.0.0.1:9092]\n      client: sarama\n", "c.yaml:6: sinks[0].kafka.client: \"sarama\": want kafka-go or franz-go"},
 		{"kafka field", "sinks:\n  - name: k\n    type: kafka\n    kafka:\n      brokers: [127.0.0.1:9092]\n      tls:\n        ca_file: /x\n", "c.yaml:7: sinks[0].kafka.tls.ca_file: set while tls.enable is false"},
 		{"nats url required", "sinks:\n  - name: n\n    type: nats\n    nats: {subject: x}\n", "c.yaml:4: sinks[0].nats.url: required: the server URL, nats://host:port"},
 		{"nats field", "sinks:\n  - name: n\n    type: nats\n    nats:\n      url: nats://127.0.0.1:4222\n      timeout: -1s\n", "c.yaml:6: sinks[0].nats.timeout: -1s: must not be negative"},
@@ -106,7 +107,7 @@ func TestConfigErrors(t *testing.T) {
 }
 
 func TestSourceAndBatchDefaults(t *testing.T) {
-	c, err := LoadConfig("c.yaml", []byte("source:\n  process_events: false\n  groups: [20]\n  userspace_groups: [20]\nsinks:\n  - {name: k, type: kafka, kafka: {brokers: [127.0.0.1:9092]}}\n  - {name: n, type: nats, nats: {url: nats://127.0.0.1:4222}}\n  - {name: f, type: file, batch: {events: 100}}\n"))
+	c, err := LoadConfig("c.yaml", []byte("source:\n  process_events: false\n  groups: [20]\n  userspace_groups: [20]\nsinks:\n  - {name: k, type: kafka, kafka: {brokers: [127.0.0.1:9092], client: franz-go}}\n  - {name: n, type: nats, nats: {url: nats://127.0.0.1:4222}}\n  - {name: f, type: file, batch: {events: 100}}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,6 +121,9 @@ func TestSourceAndBatchDefaults(t *testing.T) {
 		if e, b := c.Sinks[i].batchDefaults(); e != want.events || b != want.bytes {
 			t.Errorf("sink %s: batch %d events, %d bytes; want %d, %d", c.Sinks[i].Name, e, b, want.events, want.bytes)
 		}
+	}
+	if got := c.Sinks[0].Kafka.sinkConfig().Client; got != "franz-go" {
+		t.Errorf("kafka client: %q, want franz-go", got)
 	}
 	d, err := LoadConfig("d.yaml", []byte("sinks: [{name: a, type: stdout}]\n"))
 	if err != nil {

@@ -1,6 +1,9 @@
 // Package kafka is the sink that writes events to Apache Kafka with
-// github.com/segmentio/kafka-go: one message per event, the event encoded
+// github.com/segmentio/kafka-go (the default) or github.com/twmb/franz-go
+// (Config.Client "franz-go"): one message per event, the event encoded
 // with schema.AppendMsgpack (default) or schema.AppendJSON as the value.
+// What follows holds for both clients unless it names one; the section
+// franz-go lists how that client differs.
 //
 // # Messages
 //
@@ -20,8 +23,9 @@
 // # Ordering
 //
 // The partition of a message is the hash of its key (kafka-go's Hash
-// balancer, FNV-1a: not the murmur2 of the Java client, so a Java producer
-// with the same keys picks other partitions), and
+// balancer, FNV-1a as sarama: not the murmur2 of the Java client, so a Java
+// producer with the same keys picks other partitions; the franz-go client
+// uses the same hash, so switching clients does not move keys), and
 // Kafka keeps order within a partition: with the default key every host's
 // events stay in the order of the WriteBatch calls, which is the ordering
 // unit the pipeline asks of this sink. kafka-go writes each partition's
@@ -55,6 +59,57 @@
 // is written again by the retry within WriteBatch or by the pipeline, which
 // retries a failed WriteBatch whole, partitions already written included. Consumers dedupe on
 // the cnstream-event-id header, which stays the same across retries.
+//
+// # franz-go
+//
+// With Config.Client "franz-go", WriteBatch hands every record of the batch
+// to franz-go's kgo.Client (no linger) and waits until each one's promise
+// reported, or until WriteTimeout. Differences from kafka-go:
+//
+//   - Pipelining: with RequiredAcks "all" the producer is idempotent (kgo's
+//     default) and sends up to 5 produce requests per broker at once, order
+//     kept by the broker's sequence checks; a request the broker applied and
+//     then failed is sent again with the same sequence numbers and not
+//     duplicated. With "one" or "none" idempotence is off and one request
+//     per broker is in flight (kgo.MaxProduceRequestsInflightPerBroker(1)),
+//     to keep order.
+//   - Retries: franz-go retries failed requests by itself (refreshing
+//     metadata after NOT_LEADER and the like, no sooner than MetadataTTL
+//     after the last refresh; MetadataTTL is kgo.MetadataMinAge, and the
+//     metadata is refreshed at least every 5 minutes) until the record's
+//     WriteTimeout (kgo.RecordDeliveryTimeout and the WriteBatch deadline).
+//     A broker that cannot be reached therefore makes WriteBatch fail with
+//     ErrWriteTimeout at WriteTimeout, not at once; a connection that fails
+//     for good (a certificate that does not verify, failed authentication,
+//     a TLS listener spoken to without TLS) or that the broker closes before
+//     answering (kgo.ErrFirstReadEOF: TLS to a PLAINTEXT listener, SASL
+//     missing; retriable) ends the WriteBatch at once.
+//   - At least once after an error: a WriteBatch that returns before every
+//     record was reported on (timeout, ctx, a failed connection) leaves
+//     the records already sent to franz-go, which may still write them;
+//     they are not purged (the pipeline writes the batch again, and the
+//     first copies stay in order). Consumers dedupe on cnstream-event-id.
+//     Close fails the records franz-go still holds (kgo.Client.Close).
+//   - Memory: franz-go buffers at most 32768 records and 32 MiB of keys,
+//     values and headers (kgo.MaxBufferedRecords, kgo.MaxBufferedBytes),
+//     above the pipeline's default batch of 8192 events and 8 MiB; a larger
+//     batch is handed over as earlier records are acknowledged. The batch's
+//     encoding buffer is reused once every record of the batch was
+//     reported on; otherwise a new one is made.
+//   - MaxRequestBytes is kgo.ProducerBatchMaxBytes: the uncompressed bound
+//     of one partition's record batch; a request may hold batches of several
+//     partitions.
+//   - Stats: Requests counts the produce requests written to a connection,
+//     RequestErrors those whose write or read failed; a partition the
+//     broker refused within an answered request is retried by franz-go and
+//     not counted, and Retries (and Counters' Retries) stays 0.
+//   - Ping asks the known brokers, then the bootstrap ones, for metadata
+//     (kgo.Client.Ping).
+//   - Errors: a Kafka error is kerr's *kerr.Error, with the kafka-go
+//     error of the same code reachable too (errors.Is(err,
+//     kafkago.MessageSizeTooLarge) works with both clients). It is
+//     permanent when neither kerr.IsRetriable nor the kafka-go list below
+//     calls its code retriable.
 //
 // # Errors
 //
@@ -92,6 +147,8 @@
 // Stats may be called at any time. The Sink starts no goroutine that
 // outlives a call: WriteBatch writes the partitions of a batch from one
 // goroutine each and waits for all of them; kafka-go's Transport keeps its
-// connections (and their goroutines) until Close. The events passed to
+// connections (and their goroutines) until Close. With franz-go, the
+// kgo.Client's goroutines (connections, metadata, the producer's) run from
+// the first WriteBatch or Ping until Close. The events passed to
 // WriteBatch are only read and not kept after it returns.
 package kafka

@@ -35,7 +35,12 @@ const (
 
 // franz is the state of a Sink whose Config.Client is franz-go.
 type franz struct {
-	cl *kgo.Client
+	opts []kgo.Opt
+	// mu guards cl, made on first use (New starts no goroutine) and
+	// closed by Close.
+	mu     sync.Mutex
+	cl     *kgo.Client
+	closed bool
 	// batch is the state of the last WriteBatch, reused when every one of
 	// its records was reported on; nil after a WriteBatch returned before
 	// that (franz-go may still read its records).
@@ -215,14 +220,28 @@ func newFranz(s *Sink) (*franz, error) {
 	if m := franzSASL(c.SASL); m != nil {
 		opts = append(opts, kgo.SASL(m))
 	}
-	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		// The options are built from a checked Config: this is a bug, or a
-		// broker address franz-go refuses.
-		return nil, sink.Permanent(&sink.ConfigError{Field: "kafka.brokers", Msg: err.Error()})
-	}
-	fg.cl = cl
+	fg.opts = opts
 	return fg, nil
+}
+
+// client returns the kgo.Client, made on first use; after Close,
+// sink.ErrClosed.
+func (fg *franz) client() (*kgo.Client, error) {
+	fg.mu.Lock()
+	defer fg.mu.Unlock()
+	if fg.closed {
+		return nil, sink.ErrClosed
+	}
+	if fg.cl == nil {
+		cl, err := kgo.NewClient(fg.opts...)
+		if err != nil {
+			// The options come from a checked Config: a broker address
+			// franz-go refuses, say.
+			return nil, sink.Permanent(fmt.Errorf("kafka: franz-go client: %w", err))
+		}
+		fg.cl = cl
+	}
+	return fg.cl, nil
 }
 
 // franzSASL returns the franz-go mechanism of a checked SASLConfig.
@@ -270,6 +289,11 @@ func hashPartition(key []byte, n int) int {
 // not empty.
 func (s *Sink) franzWriteBatch(ctx context.Context, events []schema.Event) error {
 	fg := s.fg
+	cl, err := fg.client()
+	if err != nil {
+		s.st.errors.Add(1)
+		return err
+	}
 	b := fg.batch
 	if b == nil {
 		b = newFranzBatch()
@@ -292,7 +316,7 @@ func (s *Sink) franzWriteBatch(ctx context.Context, events []schema.Event) error
 	wctx, cancel := context.WithTimeoutCause(ctx, s.r.cfg.WriteTimeout, errWriteTimeout)
 	defer cancel()
 	for i := range b.recs {
-		fg.cl.Produce(wctx, &b.recs[i], b.promise)
+		cl.Produce(wctx, &b.recs[i], b.promise)
 	}
 	var aborted error
 	select {
@@ -508,7 +532,11 @@ func (e *codeError) Unwrap() []error { return []error{e.err, e.code} }
 
 // franzPing asks the brokers for metadata until one answers.
 func (s *Sink) franzPing(ctx context.Context) error {
-	if err := s.fg.cl.Ping(ctx); err != nil {
+	cl, err := s.fg.client()
+	if err != nil {
+		return err
+	}
+	if err := cl.Ping(ctx); err != nil {
 		return fmt.Errorf("kafka: ping %v: %w", s.r.cfg.Brokers, err)
 	}
 	return nil
@@ -517,5 +545,12 @@ func (s *Sink) franzPing(ctx context.Context) error {
 // franzClose closes the franz-go client: records still buffered (those of
 // batches that failed) are failed, not written; s.turn is held.
 func (s *Sink) franzClose() {
-	s.fg.cl.Close()
+	fg := s.fg
+	fg.mu.Lock()
+	cl := fg.cl
+	fg.closed, fg.cl = true, nil
+	fg.mu.Unlock()
+	if cl != nil {
+		cl.Close()
+	}
 }
