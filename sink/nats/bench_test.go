@@ -18,7 +18,8 @@ import (
 // Nats-Msg-Id per message, each batch waiting for every PubAck, and core
 // NATS, each batch ending with a flush. B/op and allocs/op are per batch;
 // events/s is the throughput. Every event is new (no duplicate), so the
-// stream grows by b.N*1024 messages.
+// stream grows by b.N*1024 messages. events-per-message-16 sets
+// Config.EventsPerMessage.
 //
 // cpu-us/event is this process's CPU time (user and system, all its
 // threads: nats.go's reader and flusher included) during the WriteBatch
@@ -30,11 +31,16 @@ import (
 func BenchmarkWriteBatch(b *testing.B) {
 	const batch = 1024
 	url := brokers.NATS(b)
-	for _, mode := range []string{"jetstream", "core"} {
-		b.Run(mode+"/msgpack/1024", func(b *testing.B) {
+	for _, c := range []struct {
+		mode   string
+		perMsg int
+		name   string
+	}{{"jetstream", 0, "jetstream/msgpack/1024"}, {"core", 0, "core/msgpack/1024"},
+		{"jetstream", 16, "jetstream/msgpack/1024/events-per-message-16"}} {
+		b.Run(c.name, func(b *testing.B) {
 			var s *Sink
-			if mode == "jetstream" {
-				s, _, _ = newJetStream(b, url, Config{})
+			if c.mode == "jetstream" {
+				s, _, _ = newJetStream(b, url, Config{EventsPerMessage: c.perMsg})
 			} else {
 				s = mustNew(b, Config{URL: url, Subject: unique("cnt") + ".{host}.{kind}"})
 			}

@@ -1,5 +1,6 @@
 // Package natssink is the sink that publishes events to NATS: one message
-// per event, on core NATS or JetStream, with nats.go
+// per event (or several events per message, when configured), on core NATS
+// or JetStream, with nats.go
 // (github.com/nats-io/nats.go and its jetstream package). It lives in
 // sink/nats and is named natssink so as not to shadow nats.go's package.
 //
@@ -13,10 +14,41 @@
 // across the pipeline's retries; Content-Type is "application/msgpack" or
 // "application/json"; Cnstream-Schema-Version is the event's schema version.
 //
+// # Several events per message
+//
+// With Config.EventsPerMessage N > 1 (cnstream's YAML:
+// nats.events_per_message), a message holds up to N events of a batch: the
+// batch's events that share a subject (and a schema version), in their
+// order, cut before the payload would pass the server's maximum payload
+// (less 4 KiB for the headers). The messages go in the order of their first
+// events, so the order per subject is kept; events of different subjects
+// may be published in another order than the batch's. A JetStream server
+// spends about as much CPU on a message whatever its size, so this divides
+// its cost per event by up to N. This changes what consumers read:
+//
+//   - Content-Type is "application/vnd.cnstream.events+msgpack" (a
+//     MessagePack array whose elements are events as schema.AppendMsgpack
+//     writes them: any MessagePack library splits the array, and
+//     schema.DecodeMsgpack reads each element) or "application/jsonl" (the
+//     events as schema.AppendJSON writes them, each followed by '\n');
+//   - Cnstream-Events is the number of events;
+//   - Nats-Msg-Id is the event id of a message of one event, else the first
+//     event's id, "..", and the last one's: the pipeline retries a batch
+//     with the same events, which make the same messages, so JetStream
+//     still drops the copies a retry brings within its duplicate window.
+//     Events that come back in different batches (a restart that replays
+//     the disk spool) make different messages and may be stored twice:
+//     consumers dedupe on the event ids, as the sink contract says;
+//   - Stats.Published, Acked and Duplicates count messages, and
+//     Config.MaxPending bounds messages.
+//
+// Default (0 or 1): one event per message, as above.
+//
 // # Ordering
 //
 // A Sink has one connection and publishes a batch's messages in the order
-// of the batch, and batches in the order of the WriteBatch calls; the
+// of the batch (with several events per message, in the order of their
+// first events), and batches in the order of the WriteBatch calls; the
 // server keeps a connection's publish order, so consumers of a subject see
 // its events in order (the sink contract's ordering key for NATS is the
 // subject). A JetStream stream stores them in that order too. After a

@@ -1,6 +1,7 @@
 package natssink
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/vmihailenco/msgpack/v5"
 	"go.uber.org/goleak"
 
 	"github.com/cnstream/cnstream/schema"
@@ -82,6 +84,61 @@ func decode(m *nats.Msg) (schema.Event, error) {
 	return e, nil
 }
 
+// decodeAll returns the events of a message: one, or those of a message
+// of several (Config.EventsPerMessage), decoded as the package
+// documentation tells consumers to, checking the headers.
+func decodeAll(m *nats.Msg) ([]schema.Event, error) {
+	ct := m.Header.Get(HeaderContentType)
+	if ct != ContentTypeEventsMsgpack && ct != ContentTypeEventsJSONL {
+		e, err := decode(m)
+		return []schema.Event{e}, err
+	}
+	var events []schema.Event
+	if ct == ContentTypeEventsJSONL {
+		lines := bytes.Split(m.Data, []byte("\n"))
+		if len(lines[len(lines)-1]) != 0 {
+			return nil, fmt.Errorf("message on %s: JSON lines not ending with a newline", m.Subject)
+		}
+		for _, l := range lines[:len(lines)-1] {
+			e, err := schema.DecodeJSON(l)
+			if err != nil {
+				return nil, fmt.Errorf("message on %s: %w", m.Subject, err)
+			}
+			events = append(events, e)
+		}
+	} else {
+		// Any MessagePack library reads the array; each element is an
+		// event as schema.DecodeMsgpack reads it.
+		var raw []msgpack.RawMessage
+		if err := msgpack.Unmarshal(m.Data, &raw); err != nil {
+			return nil, fmt.Errorf("message on %s: %w", m.Subject, err)
+		}
+		for _, r := range raw {
+			e, err := schema.DecodeMsgpack(r)
+			if err != nil {
+				return nil, fmt.Errorf("message on %s: %w", m.Subject, err)
+			}
+			events = append(events, e)
+		}
+	}
+	if n := m.Header.Get(HeaderEvents); n != fmt.Sprint(len(events)) || len(events) == 0 {
+		return nil, fmt.Errorf("message on %s: %s %q, %d events", m.Subject, HeaderEvents, n, len(events))
+	}
+	id := events[0].ID
+	if len(events) > 1 {
+		id += ".." + events[len(events)-1].ID
+	}
+	if got := m.Header.Get(HeaderMsgID); got != id {
+		return nil, fmt.Errorf("message on %s: %s %q, want %q", m.Subject, HeaderMsgID, got, id)
+	}
+	for _, e := range events {
+		if v := m.Header.Get(HeaderSchemaVersion); v != fmt.Sprint(e.Version) {
+			return nil, fmt.Errorf("message on %s: %s %q, event version %d", m.Subject, HeaderSchemaVersion, v, e.Version)
+		}
+	}
+	return events, nil
+}
+
 // subjectKey returns the ordering key of the sink: the subject an event
 // gets from tmpl.
 func subjectKeyOf(tmpl string) func(e *schema.Event) string {
@@ -131,11 +188,11 @@ func (r *coreReader) read() ([]schema.Event, error) {
 	for {
 		select {
 		case m := <-r.ch:
-			e, err := decode(m)
+			e, err := decodeAll(m)
 			if err != nil {
 				return nil, err
 			}
-			r.got = append(r.got, e)
+			r.got = append(r.got, e...)
 		default:
 			return append([]schema.Event(nil), r.got...), nil
 		}
@@ -161,11 +218,11 @@ func readStream(ctx context.Context, js jetstream.JetStream, name string) ([]sch
 		if err != nil {
 			return nil, fmt.Errorf("stream %s seq %d: %w", name, seq, err)
 		}
-		e, err := decode(&nats.Msg{Subject: raw.Subject, Header: raw.Header, Data: raw.Data})
+		e, err := decodeAll(&nats.Msg{Subject: raw.Subject, Header: raw.Header, Data: raw.Data})
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, e)
+		out = append(out, e...)
 	}
 	return out, nil
 }

@@ -198,3 +198,55 @@ func TestAckTimeout(t *testing.T) {
 		t.Errorf("Stats.Duplicates = %d, want %d: the stopped server stored the first publish of every message (%+v)", st.Duplicates, len(batch), st)
 	}
 }
+
+// TestEventsPerMessage: with Config.EventsPerMessage the events that share
+// a subject go in messages of up to that many, in order, cut before the
+// server's max_payload (16 KiB here); the stream holds every event once,
+// in order per subject; the pipeline's retry of the same batch makes the
+// same messages, all acknowledged as duplicates.
+func TestEventsPerMessage(t *testing.T) {
+	srv := startTestServerConf(t, "max_payload: 16384\n")
+	const perMessage = 1000 // more than max_payload holds
+	s, prefix, stream := newJetStream(t, srv.url, Config{EventsPerMessage: perMessage, MaxPending: 8})
+	g := sinktest.NewGenerator(37)
+	var all []schema.Event
+	for range 3 {
+		batch := g.Batch(2000)
+		if err := s.WriteBatch(t.Context(), batch); err != nil {
+			t.Fatalf("WriteBatch: %v", err)
+		}
+		all = append(all, batch...)
+	}
+	st := s.Stats()
+	if st.Published == 0 || st.Published >= uint64(len(all))/4 || st.Acked != st.Published {
+		t.Errorf("Stats = %+v: want a few messages for %d events, all acknowledged", st, len(all))
+	}
+	_, js := connect(t, srv.url)
+	got, _ := readAll(t, js, stream)
+	checkOnce(t, all, got, sinktest.CheckOptions{Key: subjectKeyOf(prefix + ".{host}.{kind}")})
+	info := streamInfo(t, js, stream)
+	if info.State.Msgs != st.Published {
+		t.Errorf("stream holds %d messages, the sink published %d", info.State.Msgs, st.Published)
+	}
+	if avg := info.State.Bytes / info.State.Msgs; avg < 4096 {
+		t.Errorf("%d bytes per message on average: the groups are small", avg)
+	}
+	for i := range s.msgs {
+		if len(s.msgs[i].Data) > 16384-groupSlack {
+			t.Errorf("message %d: %d bytes of payload, the server takes 16384 with the headers", i, len(s.msgs[i].Data))
+		}
+	}
+	// The retry of the last batch.
+	last := all[len(all)-2000:]
+	before := s.Stats()
+	if err := s.WriteBatch(t.Context(), last); err != nil {
+		t.Fatalf("WriteBatch again: %v", err)
+	}
+	after := s.Stats()
+	if n := after.Published - before.Published; n == 0 || after.Duplicates-before.Duplicates != n {
+		t.Errorf("the retried batch: %d messages, %d duplicates; want all duplicates", n, after.Duplicates-before.Duplicates)
+	}
+	if info := streamInfo(t, js, stream); info.State.Msgs != st.Published {
+		t.Errorf("after the retry the stream holds %d messages, want %d", info.State.Msgs, st.Published)
+	}
+}

@@ -23,15 +23,25 @@ import (
 // cannot be stopped, and core NATS reports no per-message failure.
 func TestSinktestCore(t *testing.T) {
 	url := brokers.NATS(t)
-	for _, enc := range []Encoding{Msgpack, JSON} {
-		t.Run(string(enc), func(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"msgpack", Config{}},
+		{"json", Config{Encoding: JSON}},
+		// Several events per message.
+		{"json-events-per-message-8", Config{Encoding: JSON, EventsPerMessage: 8}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
 			tmpl := "PREFIX.{host}.{kind}"
 			var r *coreReader
 			sinktest.Run(t, sinktest.Harness{
 				New: func(t *testing.T) (sink.Sink, error) {
 					prefix := unique("cnt")
 					r = newCoreReader(t, url, prefix)
-					return New(Config{URL: url, Subject: prefix + ".{host}.{kind}", Encoding: enc})
+					cfg := c.cfg
+					cfg.URL, cfg.Subject = url, prefix+".{host}.{kind}"
+					return New(cfg)
 				},
 				Read: func(t *testing.T) ([]schema.Event, error) { return r.read() },
 				Key:  subjectKeyOf(tmpl),
@@ -53,6 +63,9 @@ func TestSinktestJetStream(t *testing.T) {
 		{"msgpack", Config{}},
 		// A batch larger than MaxPending is published in windows.
 		{"json-maxpending-64", Config{Encoding: JSON, MaxPending: 64}},
+		// Several events per message, in windows of a few messages.
+		{"msgpack-events-per-message-16", Config{EventsPerMessage: 16, MaxPending: 4}},
+		{"json-events-per-message-3", Config{Encoding: JSON, EventsPerMessage: 3}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var stream string
@@ -255,6 +268,8 @@ func TestConfigErrors(t *testing.T) {
 		{"stream", Config{URL: url, Stream: "S"}},
 		{"stream", Config{URL: url, JetStream: true, Stream: "a.b"}},
 		{"max_pending", Config{URL: url, MaxPending: -1}},
+		{"events_per_message", Config{URL: url, EventsPerMessage: -1}},
+		{"events_per_message", Config{URL: url, EventsPerMessage: 1 << 16}},
 		{"encoding", Config{URL: url, Encoding: "xml"}},
 		{"nkey_file", Config{URL: url, CredsFile: "/dev/null", NKeyFile: "/dev/null"}},
 		{"creds_file", Config{URL: url, CredsFile: "/nonexistent/creds"}},

@@ -607,7 +607,7 @@ func readAll(t *testing.T, js jetstream.JetStream, name string) ([]schema.Event,
 			if strings.HasSuffix(m.Subject(), "."+sentinel) {
 				continue
 			}
-			e, err := decode(&nats.Msg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data()})
+			e, err := decodeAll(&nats.Msg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data()})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -615,8 +615,10 @@ func readAll(t *testing.T, js jetstream.JetStream, name string) ([]schema.Event,
 			if err != nil {
 				t.Fatal(err)
 			}
-			events = append(events, e)
-			stored = append(stored, md.Timestamp)
+			events = append(events, e...)
+			for range e {
+				stored = append(stored, md.Timestamp)
+			}
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
 			t.Fatalf("reading stream %s: %v", name, err)

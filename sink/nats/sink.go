@@ -25,6 +25,19 @@ const (
 	HeaderContentType = "Content-Type"
 	// HeaderSchemaVersion is the event's schema version ("1").
 	HeaderSchemaVersion = "Cnstream-Schema-Version"
+	// HeaderEvents, set only with Config.EventsPerMessage > 1, is how many
+	// events the message holds (see the package documentation).
+	HeaderEvents = "Cnstream-Events"
+)
+
+// Content types of messages of several events (Config.EventsPerMessage).
+const (
+	// ContentTypeEventsMsgpack is a MessagePack array whose elements are
+	// the events, each as schema.AppendMsgpack writes it.
+	ContentTypeEventsMsgpack = "application/vnd.cnstream.events+msgpack"
+	// ContentTypeEventsJSONL is JSON lines: each event as
+	// schema.AppendJSON writes it (no newline inside), followed by '\n'.
+	ContentTypeEventsJSONL = "application/jsonl"
 )
 
 // ErrAckTimeout is wrapped by WriteBatch's error when the batch was not
@@ -39,6 +52,8 @@ var errConnLost = errors.New("the connection was lost while the batch was being 
 
 // Stats is a snapshot of a Sink's counters since New.
 type Stats struct {
+	// Messages, not events: with Config.EventsPerMessage > 1 a message
+	// holds several.
 	Published  uint64 // messages handed to the connection
 	Acked      uint64 // messages acknowledged (JetStream: PubAcks, duplicates included; core NATS: covered by a flush)
 	Duplicates uint64 // JetStream PubAcks that reported a duplicate: stored before, not stored again
@@ -59,7 +74,8 @@ type Stats struct {
 	Rejected uint64
 }
 
-// Sink publishes events to NATS, one message per event. See the package
+// Sink publishes events to NATS, one message per event (or per group of
+// events: Config.EventsPerMessage). See the package
 // documentation.
 type Sink struct {
 	cfg     *resolved
@@ -91,7 +107,14 @@ type Sink struct {
 	next        uint64
 	acks        *ackWindow // JetStream only
 	contentType []string
-	version     []string
+	groupType   []string // the Content-Type of grouped messages
+
+	// Config.EventsPerMessage > 1, under turn: see group.
+	gid        []int
+	groups     []msgGroup
+	openGroups map[groupKey]int
+	grouped    []byte
+	version    []string
 
 	st struct {
 		published, acked, duplicates, errors atomic.Uint64
@@ -114,13 +137,18 @@ func New(cfg Config) (*Sink, error) {
 		return nil, redact(err, cfg.secrets())
 	}
 	s := &Sink{
-		cfg:      r,
-		secrets:  cfg.secrets(),
-		turn:     sink.NewTurn(),
-		subjects: make(map[subjectKey]string),
-		version:  []string{strconv.Itoa(schema.EventVersion)},
+		cfg:        r,
+		secrets:    cfg.secrets(),
+		turn:       sink.NewTurn(),
+		subjects:   make(map[subjectKey]string),
+		openGroups: make(map[groupKey]int),
+		version:    []string{strconv.Itoa(schema.EventVersion)},
 	}
 	s.contentType = []string{"application/" + string(r.Encoding)}
+	s.groupType = []string{ContentTypeEventsMsgpack}
+	if r.Encoding == JSON {
+		s.groupType = []string{ContentTypeEventsJSONL}
+	}
 
 	opts := []nats.Option{
 		nats.Name("cnstream"),
@@ -243,7 +271,7 @@ func (s *Sink) serversForErrors() string {
 
 func (s *Sink) redact(err error) error { return redact(err, s.secrets) }
 
-// WriteBatch publishes one message per event, in order, and returns once
+// WriteBatch publishes one message per event (or group), in order, and returns once
 // all are acknowledged: under core NATS when a flush (PING/PONG) after them
 // returned, so the server has received them; under JetStream when every
 // message has its PubAck (a duplicate counts as acknowledged: the stream
@@ -282,7 +310,8 @@ func (s *Sink) WriteBatch(ctx context.Context, events []schema.Event) error {
 	return nil
 }
 
-// encode fills s.msgs with the batch's messages.
+// encode fills s.msgs with the batch's messages: one per event, or with
+// Config.EventsPerMessage, groups of events.
 func (s *Sink) encode(events []schema.Event) {
 	buf := s.buf[:0]
 	ends := s.ends[:0]
@@ -290,16 +319,20 @@ func (s *Sink) encode(events []schema.Event) {
 		e := &events[i]
 		if s.cfg.Encoding == JSON {
 			buf = schema.AppendJSON(buf, e)
+			if s.cfg.EventsPerMessage > 1 {
+				buf = append(buf, '\n')
+			}
 		} else {
 			buf = schema.AppendMsgpack(buf, e)
 		}
 		ends = append(ends, len(buf))
 	}
 	s.buf, s.ends = buf, ends
-	if cap(s.msgs) < len(events) {
-		s.msgs = append(s.msgs[:cap(s.msgs)], make([]nats.Msg, len(events)-cap(s.msgs))...)
+	if s.cfg.EventsPerMessage > 1 {
+		s.group(events)
+		return
 	}
-	s.msgs = s.msgs[:len(events)]
+	s.sizeMsgs(len(events))
 	start := 0
 	for i := range events {
 		e := &events[i]
@@ -307,21 +340,164 @@ func (s *Sink) encode(events []schema.Event) {
 		m.Subject = s.subjectOf(e)
 		m.Data = buf[start:ends[i]:ends[i]]
 		start = ends[i]
-		id := e.ID
-		if id == "" {
-			id = e.EventID()
-		}
-		if m.Header == nil {
-			m.Header = nats.Header{HeaderMsgID: {id}, HeaderContentType: s.contentType, HeaderSchemaVersion: nil}
-		} else {
-			m.Header[HeaderMsgID][0] = id
-		}
-		if e.Version == schema.EventVersion || e.Version == 0 {
-			m.Header[HeaderSchemaVersion] = s.version
-		} else {
-			m.Header[HeaderSchemaVersion] = []string{strconv.Itoa(e.Version)}
-		}
+		s.setHeaders(m, eventID(e), e.Version, 0)
 	}
+}
+
+func (s *Sink) sizeMsgs(n int) {
+	if cap(s.msgs) < n {
+		s.msgs = append(s.msgs[:cap(s.msgs)], make([]nats.Msg, n-cap(s.msgs))...)
+	}
+	s.msgs = s.msgs[:n]
+}
+
+func eventID(e *schema.Event) string {
+	if e.ID != "" {
+		return e.ID
+	}
+	return e.EventID()
+}
+
+// setHeaders sets m's headers: id, the schema version, and with events > 0
+// the grouped form's Content-Type and event count.
+func (s *Sink) setHeaders(m *nats.Msg, id string, version, events int) {
+	if m.Header == nil {
+		m.Header = nats.Header{HeaderMsgID: {id}, HeaderContentType: s.contentType, HeaderSchemaVersion: nil}
+	} else {
+		m.Header[HeaderMsgID][0] = id
+	}
+	if version == schema.EventVersion || version == 0 {
+		m.Header[HeaderSchemaVersion] = s.version
+	} else {
+		m.Header[HeaderSchemaVersion] = []string{strconv.Itoa(version)}
+	}
+	if events > 0 {
+		m.Header[HeaderEvents] = []string{strconv.Itoa(events)}
+	}
+}
+
+// groupSlack is what a grouped message's payload leaves of the server's
+// maximum payload to its headers.
+const groupSlack = 4096
+
+// group fills s.msgs with messages of up to EventsPerMessage events each:
+// the events of the batch that share a subject and a schema version, in
+// their order, cut when the next would take the payload past the server's
+// maximum; the messages are in the order of their first events. s.buf
+// and s.ends hold the events' encodings in batch order; the payloads are
+// copied to s.grouped.
+func (s *Sink) group(events []schema.Event) {
+	limit := int(s.nc.MaxPayload()) - groupSlack
+	if limit <= 0 {
+		limit = 1
+	}
+	size := func(i int) int {
+		if i == 0 {
+			return s.ends[0]
+		}
+		return s.ends[i] - s.ends[i-1]
+	}
+	// gid[i]: the group of event i; groups in the order of their first
+	// event.
+	s.gid = s.gid[:0]
+	s.groups = s.groups[:0]
+	openGroups := s.openGroups
+	clear(openGroups)
+	for i := range events {
+		e := &events[i]
+		k := groupKey{s.subjectOf(e), e.Version}
+		g, ok := openGroups[k]
+		if ok {
+			gr := &s.groups[g]
+			if gr.n >= s.cfg.EventsPerMessage || gr.bytes+size(i) > limit {
+				ok = false
+			}
+		}
+		if !ok {
+			g = len(s.groups)
+			s.groups = append(s.groups, msgGroup{subject: k.subject, version: k.version, first: i})
+			openGroups[k] = g
+		}
+		gr := &s.groups[g]
+		gr.n++
+		gr.bytes += size(i)
+		gr.last = i
+		s.gid = append(s.gid, g)
+	}
+	// Each group's place in the grouped payloads.
+	off := 0
+	for g := range s.groups {
+		s.groups[g].off, s.groups[g].fill = off, off+arrayHeaderLen(s.groups[g].n, s.cfg.Encoding)
+		off += arrayHeaderLen(s.groups[g].n, s.cfg.Encoding) + s.groups[g].bytes
+	}
+	if cap(s.grouped) < off {
+		s.grouped = make([]byte, off)
+	}
+	out := s.grouped[:off]
+	for g := range s.groups {
+		gr := &s.groups[g]
+		appendArrayHeader(out[gr.off:gr.off], gr.n, s.cfg.Encoding)
+	}
+	for i := range events {
+		gr := &s.groups[s.gid[i]]
+		gr.fill += copy(out[gr.fill:], s.buf[s.ends[i]-size(i):s.ends[i]])
+	}
+	s.grouped = out
+	s.sizeMsgs(len(s.groups))
+	for g := range s.groups {
+		gr := &s.groups[g]
+		m := &s.msgs[g]
+		m.Subject = gr.subject
+		end := gr.off + arrayHeaderLen(gr.n, s.cfg.Encoding) + gr.bytes
+		m.Data = out[gr.off:end:end]
+		id := eventID(&events[gr.first])
+		if gr.n > 1 {
+			id += ".." + eventID(&events[gr.last])
+		}
+		s.setHeaders(m, id, gr.version, gr.n)
+		m.Header[HeaderContentType] = s.groupType
+	}
+}
+
+// groupKey: the events of a message share a subject and a schema version.
+type groupKey struct {
+	subject string
+	version int
+}
+
+// msgGroup is a message of several events.
+type msgGroup struct {
+	subject     string
+	version     int
+	first, last int // events
+	n, bytes    int // events, bytes of their encodings
+	off, fill   int // in s.grouped: the payload's start, the next event's place
+}
+
+// arrayHeaderLen is the length of the MessagePack array header of n
+// events (JSON lines have none).
+func arrayHeaderLen(n int, enc Encoding) int {
+	switch {
+	case enc == JSON:
+		return 0
+	case n < 16:
+		return 1
+	case n < 1<<16:
+		return 3
+	}
+	return 5
+}
+
+func appendArrayHeader(b []byte, n int, enc Encoding) []byte {
+	switch {
+	case enc == JSON:
+		return b
+	case n < 16:
+		return append(b, 0x90|byte(n))
+	case n < 1<<16:
+		return append(b, 0xdc, byte(n>>8), byte(n))
+	}
+	return append(b, 0xdd, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
 }
 
 // ackContext bounds the wait for acknowledgements by Config.Timeout.
