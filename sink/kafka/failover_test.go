@@ -225,8 +225,12 @@ func testFailover3Brokers(t *testing.T, client string) {
 			t.Fatalf("event %d in the topic is %s, written %s: order not kept", i, first[i], written[i])
 		}
 	}
-	if retried == 0 {
-		t.Errorf("no WriteBatch failed after the leader was killed: the failover was not exercised")
+	// kafka-go fails the WriteBatch; franz-go may ride the failover out
+	// within it, retrying the requests that failed on the killed leader.
+	if st := s.Stats(); retried == 0 && st.RequestErrors == 0 {
+		t.Errorf("no WriteBatch failed and no request failed after the leader was killed: the failover was not exercised (Stats %+v)", st)
+	} else {
+		t.Logf("%d failed WriteBatch calls; Stats %+v", retried, st)
 	}
 }
 
