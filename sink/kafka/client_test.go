@@ -2,6 +2,7 @@ package kafka_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os/exec"
 	"path/filepath"
@@ -210,5 +211,76 @@ func TestBrokerRestart(t *testing.T) {
 		}
 		t.Logf("%d messages read back, %d distinct events", len(got), len(first))
 		sinktest.Check(t, want, first, sinktest.CheckOptions{Key: hostName})
+	})
+}
+
+// TestMaxRequestBytes: an event whose message is larger than
+// MaxRequestBytes is refused with a permanent error matching
+// MessageSizeTooLarge, by both clients, before the broker sees it; the
+// sink then writes smaller events.
+func TestMaxRequestBytes(t *testing.T) {
+	forClients(t, func(t *testing.T, client string) {
+		topic := uniqueTopic(t)
+		createTopic(t, topic, 1)
+		s, err := kafka.New(kafka.Config{Brokers: strings.Split(brokers.Kafka(t), ","), Topic: topic, MaxRequestBytes: 1024, Client: client})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close(context.Background())
+		big := sinktest.NewGenerator(3).Batch(1)
+		big[0].Process = &schema.Process{Cmdline: []string{strings.Repeat("x", 2000)}}
+		err = s.WriteBatch(t.Context(), big)
+		if !sink.IsPermanent(err) || !errors.Is(err, kafkago.MessageSizeTooLarge) && !isAs[kafkago.MessageTooLargeError](err) {
+			t.Fatalf("WriteBatch of a 2 kB event with MaxRequestBytes 1024 = %v, want a permanent message-too-large error", err)
+		}
+		small := sinktest.NewGenerator(4).Batch(20)
+		for i := range small {
+			small[i].Process = nil
+		}
+		if err := s.WriteBatch(t.Context(), small); err != nil {
+			t.Fatalf("WriteBatch of small events after the refused one: %v", err)
+		}
+		msgs, err := readMessages(t, topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(msgs) != len(small) {
+			t.Errorf("the topic holds %d messages, want the %d small events", len(msgs), len(small))
+		}
+	})
+}
+
+// TestRequiredAcksOne writes with RequiredAcks "one" (franz-go: idempotence
+// off, one request in flight per broker) and reads every event back in
+// order per key.
+func TestRequiredAcksOne(t *testing.T) {
+	forClients(t, func(t *testing.T, client string) {
+		topic := uniqueTopic(t)
+		createTopic(t, topic, partitions)
+		s, err := kafka.New(kafka.Config{Brokers: strings.Split(brokers.Kafka(t), ","), Topic: topic, RequiredAcks: "one", Client: client})
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := sinktest.NewGenerator(8)
+		var want []schema.Event
+		for range 5 {
+			b := g.Batch(400)
+			if err := s.WriteBatch(t.Context(), b); err != nil {
+				t.Fatal(err)
+			}
+			want = append(want, b...)
+		}
+		if err := s.Close(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		msgs, err := readMessages(t, topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := decode(msgs, "msgpack", hostName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sinktest.Check(t, want, got, sinktest.CheckOptions{Key: hostName})
 	})
 }
