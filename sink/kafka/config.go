@@ -65,20 +65,24 @@ type Config struct {
 	// requests, one after the other. A single message larger than this is
 	// refused with a permanent error. Keep it at most the brokers'
 	// message.max.bytes (1 MiB by default) when Compression is "none".
-	// Default 1,000,000.
+	// With franz-go it is kgo.ProducerBatchMaxBytes: the bound of one
+	// partition's record batch, uncompressed. Default 1,000,000.
 	MaxRequestBytes int
 
 	// WriteTimeout bounds a WriteBatch, from the call until every message
 	// is acknowledged, kafka-go's own retries of a failed request included;
 	// it is also the timeout of each request. A WriteBatch that runs out
-	// of it returns a retriable error matching ErrWriteTimeout. Default 10
-	// seconds. cnstream's YAML calls it timeout, as for the NATS sink.
+	// of it returns a retriable error matching ErrWriteTimeout. With
+	// franz-go it is also kgo.RecordDeliveryTimeout and
+	// kgo.ProduceRequestTimeout. Default 10 seconds. cnstream's YAML calls it timeout, as for the NATS sink.
 	WriteTimeout time.Duration
 
 	// MetadataTTL is how long topic metadata (partitions, leaders) is
 	// cached. kafka-go refreshes it only when it expires, also after a
 	// NOT_LEADER error, so it bounds how long writes fail after a leader
-	// moves. Default 500 ms.
+	// moves. franz-go refreshes the metadata after such errors by itself,
+	// no sooner than MetadataTTL after the last refresh
+	// (kgo.MetadataMinAge). Default 500 ms.
 	MetadataTTL time.Duration
 
 	// TLS configures TLS to the brokers. Default: plain TCP.
