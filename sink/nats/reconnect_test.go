@@ -42,9 +42,20 @@ const outage = 2 * time.Second
 // once, in order per subject: the re-published copies of what the crashed
 // server had stored are dropped on their Nats-Msg-Id.
 func TestReconnectJetStream(t *testing.T) {
+	for _, perMessage := range []int{1, 8} {
+		t.Run(map[int]string{1: "one-event-per-message", 8: "events-per-message-8"}[perMessage], func(t *testing.T) {
+			testReconnectJetStream(t, perMessage)
+		})
+	}
+}
+
+// testReconnectJetStream is TestReconnectJetStream with
+// Config.EventsPerMessage perMessage: with several events per message, the
+// retried batches make the same messages, dropped as duplicates too.
+func testReconnectJetStream(t *testing.T, perMessage int) {
 	srv := startTestServer(t)
 	const timeout = 2 * time.Second
-	s, prefix, stream := newJetStream(t, srv.url, Config{Timeout: timeout, ReconnectWait: 50 * time.Millisecond})
+	s, prefix, stream := newJetStream(t, srv.url, Config{Timeout: timeout, ReconnectWait: 50 * time.Millisecond, EventsPerMessage: perMessage})
 	w := startWriter(t, s, 1000)
 	o := w.throughOutage(t, srv, 3, 3)
 
@@ -52,6 +63,18 @@ func TestReconnectJetStream(t *testing.T) {
 	_, js := connect(t, srv.url)
 	got, stored := readAll(t, js, stream)
 	checkOnce(t, w.written(), got, sinktest.CheckOptions{Key: subjectKeyOf(prefix + ".{host}.{kind}")})
+	if perMessage > 1 {
+		// Messages, not events: Published counts each batch's messages
+		// once per attempt; the stream holds the successful attempts'.
+		if info := streamInfo(t, js, stream); info.State.Msgs == 0 || info.State.Msgs >= uint64(len(w.written())) {
+			t.Errorf("stream %s holds %d messages for %d events", stream, info.State.Msgs, len(w.written()))
+		}
+		if st := s.Stats(); st.Reconnects == 0 || st.Disconnects == 0 {
+			t.Errorf("Stats.Reconnects or Disconnects zero after the server was killed and restarted (%+v)", st)
+		}
+		t.Logf("%d events in %d batches; %+v", len(w.written()), len(w.batches), s.Stats())
+		return
+	}
 	if info := streamInfo(t, js, stream); info.State.Msgs != uint64(len(w.written())) {
 		t.Errorf("stream %s holds %d messages, want %d (one per event)", stream, info.State.Msgs, len(w.written()))
 	}
@@ -385,7 +408,11 @@ type writer struct {
 	g    *sinktest.Generator
 	size int
 
-	done     atomic.Int64 // batches written
+	done     atomic.Int64  // batches written
+	pubStart atomic.Uint64 // Stats.Published when the current call began
+	// perBatch is how many messages a batch makes at least (size, or
+	// size/EventsPerMessage).
+	perBatch int
 	stop     chan struct{}
 	stopOnce sync.Once
 	stopped  chan struct{}
@@ -396,7 +423,7 @@ type writer struct {
 }
 
 func startWriter(t *testing.T, s *Sink, size int) *writer {
-	w := &writer{s: s, g: sinktest.NewGenerator(11), size: size, stop: make(chan struct{}), stopped: make(chan struct{})}
+	w := &writer{s: s, g: sinktest.NewGenerator(11), size: size, perBatch: size / max(1, s.cfg.EventsPerMessage), stop: make(chan struct{}), stopped: make(chan struct{})}
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
 	go func() {
 		defer close(w.stopped)
@@ -420,6 +447,7 @@ func (w *writer) run(ctx context.Context) {
 		b := batch{events: w.g.Batch(w.size)}
 		for {
 			a := attempt{start: time.Now()}
+			w.pubStart.Store(w.s.Stats().Published)
 			a.err = w.s.WriteBatch(ctx, b.events)
 			a.end = time.Now()
 			if a.err == nil {
@@ -465,11 +493,11 @@ func (w *writer) throughOutage(t *testing.T, srv *testServer, before, after int6
 	t.Helper()
 	w.waitBatches(t, before)
 	// In the middle of a batch: Stats.Published counts the messages
-	// handed to the connection (no call has failed yet).
+	// handed to the connection.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		n := int64(w.s.Stats().Published) - w.done.Load()*int64(w.size)
-		if n >= int64(w.size)/8 && n <= int64(w.size)/2 {
+		n := int64(w.s.Stats().Published) - int64(w.pubStart.Load())
+		if n >= int64(w.perBatch)/8 && n <= int64(w.perBatch)/2 {
 			break
 		}
 		if time.Now().After(deadline) {
