@@ -184,21 +184,22 @@ type KafkaConfig struct {
 
 // NATSConfig is the nats sink's section (sink/nats.Config).
 type NATSConfig struct {
-	URL           commaList `yaml:"url"`            // required: nats://host:port; a list or comma-separated string for a cluster
-	Subject       string    `yaml:"subject"`        // default cnstream.{host}.{kind}
-	JetStream     bool      `yaml:"jetstream"`      // default false (core NATS)
-	Stream        string    `yaml:"stream"`         // JetStream: create this stream if missing
-	MaxPending    int       `yaml:"max_pending"`    // JetStream: default 4096
-	Encoding      string    `yaml:"encoding"`       // msgpack (default) or json
-	CredsFile     string    `yaml:"creds_file"`     //
-	NKeyFile      string    `yaml:"nkey_file"`      //
-	Token         string    `yaml:"token"`          //
-	Username      string    `yaml:"username"`       //
-	Password      string    `yaml:"password"`       //
-	ReconnectWait Duration  `yaml:"reconnect_wait"` // default 1s
-	MaxReconnects int       `yaml:"max_reconnects"` // default forever
-	Timeout       Duration  `yaml:"timeout"`        // default 10s: a batch until it is acknowledged
-	TLS           struct {
+	URL              commaList `yaml:"url"`                // required: nats://host:port; a list or comma-separated string for a cluster
+	Subject          string    `yaml:"subject"`            // default cnstream.{host}.{kind}
+	JetStream        bool      `yaml:"jetstream"`          // default false (core NATS)
+	Stream           string    `yaml:"stream"`             // JetStream: create this stream if missing
+	MaxPending       int       `yaml:"max_pending"`        // JetStream: default 4096
+	Encoding         string    `yaml:"encoding"`           // msgpack (default) or json
+	EventsPerMessage int       `yaml:"events_per_message"` // default 0: one per message; up to 65535 events of a subject per message (sink/nats's doc)
+	CredsFile        string    `yaml:"creds_file"`         //
+	NKeyFile         string    `yaml:"nkey_file"`          //
+	Token            string    `yaml:"token"`              //
+	Username         string    `yaml:"username"`           //
+	Password         string    `yaml:"password"`           //
+	ReconnectWait    Duration  `yaml:"reconnect_wait"`     // default 1s
+	MaxReconnects    int       `yaml:"max_reconnects"`     // default forever
+	Timeout          Duration  `yaml:"timeout"`            // default 10s: a batch until it is acknowledged
+	TLS              struct {
 		Enable             bool   `yaml:"enable"` // default false; any other key, or a tls:// URL, turns TLS on too
 		CAFile             string `yaml:"ca_file"`
 		CertFile           string `yaml:"cert_file"`
@@ -1155,8 +1156,8 @@ func (n *NATSConfig) warnings() []string {
 // sinkConfig maps the nats section to the library's Config.
 func (n *NATSConfig) sinkConfig() natssink.Config {
 	return natssink.Config{URL: strings.Join(n.URL, ","), Subject: n.Subject, JetStream: n.JetStream, Stream: n.Stream, MaxPending: n.MaxPending,
-		Encoding: natssink.Encoding(n.Encoding), CredsFile: n.CredsFile, NKeyFile: n.NKeyFile, Token: n.Token, User: n.Username,
-		Password: n.Password, ReconnectWait: time.Duration(n.ReconnectWait), MaxReconnects: n.MaxReconnects,
+		Encoding: natssink.Encoding(n.Encoding), EventsPerMessage: n.EventsPerMessage, CredsFile: n.CredsFile, NKeyFile: n.NKeyFile,
+		Token: n.Token, User: n.Username, Password: n.Password, ReconnectWait: time.Duration(n.ReconnectWait), MaxReconnects: n.MaxReconnects,
 		Timeout: time.Duration(n.Timeout),
 		TLS: natssink.TLS{Enable: n.TLS.Enable, CAFile: n.TLS.CAFile, CertFile: n.TLS.CertFile, KeyFile: n.TLS.KeyFile,
 			InsecureSkipVerify: n.TLS.InsecureSkipVerify}}

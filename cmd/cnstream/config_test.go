@@ -429,3 +429,43 @@ func TestPrintDefaultSpool(t *testing.T) {
 		t.Errorf("embedded default: spool.dir %q, sink policy %q: want ./cnstream-data/spool and spool", c.Spool.Dir, c.policy(c.Sinks[0]))
 	}
 }
+
+// TestNATSEventsPerMessage: nats.events_per_message reaches sink/nats's
+// Config as written (0 when absent: one event per message), 0..65535 are
+// valid, and a value outside that range is an error naming the file, the
+// line and sinks[i].nats.events_per_message.
+func TestNATSEventsPerMessage(t *testing.T) {
+	yaml := func(v string) string {
+		s := "sinks:\n  - {name: o, type: stdout}\n  - name: n\n    type: nats\n    nats:\n      url: nats://127.0.0.1:4222\n      jetstream: true\n"
+		if v != "" {
+			s += "      events_per_message: " + v + "\n"
+		}
+		return s
+	}
+	for _, tc := range []struct {
+		value string
+		want  int
+	}{{"", 0}, {"0", 0}, {"1", 1}, {"16", 16}, {"65535", 65535}} {
+		c, err := LoadConfig("c.yaml", []byte(yaml(tc.value)))
+		if err != nil {
+			t.Fatalf("events_per_message %q: %v", tc.value, err)
+		}
+		if got := c.Sinks[1].NATS.sinkConfig().EventsPerMessage; got != tc.want {
+			t.Errorf("events_per_message %q: sink/nats Config.EventsPerMessage %d, want %d", tc.value, got, tc.want)
+		}
+	}
+	for _, tc := range []struct{ value, want string }{
+		{"-1", "c.yaml:8: sinks[1].nats.events_per_message: -1: want 0 to 65535"},
+		{"65536", "c.yaml:8: sinks[1].nats.events_per_message: 65536: want 0 to 65535"},
+		{"many", "c.yaml:8: "}, // not a number: the loader's type error names the line
+	} {
+		_, err := LoadConfig("c.yaml", []byte(yaml(tc.value)))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("events_per_message %s: error %v, want it to contain %q", tc.value, err, tc.want)
+		}
+		var ce *ConfigError
+		if err != nil && !errors.As(err, &ce) {
+			t.Errorf("events_per_message %s: error %T is not a *ConfigError", tc.value, err)
+		}
+	}
+}
