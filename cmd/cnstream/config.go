@@ -154,17 +154,18 @@ type SinkConfig struct {
 
 // KafkaConfig is the kafka sink's section (sink/kafka.Config).
 type KafkaConfig struct {
-	Brokers         commaList `yaml:"brokers"`           // required: a list, or a comma-separated string
-	Topic           string    `yaml:"topic"`             // default cnstream-events; {kind}, {host}, {machine_id}, {boot_id}
-	Key             string    `yaml:"key"`               // default {host}: per-host order
-	RequiredAcks    string    `yaml:"required_acks"`     // all (default), one, none
-	Compression     string    `yaml:"compression"`       // zstd (default), lz4, snappy, gzip, none
-	Encoding        string    `yaml:"encoding"`          // msgpack (default) or json
-	MaxRequestBytes Size      `yaml:"max_request_bytes"` // default 1000000: uncompressed bytes per produce request
-	Timeout         Duration  `yaml:"timeout"`           // default 10s: a batch until every message is acknowledged
-	MetadataTTL     Duration  `yaml:"metadata_ttl"`      // default 500ms
-	Client          string    `yaml:"client"`            // kafka-go (default) or franz-go: the producer library (sink/kafka's doc)
-	TLS             struct {
+	Brokers          commaList `yaml:"brokers"`           // required: a list, or a comma-separated string
+	Topic            string    `yaml:"topic"`             // default cnstream-events; {kind}, {host}, {machine_id}, {boot_id}
+	Key              string    `yaml:"key"`               // default {host}: per-host order
+	RequiredAcks     string    `yaml:"required_acks"`     // all (default), one, none
+	Compression      string    `yaml:"compression"`       // zstd (default), lz4, snappy, gzip, none
+	Encoding         string    `yaml:"encoding"`          // msgpack (default) or json
+	MaxRequestBytes  Size      `yaml:"max_request_bytes"` // default 1000000: uncompressed bytes per produce request
+	Timeout          Duration  `yaml:"timeout"`           // default 10s: a batch until every message is acknowledged
+	MetadataTTL      Duration  `yaml:"metadata_ttl"`      // default 500ms
+	Client           string    `yaml:"client"`            // franz-go (default) or kafka-go: the producer library (sink/kafka's doc)
+	CompressionLevel int       `yaml:"compression_level"` // zstd 1..22 or gzip 1..9 (franz-go only); default 0: the codec's (zstd 3)
+	TLS              struct {
 		Enable             bool   `yaml:"enable"`
 		CAFile             string `yaml:"ca_file"`
 		CertFile           string `yaml:"cert_file"`
@@ -1130,7 +1131,8 @@ func (k *KafkaConfig) warnings() []string {
 func (k *KafkaConfig) sinkConfig() kafkasink.Config {
 	c := kafkasink.Config{Brokers: k.Brokers, Topic: k.Topic, Key: k.Key, RequiredAcks: k.RequiredAcks,
 		Compression: k.Compression, Encoding: k.Encoding, MaxRequestBytes: int(k.MaxRequestBytes),
-		WriteTimeout: time.Duration(k.Timeout), MetadataTTL: time.Duration(k.MetadataTTL), Client: k.Client}
+		WriteTimeout: time.Duration(k.Timeout), MetadataTTL: time.Duration(k.MetadataTTL), Client: k.Client,
+		CompressionLevel: k.CompressionLevel}
 	c.TLS = kafkasink.TLSConfig{Enable: k.TLS.Enable, CAFile: k.TLS.CAFile, CertFile: k.TLS.CertFile, KeyFile: k.TLS.KeyFile,
 		ServerName: k.TLS.ServerName, InsecureSkipVerify: k.TLS.InsecureSkipVerify}
 	c.SASL = kafkasink.SASLConfig{Mechanism: k.SASL.Mechanism, Username: k.SASL.Username, Password: k.SASL.Password,

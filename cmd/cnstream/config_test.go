@@ -81,6 +81,8 @@ func TestConfigErrors(t *testing.T) {
 		{"file prefix slash", "sinks:\n  - name: a\n    type: file\n    file: {prefix: a/b}\n", "c.yaml:4: sinks[0].file.prefix: \"a/b\" is not a file name"},
 		{"kafka brokers required", "sinks:\n  - name: k\n    type: kafka\n", "c.yaml:2: sinks[0].kafka.brokers: required: the bootstrap brokers, host:port"},
 		{"kafka client", "sinks:\n  - name: k\n    type: kafka\n    kafka:\n      brokers: [127.0.0.1:9092]\n      client: sarama\n", "c.yaml:6: sinks[0].kafka.client: \"sarama\": want kafka-go or franz-go"},
+		{"kafka compression level", "sinks:\n  - name: k\n    type: kafka\n    kafka:\n      brokers: [127.0.0.1:9092]\n      compression_level: 30\n", "sinks[0].kafka.compression_level: 30: want 1..22 for zstd, 1..9 for gzip"},
+		{"kafka compression level kafka-go", "sinks:\n  - name: k\n    type: kafka\n    kafka:\n      brokers: [127.0.0.1:9092]\n      client: kafka-go\n      compression_level: 1\n", "sinks[0].kafka.compression_level: 1: only with client franz-go"},
 		{"kafka field", "sinks:\n  - name: k\n    type: kafka\n    kafka:\n      brokers: [127.0.0.1:9092]\n      tls:\n        ca_file: /x\n", "c.yaml:7: sinks[0].kafka.tls.ca_file: set while tls.enable is false"},
 		{"nats url required", "sinks:\n  - name: n\n    type: nats\n    nats: {subject: x}\n", "c.yaml:4: sinks[0].nats.url: required: the server URL, nats://host:port"},
 		{"nats field", "sinks:\n  - name: n\n    type: nats\n    nats:\n      url: nats://127.0.0.1:4222\n      timeout: -1s\n", "c.yaml:6: sinks[0].nats.timeout: -1s: must not be negative"},

@@ -1,9 +1,27 @@
 // Package kafka is the sink that writes events to Apache Kafka with
-// github.com/segmentio/kafka-go (the default) or github.com/twmb/franz-go
-// (Config.Client "franz-go"): one message per event, the event encoded
-// with schema.AppendMsgpack (default) or schema.AppendJSON as the value.
-// What follows holds for both clients unless it names one; the section
-// franz-go lists how that client differs.
+// github.com/twmb/franz-go (the default, Config.Client "franz-go") or
+// github.com/segmentio/kafka-go (Config.Client "kafka-go"): one message per
+// event, the event encoded with schema.AppendMsgpack (default) or
+// schema.AppendJSON as the value. What follows holds for both clients
+// unless it names one; the section franz-go lists how that client differs.
+//
+// franz-go is the default because kafka-go's transport runs one request
+// per connection at a time, so a partition's requests cannot be pipelined
+// with their order kept: measured side by side in one run of
+// testenv/bench-pipeline (docs/BENCHMARKS.md, "Kafka and JetStream
+// throughput"), franz-go drains a burst about 1.8x as fast at about 0.77x
+// the CPU per event. kafka-go stays available ("kafka-go") with the same
+// partitioning, so a switch in either direction moves no key.
+//
+// # Compression
+//
+// Config.Compression (default zstd) with Config.CompressionLevel (franz-go
+// only; 0: the codec's default, zstd 3 as librdkafka's). kafka-go's zstd
+// codec is replaced by this package's (zstd.go): the same level with a 1
+// MiB window instead of 8 MiB, since a produce request is at most
+// MaxRequestBytes (1 MB by default): 3.8 MiB per pooled encoder instead of
+// 18 MiB, frames of the same size. franz-go's encoders keep a 64 KiB
+// window of their own.
 //
 // # Messages
 //

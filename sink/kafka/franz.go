@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	kafkago "github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -206,13 +207,19 @@ func newFranz(s *Sink) (*franz, error) {
 	case "none":
 		opts = append(opts, kgo.ProducerBatchCompression(kgo.NoCompression()))
 	case "gzip":
-		opts = append(opts, kgo.ProducerBatchCompression(kgo.GzipCompression()))
+		opts = append(opts, kgo.ProducerBatchCompression(kgo.GzipCompression().WithLevel(c.CompressionLevel)))
 	case "snappy":
 		opts = append(opts, kgo.ProducerBatchCompression(kgo.SnappyCompression()))
 	case "lz4":
 		opts = append(opts, kgo.ProducerBatchCompression(kgo.Lz4Compression()))
 	case "zstd":
-		opts = append(opts, kgo.ProducerBatchCompression(kgo.ZstdCompression()))
+		z := kgo.ZstdCompression()
+		if lv := c.CompressionLevel; lv != 0 {
+			// kgo takes klauspost/compress's speeds (1 fastest .. 4 best),
+			// not zstd's levels.
+			z = z.WithLevel(int(zstd.EncoderLevelFromZstd(lv)))
+		}
+		opts = append(opts, kgo.ProducerBatchCompression(z))
 	}
 	if s.r.tls != nil {
 		opts = append(opts, kgo.DialTLSConfig(s.r.tls))

@@ -467,11 +467,17 @@ func TestCompression(t *testing.T) { forClients(t, testCompression) }
 
 func testCompression(t *testing.T, client string) {
 	bootstrap := brokers.Kafka(t)
-	for _, codec := range []string{"none", "gzip", "snappy", "lz4", "zstd"} {
+	codecs := []string{"none", "gzip", "snappy", "lz4", "zstd"}
+	if client == kafka.ClientFranzGo {
+		codecs = append(codecs, "zstd-1", "zstd-19", "gzip-1") // compression_level
+	}
+	for _, codec := range codecs {
 		t.Run(codec, func(t *testing.T) {
 			topic := uniqueTopic(t)
 			createTopic(t, topic, 2)
-			s, err := kafka.New(kafka.Config{Brokers: strings.Split(bootstrap, ","), Topic: topic, Compression: codec, Encoding: "json", Client: client})
+			name, level, _ := strings.Cut(codec, "-")
+			lv, _ := strconv.Atoi(level)
+			s, err := kafka.New(kafka.Config{Brokers: strings.Split(bootstrap, ","), Topic: topic, Compression: name, CompressionLevel: lv, Encoding: "json", Client: client})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -648,7 +654,7 @@ func TestDefaults(t *testing.T) {
 	want := kafka.Config{
 		Brokers: []string{"127.0.0.1:9092"}, Topic: "cnstream-events", Key: "{host}", RequiredAcks: "all",
 		Compression: "zstd", Encoding: "msgpack", MaxRequestBytes: 1_000_000,
-		WriteTimeout: 10 * time.Second, MetadataTTL: 500 * time.Millisecond, Client: "kafka-go",
+		WriteTimeout: 10 * time.Second, MetadataTTL: 500 * time.Millisecond, Client: "franz-go",
 	}
 	if got.String() != want.String() {
 		t.Errorf("defaults:\n got %v\nwant %v", got, want)
