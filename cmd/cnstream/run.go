@@ -103,6 +103,9 @@ func runPipeline(ctx context.Context, c *Config, stdout, stderr io.Writer) error
 		return errors.New("this configuration has an archiver: section and no sinks: it is the fleet archiver's, run it with cnstream archive --config FILE")
 	}
 	log := c.Log.newLogger(stderr)
+	if p, set := tuneGC(os.Getenv); set {
+		log.Debug("collector target set (GOGC and GOMEMLIMIT unset)", "gogc", p)
+	}
 	for _, w := range c.warnings() {
 		log.Warn(w)
 	}
