@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -413,7 +412,6 @@ func joinMessages(errs []error) string {
 // franzEncode makes the records of events in b, their bytes in b.buf, and
 // returns the bytes of their keys and values.
 func (s *Sink) franzEncode(b *franzBatch, events []schema.Event) (int, error) {
-	buf := b.buf[:0]
 	if cap(b.recs) < len(events) {
 		b.recs = make([]kgo.Record, len(events))
 	}
@@ -421,53 +419,12 @@ func (s *Sink) franzEncode(b *franzBatch, events []schema.Event) (int, error) {
 		b.hdrs = make([]kgo.RecordHeader, 3*len(events))
 	}
 	recs, hdrs := b.recs[:len(events)], b.hdrs[:3*len(events)]
-	// Offsets first: buf grows as the events are encoded, so the slices
-	// into it are made at the end.
-	offs := s.offs[:0]
-	var tb []byte
-	for i := range events {
-		e := &events[i]
-		var o msgOffsets
-		if s.r.topic.static != "" {
-			o.topic = s.r.topic.static
-		} else {
-			tb = s.r.topic.appendTo(tb[:0], e)
-			t, ok := s.topics[string(tb)]
-			if !ok {
-				if len(tb) == 0 {
-					return 0, sink.Permanent(fmt.Errorf("kafka: event %q: Config.Topic %q expands to an empty topic name", e.EventID(), s.r.cfg.Topic))
-				}
-				if len(s.topics) >= 4096 {
-					clear(s.topics)
-				}
-				t = string(tb)
-				s.topics[t] = t
-			}
-			o.topic = t
-		}
-		buf = s.r.key.appendTo(buf, e)
-		o.key = len(buf)
-		if s.r.json {
-			buf = schema.AppendJSON(buf, e)
-		} else {
-			buf = schema.AppendMsgpack(buf, e)
-		}
-		o.val = len(buf)
-		if e.ID != "" {
-			buf = append(buf, e.ID...)
-		} else {
-			buf = schema.AppendEventID(buf, e)
-		}
-		o.id = len(buf)
-		v := e.Version
-		if v == 0 {
-			v = schema.EventVersion
-		}
-		buf = strconv.AppendUint(buf, uint64(v), 10)
-		o.ver = len(buf)
-		offs = append(offs, o)
+	buf, err := s.encodeAll(b.buf[:0], events, false)
+	if err != nil {
+		return 0, err
 	}
-	b.buf, s.offs = buf, offs
+	b.buf = buf
+	offs := s.offs
 	if buf == nil {
 		buf = []byte{} // keys are never nil: nil would be round-robin for kafka-go
 	}

@@ -463,11 +463,14 @@ var _ kafkago.RecordReader = (*records)(nil)
 
 func (*bytesReader) Close() error { return nil }
 
-// encode makes the messages of events in s.msgs, their bytes in s.buf.
-func (s *Sink) encode(events []schema.Event) ([]kafkago.Message, int, error) {
-	buf := s.buf[:0]
+// encodeAll appends the key, value, event id and schema version of every
+// event to buf, one after the other, and their offsets and topics to
+// s.offs (the slices into buf are made by the caller once buf stops
+// growing). With trackFresh, topics the sink has not written to yet go to
+// s.fresh (kafka-go asks for their metadata at once). An event whose topic
+// template expands to nothing fails the batch: permanent.
+func (s *Sink) encodeAll(buf []byte, events []schema.Event, trackFresh bool) ([]byte, error) {
 	offs := s.offs[:0]
-	s.fresh = s.fresh[:0]
 	var tb []byte
 	for i := range events {
 		e := &events[i]
@@ -479,7 +482,7 @@ func (s *Sink) encode(events []schema.Event) ([]kafkago.Message, int, error) {
 			t, ok := s.topics[string(tb)]
 			if !ok {
 				if len(tb) == 0 {
-					return nil, 0, sink.Permanent(fmt.Errorf("kafka: event %q: Config.Topic %q expands to an empty topic name", e.EventID(), s.r.cfg.Topic))
+					return buf, sink.Permanent(fmt.Errorf("kafka: event %q: Config.Topic %q expands to an empty topic name", e.EventID(), s.r.cfg.Topic))
 				}
 				if len(s.topics) >= 4096 {
 					clear(s.topics)
@@ -489,7 +492,7 @@ func (s *Sink) encode(events []schema.Event) ([]kafkago.Message, int, error) {
 			}
 			o.topic = t
 		}
-		if !s.known[o.topic] && !slices.Contains(s.fresh, o.topic) {
+		if trackFresh && !s.known[o.topic] && !slices.Contains(s.fresh, o.topic) {
 			s.fresh = append(s.fresh, o.topic)
 		}
 		buf = s.r.key.appendTo(buf, e)
@@ -514,7 +517,19 @@ func (s *Sink) encode(events []schema.Event) ([]kafkago.Message, int, error) {
 		o.ver = len(buf)
 		offs = append(offs, o)
 	}
-	s.buf, s.offs = buf, offs
+	s.offs = offs
+	return buf, nil
+}
+
+// encode makes the messages of events in s.msgs, their bytes in s.buf.
+func (s *Sink) encode(events []schema.Event) ([]kafkago.Message, int, error) {
+	s.fresh = s.fresh[:0]
+	buf, err := s.encodeAll(s.buf[:0], events, true)
+	if err != nil {
+		return nil, 0, err
+	}
+	s.buf = buf
+	offs := s.offs
 
 	if cap(s.msgs) < len(events) {
 		s.msgs = make([]kafkago.Message, len(events))
