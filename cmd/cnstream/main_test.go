@@ -659,16 +659,7 @@ sinks:
 	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(natsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer js.DeleteStream(context.Background(), stream)
+	js := jetStreamFor(t, natsURL, stream)
 
 	runCmd, stderr := startRun(t, cfg)
 
@@ -816,6 +807,23 @@ func lastOffset(ctx context.Context, addr, topic string, partition int) (int64, 
 	}
 	defer conn.Close()
 	return conn.ReadLastOffset()
+}
+
+// jetStreamFor connects to natsURL and returns its JetStream API; when the
+// test ends, stream is deleted and the connection closed.
+func jetStreamFor(t *testing.T, natsURL, stream string) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = js.DeleteStream(context.Background(), stream) })
+	return js
 }
 
 // startRun starts `cnstream run --config cfg` and waits for its "listening"

@@ -12,11 +12,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/vmihailenco/msgpack/v5"
 
@@ -64,16 +62,7 @@ sinks:
 	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(natsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer js.DeleteStream(context.Background(), stream)
+	js := jetStreamFor(t, natsURL, stream)
 
 	runCmd, stderr := startRun(t, cfg)
 	id := testID()
@@ -91,12 +80,7 @@ sinks:
 	for !strings.HasSuffix(lastMsgID(js, stream, raw), lastID) && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond) // polling the stream with a deadline
 	}
-	if err := runCmd.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	if err := runCmd.Wait(); err != nil {
-		t.Fatalf("run after SIGINT: %v; stderr: %s", err, stderr.String())
-	}
+	stopRun(t, runCmd, stderr)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -9,11 +9,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cnstream/cnstream/schema"
@@ -47,16 +45,7 @@ sinks:
 	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(natsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer js.DeleteStream(context.Background(), stream)
+	js := jetStreamFor(t, natsURL, stream)
 
 	runCmd, stderr := startRun(t, cfg)
 	id := testID()
@@ -73,12 +62,7 @@ sinks:
 	for stored(t, js, stream, raw) < 2*count && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond) // polling the stream with a deadline
 	}
-	if err := runCmd.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	if err := runCmd.Wait(); err != nil {
-		t.Fatalf("run after SIGINT: %v; stderr: %s", err, stderr.String())
-	}
+	stopRun(t, runCmd, stderr)
 
 	// Every data message of the stream, read back with nats.go.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
