@@ -109,18 +109,7 @@ func TestOrderManyBatches(t *testing.T) {
 			}
 			want = append(want, batch...)
 		}
-		if err := s.Close(t.Context()); err != nil {
-			t.Fatal(err)
-		}
-		msgs, err := readMessages(t, topic)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := decode(msgs, "msgpack", hostName)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sinktest.Check(t, want, got, sinktest.CheckOptions{Key: hostName})
+		sinktest.Check(t, want, closeAndRead(t, s, topic), sinktest.CheckOptions{Key: hostName})
 		if st := s.Stats(); st.Messages != uint64(len(want)) || st.Batches != 40 || st.Requests == 0 {
 			t.Errorf("Stats = %+v, want %d messages in 40 batches", st, len(want))
 		}
@@ -270,17 +259,24 @@ func TestRequiredAcksOne(t *testing.T) {
 			}
 			want = append(want, b...)
 		}
-		if err := s.Close(t.Context()); err != nil {
-			t.Fatal(err)
-		}
-		msgs, err := readMessages(t, topic)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := decode(msgs, "msgpack", hostName)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sinktest.Check(t, want, got, sinktest.CheckOptions{Key: hostName})
+		sinktest.Check(t, want, closeAndRead(t, s, topic), sinktest.CheckOptions{Key: hostName})
 	})
+}
+
+// closeAndRead closes s and returns the events of topic, read back with
+// kafka-go and decoded from msgpack.
+func closeAndRead(t *testing.T, s *kafka.Sink, topic string) []schema.Event {
+	t.Helper()
+	if err := s.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := readMessages(t, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := decode(msgs, "msgpack", hostName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
 }
