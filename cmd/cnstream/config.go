@@ -155,8 +155,8 @@ type SinkConfig struct {
 // KafkaConfig is the kafka sink's section (sink/kafka.Config).
 type KafkaConfig struct {
 	Brokers          commaList `yaml:"brokers"`           // required: a list, or a comma-separated string
-	Topic            string    `yaml:"topic"`             // default cnstream-events; {kind}, {host}, {machine_id}, {boot_id}
-	Key              string    `yaml:"key"`               // default {host}: per-host order
+	Topic            string    `yaml:"topic"`             // default cnstream-events; {kind}, {host}, {machine_id}, {boot_id}, {stream}
+	Key              string    `yaml:"key"`               // default {host}: per-host order; {host}-{stream}: per-stream order, a host over several partitions
 	RequiredAcks     string    `yaml:"required_acks"`     // all (default), one, none
 	Compression      string    `yaml:"compression"`       // zstd (default), lz4, snappy, gzip, none
 	Encoding         string    `yaml:"encoding"`          // msgpack (default) or json

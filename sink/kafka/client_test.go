@@ -1,11 +1,13 @@
 package kafka_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -279,4 +281,76 @@ func closeAndRead(t *testing.T, s *kafka.Sink, topic string) []schema.Event {
 		t.Fatal(err)
 	}
 	return got
+}
+
+// TestStreamKey: with the key {host}-{stream} a host's events spread over
+// the topic's partitions, and each stream's events stay in one partition
+// in the order written (the ordering unit becomes the stream).
+func TestStreamKey(t *testing.T) {
+	forClients(t, func(t *testing.T, client string) {
+		topic := uniqueTopic(t)
+		createTopic(t, topic, partitions)
+		s, err := kafka.New(kafka.Config{Brokers: strings.Split(brokers.Kafka(t), ","), Topic: topic, Key: "{host}-{stream}", Client: client})
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := sinktest.NewGenerator(23)
+		var want []schema.Event
+		for range 10 {
+			b := g.Batch(300)
+			if err := s.WriteBatch(t.Context(), b); err != nil {
+				t.Fatal(err)
+			}
+			want = append(want, b...)
+		}
+		if err := s.Close(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		msgs, err := readMessages(t, topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Positions written, per event id; partition and offset read back.
+		pos := map[string]int{}
+		for i := range want {
+			pos[want[i].EventID()] = i
+		}
+		type at struct {
+			part int
+			off  int64
+			pos  int
+		}
+		byKey := map[string][]at{}
+		parts := map[int]bool{}
+		for i := range msgs {
+			m := &msgs[i]
+			e, err := schema.DecodeMsgpack(m.Value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, ok := pos[e.EventID()]
+			if !ok {
+				t.Fatalf("message %d/%d: event %s was not written", m.Partition, m.Offset, e.EventID())
+			}
+			byKey[string(m.Key)] = append(byKey[string(m.Key)], at{m.Partition, m.Offset, p})
+			parts[m.Partition] = true
+		}
+		if len(msgs) != len(want) {
+			t.Errorf("%d messages, want %d", len(msgs), len(want))
+		}
+		if len(byKey) < 2 || len(parts) < 2 {
+			t.Fatalf("%d keys over %d partitions: the test proves nothing", len(byKey), len(parts))
+		}
+		for k, as := range byKey {
+			slices.SortFunc(as, func(a, b at) int { return cmp.Compare(a.off, b.off) })
+			for i := 1; i < len(as); i++ {
+				if as[i].part != as[0].part {
+					t.Fatalf("key %s in partitions %d and %d", k, as[0].part, as[i].part)
+				}
+				if as[i].pos <= as[i-1].pos {
+					t.Fatalf("key %s: offset %d holds event %d, after event %d: out of order", k, as[i].off, as[i].pos, as[i-1].pos)
+				}
+			}
+		}
+	})
 }

@@ -29,7 +29,8 @@ type Config struct {
 
 	// Topic is the template of the topic of an event: text with the
 	// placeholders {kind} (the event kind, "exec"), {host} (the host
-	// name), {machine_id} and {boot_id}. A character a topic name cannot
+	// name), {machine_id}, {boot_id} and {stream} (the event's sequence
+	// stream, "1.1-c3"; "r" for records without one). A character a topic name cannot
 	// hold (anything but ASCII letters, digits, '.', '_' and '-') that a
 	// placeholder expands to becomes '_'. Topics are created by the broker
 	// on first use when it allows auto-creation
@@ -41,7 +42,9 @@ type Config struct {
 	// Key is the template of the message key, with the placeholders of
 	// Topic (expanded as they are, not replaced). The key picks the
 	// partition (hash of the key), and order is kept per partition: the
-	// default keeps each host's events in order. Default "{host}".
+	// default keeps each host's events in order; "{host}-{stream}" spreads
+	// a host over partitions with each stream's events in order. Default
+	// "{host}".
 	Key string
 
 	// RequiredAcks is when the broker acknowledges a write: "all" (every

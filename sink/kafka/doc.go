@@ -27,7 +27,10 @@
 //
 // The topic and the key come from templates (Config.Topic, default
 // "cnstream-events"; Config.Key, default "{host}") with the placeholders
-// {kind}, {host}, {machine_id} and {boot_id}. Every message has the headers
+// {kind}, {host}, {machine_id}, {boot_id} and {stream} (the event's
+// sequence stream: 1.1-c3 for CPU 3's process events, 18.101-s4242 for
+// another connector id's sender, r for records without a stream). Every
+// message has the headers
 // content-type ("application/msgpack" or "application/json"),
 // cnstream-schema-version ("1", the event's version) and cnstream-event-id
 // (schema.Event.ID). The brokers create a topic on its first use when they
@@ -46,7 +49,13 @@
 // uses the same hash, so switching clients does not move keys), and
 // Kafka keeps order within a partition: with the default key every host's
 // events stay in the order of the WriteBatch calls, which is the ordering
-// unit the pipeline asks of this sink. kafka-go writes each partition's
+// unit the pipeline asks of this sink. A key of "{host}-{stream}" spreads
+// one host's events over the topic's partitions (one partition's records
+// are batched and compressed one after the other: more partitions, more
+// in parallel) and keeps the order per stream instead of per host: what
+// gap detection and the completeness audit need (each stream's sequence
+// numbers in order), not a host-wide order (across CPUs the kernel gives
+// none; mono_ns orders them). kafka-go writes each partition's
 // batches one after the other. Adding partitions to a topic moves keys to
 // other partitions: order across the change is not kept.
 //

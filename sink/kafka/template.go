@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/cnstream/cnstream/schema"
@@ -16,6 +17,7 @@ const (
 	fieldHost
 	fieldMachineID
 	fieldBootID
+	fieldStream
 )
 
 var placeholders = map[string]field{
@@ -23,6 +25,7 @@ var placeholders = map[string]field{
 	"host":       fieldHost,
 	"machine_id": fieldMachineID,
 	"boot_id":    fieldBootID,
+	"stream":     fieldStream,
 }
 
 type segment struct {
@@ -63,7 +66,7 @@ func parseTemplate(s string, topic bool) (template, error) {
 		name := rest[i+1 : i+j]
 		f, ok := placeholders[name]
 		if !ok {
-			return t, fmt.Errorf("%q: unknown placeholder {%s} (want {kind}, {host}, {machine_id} or {boot_id})", s, name)
+			return t, fmt.Errorf("%q: unknown placeholder {%s} (want {kind}, {host}, {machine_id}, {boot_id} or {stream})", s, name)
 		}
 		t.segs = append(t.segs, segment{f: f})
 		dynamic = true
@@ -115,6 +118,9 @@ func (t *template) appendTo(b []byte, e *schema.Event) []byte {
 			if e.Host != nil {
 				v = e.Host.BootID
 			}
+		case fieldStream:
+			b = appendStream(b, e) // digits, '.', '-', 'c', 's', 'r': valid in a topic name
+			continue
 		}
 		if !t.topic {
 			b = append(b, v...)
@@ -133,4 +139,27 @@ func (t *template) appendTo(b []byte, e *schema.Event) []byte {
 
 func topicChar(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-'
+}
+
+// appendStream appends the event's sequence stream as its id names it:
+// <idx>.<val>-c<cpu> for process events (per CPU), <idx>.<val>-s<sender>
+// for other connector messages, "r" for the pipeline's records without a
+// stream (dropped, overrun, malformed, forged, corrupt); gap, filtered and
+// stream_closed records name their stream and go with its events. A key
+// of {host}-{stream} spreads a host's events over partitions with each
+// stream's order kept.
+func appendStream(b []byte, e *schema.Event) []byte {
+	s := e.Stream
+	if s == nil {
+		return append(b, 'r')
+	}
+	b = strconv.AppendUint(b, uint64(s.Idx), 10)
+	b = append(b, '.')
+	b = strconv.AppendUint(b, uint64(s.Val), 10)
+	if s.Idx == schema.ProcID.Idx && s.Val == schema.ProcID.Val && s.Sender == 0 {
+		b = append(b, "-c"...)
+		return strconv.AppendUint(b, uint64(s.CPU), 10)
+	}
+	b = append(b, "-s"...)
+	return strconv.AppendUint(b, uint64(s.Sender), 10)
 }
