@@ -42,18 +42,7 @@ func TestTailCredentialsNamespaces(t *testing.T) {
 	tail.Stderr = &stderr
 	lines := jsonLines(t, tail)
 	defer tail.Process.Kill()
-	next := func() map[string]any {
-		select {
-		case m, ok := <-lines:
-			if !ok {
-				t.Fatalf("tail stopped: %s", stderr.String())
-			}
-			return m
-		case <-ctx.Done():
-			t.Fatalf("timed out waiting for tail output; stderr: %s", stderr.String())
-		}
-		return nil
-	}
+	next := func() map[string]any { return nextLine(t, ctx, lines, &stderr) }
 	// Any exec printed means tail is reading: the child's are seen.
 	go exec.Command("/bin/true").Run()
 	next()

@@ -88,6 +88,22 @@ func jsonLines(t *testing.T, cmd *exec.Cmd) <-chan map[string]any {
 	return ch
 }
 
+// nextLine returns the next JSON object of lines (jsonLines), failing the
+// test when the command stopped or ctx ended first.
+func nextLine(t *testing.T, ctx context.Context, lines <-chan map[string]any, stderr *bytes.Buffer) map[string]any {
+	t.Helper()
+	select {
+	case m, ok := <-lines:
+		if !ok {
+			t.Fatalf("tail stopped: %s", stderr.String())
+		}
+		return m
+	case <-ctx.Done():
+		t.Fatalf("timed out waiting for tail output; stderr: %s", stderr.String())
+	}
+	return nil
+}
+
 // num returns the number at the path of keys in a decoded JSON object.
 func num(m map[string]any, path ...string) uint64 {
 	for _, k := range path[:len(path)-1] {
@@ -133,18 +149,7 @@ func TestTailProcessEvents(t *testing.T) {
 	defer tail.Process.Kill()
 
 	// Any event means tail is reading; a child started after that is seen.
-	next := func() map[string]any {
-		select {
-		case m, ok := <-lines:
-			if !ok {
-				t.Fatalf("tail stopped: %s", stderr.String())
-			}
-			return m
-		case <-ctx.Done():
-			t.Fatalf("timed out waiting for tail output; stderr: %s", stderr.String())
-		}
-		return nil
-	}
+	next := func() map[string]any { return nextLine(t, ctx, lines, &stderr) }
 	for first := true; first; first = false {
 		go exec.Command("/bin/true").Run() // make sure something happens
 		next()
@@ -824,6 +829,23 @@ func jetStreamFor(t *testing.T, natsURL, stream string) jetstream.JetStream {
 	}
 	t.Cleanup(func() { _ = js.DeleteStream(context.Background(), stream) })
 	return js
+}
+
+// openStream returns stream's handle and info, and a context of 30 s (for
+// reading it back) that ends with the test.
+func openStream(t *testing.T, js jetstream.JetStream, stream string) (context.Context, jetstream.Stream, *jetstream.StreamInfo) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	t.Cleanup(cancel)
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ctx, st, info
 }
 
 // startRun starts `cnstream run --config cfg` and waits for its "listening"

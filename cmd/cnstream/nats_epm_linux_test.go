@@ -82,16 +82,7 @@ sinks:
 	}
 	stopRun(t, runCmd, stderr)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	st, err := js.Stream(ctx, stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, st, info := openStream(t, js, stream)
 	seen := map[string]bool{}
 	msgs, events, headerSum := 0, 0, 0
 	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {

@@ -65,16 +65,7 @@ sinks:
 	stopRun(t, runCmd, stderr)
 
 	// Every data message of the stream, read back with nats.go.
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	st, err := js.Stream(ctx, stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, st, info := openStream(t, js, stream)
 	if d := info.Config.Duplicates; d <= 0 {
 		t.Fatalf("stream %s has no duplicate window (%v): the test proves nothing", stream, d)
 	}
