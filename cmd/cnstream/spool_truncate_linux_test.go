@@ -78,9 +78,16 @@ func spoolTruncateCase(t *testing.T, addr string, rng *rand.Rand, atBoundary boo
 	if err != nil {
 		t.Fatal(err)
 	}
-	size := int64(len(data))
-	bounds := segmentBoundaries(t, data) // record starts, then the end of the last
+	bounds := segmentBoundaries(t, data) // record starts, then the end of the last whole one
 	records := len(bounds) - 1
+	// SIGKILL can land between two writes of one record: what follows the
+	// last whole record is such a torn tail. The cut below removes it
+	// with the rest; its event's number is then in the restart gap, as
+	// the spool resumes after its last whole record.
+	size := bounds[len(bounds)-1]
+	if torn := int64(len(data)) - size; torn > 0 {
+		t.Logf("%s: a torn record of %d bytes after the last whole one (SIGKILL mid-write)", seg, torn)
+	}
 	if records < 10_000 {
 		t.Fatalf("%s: %d bytes, %d records: want about %d (segments %v)", seg, size, records, int(killAt.Seconds()*rate), segs)
 	}
@@ -151,7 +158,8 @@ func spoolTruncateCase(t *testing.T, addr string, rng *rand.Rand, atBoundary boo
 // segmentBoundaries returns the offsets of the records of a spool segment
 // (a header of 18 bytes and the host's JSON, whose length is the u16 at
 // 16, then records of a 17-byte header whose first 4 bytes are the
-// payload's length), then the offset after the last whole record.
+// payload's length), then the offset after the last whole record: a torn
+// record after it (a process killed between two writes) is left out.
 func segmentBoundaries(t *testing.T, data []byte) []int64 {
 	t.Helper()
 	if len(data) < 18 || string(data[:8]) != "CNSPOOL2" {
@@ -166,9 +174,6 @@ func segmentBoundaries(t *testing.T, data []byte) []int64 {
 		}
 		off = end
 		bounds = append(bounds, off)
-	}
-	if off != int64(len(data)) {
-		t.Fatalf("segment of %d bytes: records end at %d", len(data), off)
 	}
 	return bounds
 }
