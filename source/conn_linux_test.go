@@ -159,8 +159,15 @@ func TestChildProcessEvents(t *testing.T) {
 		t.Errorf("exec %+v: want tgid %d", execd.Exec, pid)
 	}
 	e := exit.Exit
-	if e.TGID != pid || !e.Exited() || e.Status() != 7 || e.Signaled() || e.ParentTGID != self {
-		t.Errorf("exit %+v: want pid/tgid %d, exited with status 7, parent %d", e, pid, self)
+	// The kernel fills the exit's parent only while the task's pid is
+	// attached (cn_proc.c: if (pid_alive(task))): a parent that reaps the
+	// child between exit_notify and proc_exit_connector gets 0. This
+	// test's wait can: 0 means "not said", anything else must be us.
+	if e.TGID != pid || !e.Exited() || e.Status() != 7 || e.Signaled() || e.ParentTGID != self && e.ParentTGID != 0 {
+		t.Errorf("exit %+v: want pid/tgid %d, exited with status 7, parent %d (or 0: reaped first)", e, pid, self)
+	}
+	if e.ParentTGID == 0 {
+		t.Logf("exit %+v: parent 0, the child was reaped before the kernel wrote its exit event", e)
 	}
 	if !(fork.TimestampNS <= execd.TimestampNS && execd.TimestampNS <= exit.TimestampNS) {
 		t.Errorf("timestamps out of order: fork %d exec %d exit %d", fork.TimestampNS, execd.TimestampNS, exit.TimestampNS)
